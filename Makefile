@@ -1,0 +1,34 @@
+# aaas-profile: `make setup` once on a fresh machine, then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test test-all demo lint clean
+
+setup: $(VENV)/.installed
+
+# PyPI's torch wheel is a CUDA build that also runs on CPU; constraints.txt pins the tested versions.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+# also the tests marked slow or gpu (the gpu ones skip themselves without CUDA)
+test-all: setup
+	$(BIN)/python -m pytest -m ""
+
+# a short sweep on the default model; MODEL=path/to/diffusers-folder to sweep another one
+MODEL ?= faces
+demo: setup
+	$(BIN)/aaas-profile models
+	$(BIN)/aaas-profile sweep --model $(MODEL) --limit 2 --masks thick --steps 10,25,50,100 --out results/demo
+
+lint: setup
+	$(BIN)/ruff check aaas_profile tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
