@@ -1,0 +1,103 @@
+import math
+
+import pytest
+import torch
+
+from aaas_profile import metrics
+
+FULL_REFERENCE = [name for name, m in metrics.METRICS.items() if m.full_reference]
+
+
+def test_tv_on_a_hand_computed_step_edge():
+    # left half 0, right half 1, three equal channels: one horizontal difference of 1 per row and channel.
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., 32:] = 1.0
+    squared_sum = 3 * 64 * 1.0
+    differences = 3 * (64 * 63 + 63 * 64)
+    assert metrics.total_variation(x).item() == pytest.approx(math.sqrt(squared_sum / differences), rel=1e-6)
+    assert metrics.total_variation(torch.full((1, 3, 64, 64), 0.3)).item() == 0.0
+
+
+def test_tv_compares_across_sizes():
+    # the same pattern (a 4-px checkerboard) at two sizes scores the same
+    def board(size):
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        return (((yy // 4) + (xx // 4)) % 2).float().expand(1, 3, size, size)
+
+    assert metrics.total_variation(board(64)).item() == pytest.approx(metrics.total_variation(board(256)).item(),
+                                                                       rel=0.02)
+
+
+def natural(n=2, size=96):
+    """Smooth images with edges: gradients, a disc, mild texture."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    images = []
+    for i in range(n):
+        disc = (((xx - 0.4 - 0.1 * i) ** 2 + (yy - 0.5) ** 2) < 0.06).float()
+        base = torch.stack([xx, yy, 0.3 + 0.5 * disc])
+        images.append((base + 0.02 * torch.randn(3, size, size)).clamp(0, 1))
+    return torch.stack(images)
+
+
+def test_full_reference_metrics_are_perfect_on_identical_images_and_worse_on_degraded_ones():
+    x = natural()
+    noisy = (x + 0.15 * torch.randn_like(x)).clamp(0, 1)
+    same = metrics.score(x, x, FULL_REFERENCE)
+    worse = metrics.score(noisy, x, FULL_REFERENCE)
+    perfect = {"dss": 1.0, "haarpsi": 1.0, "vif": 1.0, "mdsi": 0.0}
+    for name in FULL_REFERENCE:
+        assert same[name].shape == (2,)
+        assert same[name] == pytest.approx([perfect[name]] * 2, abs=1e-4), name
+        if metrics.METRICS[name].higher_is_better:
+            assert (worse[name] < same[name] - 0.05).all(), name
+        else:
+            assert (worse[name] > same[name] + 0.05).all(), name
+
+
+def test_no_reference_metrics_rank_noise_as_worse():
+    x = natural(size=128)
+    noisy = (x + 0.15 * torch.randn_like(x)).clamp(0, 1)
+    clean, bad = metrics.score(x, x, ["tv", "brisque"]), metrics.score(noisy, x, ["tv", "brisque"])
+    assert (bad["tv"] > clean["tv"]).all()
+    assert (bad["brisque"] > clean["brisque"]).all()
+
+
+def test_directions_match_design():
+    better = {name: m.higher_is_better for name, m in metrics.METRICS.items()}
+    assert better == {"tv": False, "brisque": False, "dss": True, "haarpsi": True, "mdsi": False, "vif": True}
+
+
+def test_batched_scores_equal_one_at_a_time():
+    x = natural(n=3)
+    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    together = metrics.score(y, x)
+    for i in range(3):
+        alone = metrics.score(y[i:i + 1], x[i:i + 1])
+        for name in metrics.ALL:
+            assert alone[name].item() == pytest.approx(together[name][i].item(), rel=1e-4, abs=1e-6), name
+
+
+def test_too_small_images_are_refused_not_scored():
+    x = torch.rand(1, 3, 40, 40)
+    with pytest.raises(metrics.MetricError, match="brisque ≥ 64 px.*vif ≥ 41 px"):
+        metrics.score(x, x)
+    small = torch.rand(1, 3, 31, 31)
+    with pytest.raises(metrics.MetricError, match="dss ≥ 32 px"):
+        metrics.score(small, small, ["dss"])
+    assert metrics.score(small, small, ["tv", "haarpsi"])["tv"].shape == (1,)
+
+
+def test_select_validates_names():
+    assert metrics.select("vif,tv") == ("vif", "tv")
+    assert metrics.select(None) == metrics.ALL
+    with pytest.raises(metrics.MetricError, match="unknown metric"):
+        metrics.select("psnr")
+
+
+def test_brisque_of_a_constant_image_is_nan_and_the_rest_still_score():
+    x = natural(n=2, size=64)
+    x[1] = 0.5
+    values = metrics.score(x, x, ["brisque"])["brisque"]
+    assert math.isfinite(values[0].item())
+    assert math.isnan(values[1].item())
