@@ -1,0 +1,181 @@
+"""The ``aaas-profile`` command line: parses, calls the stage modules, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from aaas_profile import sweep as sweep_mod
+
+app = typer.Typer(
+    help="Quality-vs-steps profiles of diffusion inpainting for AIGC-as-a-Service planning (Du et al. 2023).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+# Errors that mean bad input; each carries a one-line message for the user.
+def _user_errors() -> tuple[type[Exception], ...]:
+    from aaas_profile.images import ImageError
+    from aaas_profile.masks import MaskError
+    from aaas_profile.metrics import MetricError
+    from aaas_profile.models import ModelError
+    from aaas_profile.runs import RunError
+
+    return ImageError, MaskError, MetricError, ModelError, RunError, sweep_mod.SweepError
+
+
+class RichProgress(sweep_mod.Progress):
+    """A rich progress bar over UNet image-forwards (what the time goes into), with an ETA."""
+
+    def __init__(self):
+        self.bar = Progress(
+            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("UNet image-forwards"),
+            TextColumn("· {task.fields[cells]} cells"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=console,
+        )
+        self.task = None
+        self.cells = 0
+
+    def start(self, total_calls: int, total_cells: int) -> None:
+        self.bar.start()
+        self.total_cells = total_cells
+        self.task = self.bar.add_task("sweep", total=total_calls, cells=f"0/{total_cells}")
+
+    def unet_call(self, images: int) -> None:
+        self.bar.advance(self.task, images)
+
+    def batch_done(self, cells: int) -> None:
+        self.cells += cells
+        self.bar.update(self.task, cells=f"{self.cells}/{self.total_cells}")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@app.command()
+def sweep(
+    model: Annotated[str | None, typer.Option(help="Model name (see `aaas-profile models`) or a diffusers folder. \\[default: faces]")] = None,  # noqa: E501
+    data: Annotated[Path | None, typer.Option(help="Folder of PNG/JPEG/BMP images (any mode and size; resized and centre-cropped to the model's resolution). \\[default: datasets/sample]")] = None,  # noqa: E501
+    masks: Annotated[str | None, typer.Option(help="Comma list of mask families (thick, thin, half, expand, line, box) and/or folders of mask images (white = keep). \\[default: thick,thin]")] = None,  # noqa: E501
+    steps: Annotated[str | None, typer.Option(help="Step counts, e.g. 10,20,25,50. Use divisors of the 1000 training steps: the scheduler spaces timesteps by 1000 // steps, so other counts start from a lower noise level. \\[default: 10,20,25,50,100,125,200,250]")] = None,  # noqa: E501
+    seeds: Annotated[str | None, typer.Option(help="Seeds per image × mask, e.g. 0,1 or 0-4. \\[default: 0]")] = None,  # noqa: E501
+    jump_length: Annotated[int | None, typer.Option("--jump-length", help="RePaint's resampling jump j (1 with --jump-n-sample 1 turns resampling off). \\[default: 10]")] = None,  # noqa: E501
+    jump_n_sample: Annotated[int | None, typer.Option("--jump-n-sample", help="RePaint's resampling count r. \\[default: 10]")] = None,  # noqa: E501
+    eta: Annotated[float | None, typer.Option(help="Noise weight of the unknown part's update: 0 = diffusers' RePaint default, 1 = DDPM. \\[default: 0]")] = None,  # noqa: E501
+    metrics: Annotated[str | None, typer.Option(help="Comma list of tv, brisque, dss, haarpsi, mdsi, vif. \\[default: all]")] = None,  # noqa: E501
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images (sorted by name).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Cells per UNet call. \\[default: 8]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. \\[default: auto]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="fp32, or fp16/bf16 on CUDA. \\[default: fp32]")] = None,
+    save_images: Annotated[int | None, typer.Option(help="Save PNGs (original, corrupted, each step count) of this many cells. \\[default: 4]")] = None,  # noqa: E501
+    out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<time>]")] = None,  # noqa: E501
+    config: Annotated[Path | None, typer.Option(help="TOML file with any of these options (flags override it).")] = None,  # noqa: E501
+) -> None:
+    """Corrupt images, inpaint them with RePaint at a sweep of step counts, and score every output.
+
+    Examples:
+
+      aaas-profile sweep --model models/my-ddpm --limit 2 --steps 10,25,50
+
+      aaas-profile sweep --model celeba --data datasets/faces --masks thick,thin --steps 10,20,25,50,100,250 \\
+          --seeds 0,1 --out results/celeba-thin
+
+    Writes results/<run>/ (config.toml, manifest.json, scores/part-*.parquet, images/). Running the same
+    command again on the same --out resumes: finished cells are skipped.
+    """
+    errors = _user_errors()
+    try:
+        cfg = sweep_mod.SweepConfig.from_sources(
+            config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
+            jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics, limit=limit,
+            batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
+            out=None if out is None else str(out),
+        )
+        prepared = sweep_mod.prepare(cfg)
+    except errors as err:
+        fail(str(err))
+    console.print(
+        f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
+        f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
+        f"{len(cfg.steps)} step counts · {prepared.device} {cfg.dtype} · run folder {prepared.run_dir}",
+        highlight=False,
+    )
+    progress = RichProgress()
+    try:
+        result = sweep_mod.run(cfg, progress=progress, prepared=prepared)
+    except KeyboardInterrupt:
+        progress.stop()
+        fail(f"interrupted: finished cells are saved in {prepared.run_dir}; run the same command again to resume",
+             code=130)
+    except errors as err:
+        progress.stop()
+        fail(str(err))
+    progress.stop()
+    _print_summary(result)
+
+
+def _print_summary(result: sweep_mod.SweepResult) -> None:
+    table = Table(title=f"{result.run_dir} · medians over images × masks × seeds")
+    for column in ("metric", "better", "lowest steps", "median", "highest steps", "median", "rows"):
+        table.add_column(column, justify="left" if column in ("metric", "better") else "right")
+    for row in result.summary.itertuples():
+        table.add_row(row.metric, row.better, str(row.steps_low), f"{row.median_low:.4g}", str(row.steps_high),
+                      f"{row.median_high:.4g}", str(row.rows))
+    console.print(table)
+    rate = result.unet_calls / result.wall_s if result.wall_s > 0 else 0.0
+    console.print(
+        f"{result.cells_run} cells run, {result.cells_skipped} already done · {result.unet_calls} UNet "
+        f"image-forwards in {result.wall_s:.1f} s ({rate:.1f}/s)", highlight=False,
+    )
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the named models: where their weights come from, resolution, licence, and whether present.
+
+    Example:
+
+      aaas-profile models
+    """
+    from aaas_profile.models import cards, find_weights
+
+    table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
+    for column in ("name", "source", "resolution", "licence", "weights", "description"):
+        table.add_column(column)
+    for card in cards().values():
+        folder = find_weights(card, download=False)
+        source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"
+        present = f"[green]present[/] ({folder})" if folder else "[yellow]absent[/]"
+        table.add_row(card.name, source, f"{card.resolution} px", card.licence, present, card.description)
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m aaas_profile.cli`
+    app(prog_name="aaas-profile")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""The sweep: corrupt each image with each mask and seed, inpaint it at every step count, score the output.
+
+A cell is (model, image, mask, seed) at one step count and one resampling setting; its scores go to the run
+folder's long table (``runs.COLUMNS``). Cells run in batches that share UNet calls; each batch's rows are one
+atomically written part, so an interrupted sweep started again skips what is done and loses nothing.
+
+Seeds: a cell's mask comes from ``mask_seed("mask", mask, image, seed)`` and its diffusion noise from
+``mask_seed("noise", mask, image, seed)``, the same at every step count (common random numbers make the
+quality-vs-steps curve smoother), and independent of the batch it ran in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+import pandas as pd
+import tomli_w
+import tomllib
+import torch
+from PIL import Image as PILImage
+
+from aaas_profile import images as images_mod
+from aaas_profile import masks as masks_mod
+from aaas_profile import metrics as metrics_mod
+from aaas_profile import runs
+from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
+from aaas_profile.models import LoadedModel, load
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = PROJECT_ROOT / "datasets" / "sample"
+# Divisors of the 1000 training steps: RePaintScheduler spaces timesteps by 1000 // steps, so any other count
+# starts its chain from a lower noise level (30 steps start at t = 957, not 999) and is not comparable.
+DEFAULT_STEPS = (10, 20, 25, 50, 100, 125, 200, 250)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class SweepError(ValueError):
+    """A sweep configuration that cannot run; the message is one line."""
+
+
+@dataclass
+class SweepConfig:
+    """Everything that defines a sweep; written to the run folder as config.toml."""
+
+    model: str = "faces"  # the bundled faces model (issue "Bundled models"); any card name or folder
+    data: str = str(DEFAULT_DATA)
+    masks: list[str] = field(default_factory=lambda: ["thick", "thin"])
+    steps: list[int] = field(default_factory=lambda: list(DEFAULT_STEPS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    jump_length: int = 10  # RePaint's j
+    jump_n_sample: int = 10  # RePaint's r
+    eta: float = 0.0  # see inpaint.RePaintConfig
+    metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
+    limit: int | None = None  # use only the first N images (sorted by name)
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "fp32"
+    save_images: int = 4  # cells whose original, corrupted input and outputs are saved as PNG for reports
+    out: str | None = None  # default results/<model>-<UTC time>
+
+    @classmethod
+    def from_sources(cls, file: Path | None = None, **overrides) -> SweepConfig:
+        """Defaults, overridden by a TOML file's keys, overridden by the non-None keyword arguments."""
+        values: dict = {}
+        if file is not None:
+            try:
+                values.update(tomllib.loads(Path(file).read_text()))
+            except (OSError, tomllib.TOMLDecodeError) as err:
+                raise SweepError(f"{file}: cannot read the configuration ({err})") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise SweepError(f"unknown configuration key(s): {', '.join(unknown)}")
+        for key in ("masks", "metrics"):
+            if isinstance(values.get(key), str):
+                values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
+        for key in ("steps", "seeds"):
+            if isinstance(values.get(key), str):
+                values[key] = parse_ints(values[key], key)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not self.steps or any(s < 1 for s in self.steps):
+            raise SweepError(f"steps must be positive integers, got {self.steps}")
+        if not self.seeds:
+            raise SweepError("give at least one seed")
+        if not self.masks:
+            raise SweepError("give at least one mask")
+        if self.batch_size < 1:
+            raise SweepError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if self.dtype not in DTYPES:
+            raise SweepError(f"unknown dtype '{self.dtype}': choose from {', '.join(DTYPES)}")
+        if self.limit is not None and self.limit < 1:
+            raise SweepError(f"limit must be ≥ 1, got {self.limit}")
+        self.steps = sorted(set(self.steps))
+        self.seeds = list(dict.fromkeys(self.seeds))
+        self.metrics = list(metrics_mod.select(self.metrics))
+        try:
+            RePaintConfig(self.jump_length, self.jump_n_sample, self.eta)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    """"10,20,50" or "0-3" (inclusive ranges) → a list of ints."""
+    values: list[int] = []
+    try:
+        for item in (p.strip() for p in text.split(",") if p.strip()):
+            if "-" in item[1:]:
+                lo, hi = item.split("-", 1) if not item.startswith("-") else item[1:].split("-", 1)
+                values.extend(range(int(lo), int(hi) + 1))
+            else:
+                values.append(int(item))
+    except ValueError:
+        raise SweepError(f"--{what}: expected integers like 10,20,50 or 0-3, got '{text}'") from None
+    return values
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SweepError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SweepError(f"device '{name}' asked for but CUDA is not available here")
+    return device
+
+
+@dataclass(frozen=True)
+class Cell:
+    image_index: int
+    image_id: str
+    mask: masks_mod.MaskSpec
+    seed: int
+
+    @property
+    def mask_seed(self) -> int:
+        return masks_mod.mask_seed("mask", self.mask.name, self.image_id, self.seed)
+
+    @property
+    def noise_seed(self) -> int:
+        return masks_mod.mask_seed("noise", self.mask.name, self.image_id, self.seed)
+
+
+@dataclass
+class SweepResult:
+    run_dir: Path
+    config: SweepConfig
+    cells_run: int
+    cells_skipped: int
+    wall_s: float
+    unet_calls: int
+    summary: pd.DataFrame
+
+
+@dataclass
+class Prepared:
+    """A validated sweep, ready to run: nothing is written before this exists."""
+
+    config: SweepConfig
+    run_dir: Path
+    model: LoadedModel
+    images: list[images_mod.Image]
+    masks: list[masks_mod.MaskSpec]
+    device: torch.device
+    repaint: RePaintConfig
+
+
+def prepare(config: SweepConfig) -> Prepared:
+    """Check everything a sweep needs (model, images, masks, metrics, run folder) before any work.
+
+    Raises ModelError, ImageError, MaskError, MetricError, SweepError or RunError, each with one line."""
+    device = pick_device(config.device)
+    if config.dtype != "fp32" and device.type != "cuda":
+        raise SweepError(f"--dtype {config.dtype} needs a CUDA device; on {device} use fp32")
+    masks = [spec for item in config.masks for spec in masks_mod.parse_masks(item)]
+    model = load(config.model, device=device, dtype=DTYPES[config.dtype])
+    metrics_mod.check_size(config.metrics, model.resolution, model.resolution)
+    train_steps = model.scheduler_config["num_train_timesteps"]
+    if max(config.steps) > train_steps:
+        raise SweepError(f"steps go up to {max(config.steps)} but the model was trained with {train_steps}")
+    images = images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit)
+    for spec in masks:  # fail now, not after hours, on a mask that keeps everything or nothing
+        for image in images:
+            for seed in config.seeds:
+                spec.make(model.resolution, Cell(0, image.image_id, spec, seed).mask_seed)
+    out = Path(config.out) if config.out else Path("results") / f"{model.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    _check_resume(out, config, model)
+    return Prepared(config, out, model, images, masks, device,
+                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta))
+
+
+# Settings that change what a cell's numbers mean: a run folder never mixes two values of these.
+FIXED = ("data", "eta", "dtype", "metrics")
+
+
+def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
+    """Refuse to add cells to a run folder made with different fixed settings or weights."""
+    if out.exists() and not out.is_dir():
+        raise runs.RunError(f"{out} exists and is not a folder")
+    config_path = out / "config.toml"
+    if not config_path.exists():
+        return
+    try:
+        before = tomllib.loads(config_path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise runs.RunError(f"{config_path}: unreadable ({err}); fix it or use a new --out") from None
+    changed = [k for k in FIXED if before.get(k) != getattr(config, k)]
+    weights = runs.Manifest(out / "manifest.json").read().get("model", {}).get("weights_sha256")
+    if weights and weights != model.weights_sha256:
+        changed.append("model weights")
+    if changed:
+        raise runs.RunError(
+            f"{out} was swept with other {', '.join(changed)}; resume with the same settings or use a new --out"
+        )
+
+
+def plan(prepared: Prepared, done: set[tuple]) -> Iterator[tuple[int, list[Cell]]]:
+    """(steps, cells) batches still to run: cells in chunks of batch_size, every step count per chunk, so
+    whole curves arrive early."""
+    c = prepared.config
+    cells = [
+        Cell(i, image.image_id, spec, seed)
+        for i, image in enumerate(prepared.images)
+        for spec in prepared.masks
+        for seed in c.seeds
+    ]
+    for start in range(0, len(cells), c.batch_size):
+        chunk = cells[start:start + c.batch_size]
+        for steps in c.steps:
+            todo = [cell for cell in chunk if _key(prepared, cell, steps) not in done]
+            if todo:
+                yield steps, todo
+
+
+def _key(prepared: Prepared, cell: Cell, steps: int) -> tuple:
+    c = prepared.config
+    return (prepared.model.name, cell.image_id, cell.mask.name, cell.seed, steps, c.jump_length, c.jump_n_sample)
+
+
+def run_batch(prepared: Prepared, steps: int, cells: list[Cell], run_id: str,
+              on_call: Callable[[], None] | None = None) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """Inpaint and score one batch. Returns the rows, the outputs and the corrupted inputs (for saving)."""
+    model, c = prepared.model, prepared.config
+    size = model.resolution
+    originals = torch.stack([prepared.images[cell.image_index].tensor for cell in cells])
+    masks = torch.stack([cell.mask.make(size, cell.mask_seed) for cell in cells])
+    start = perf_counter()
+    result = inpaint(model.unet, model.scheduler_config, originals, masks, [cell.noise_seed for cell in cells],
+                     steps, prepared.repaint, on_call=on_call)
+    if prepared.device.type == "cuda":
+        torch.cuda.synchronize(prepared.device)
+    wall = (perf_counter() - start) / len(cells)
+    scores = metrics_mod.score(result.images.to(prepared.device), originals.to(prepared.device), c.metrics)
+    rows = []
+    for i, cell in enumerate(cells):
+        for name in c.metrics:
+            rows.append({
+                "run_id": run_id, "model": model.name, "image_id": cell.image_id, "mask": cell.mask.name,
+                "seed": cell.seed, "steps": steps, "jump_length": c.jump_length,
+                "jump_n_sample": c.jump_n_sample, "unet_calls": result.unet_calls, "wall_s": wall,
+                "device": str(prepared.device), "dtype": c.dtype, "batch_size": len(cells), "metric": name,
+                "value": float(scores[name][i]),
+                "higher_is_better": metrics_mod.METRICS[name].higher_is_better,
+            })
+    corrupted = originals * masks + 0.5 * (1 - masks)  # grey where pixels are to be generated
+    return rows, result.images, corrupted
+
+
+def _save_images(prepared: Prepared, steps: int, cells: list[Cell], outputs, corrupted, saved: dict) -> None:
+    """PNGs of the first ``save_images`` cells: original, corrupted input, output at each step count."""
+    folder = prepared.run_dir / "images"
+    for i, cell in enumerate(cells):
+        key = (cell.image_id, cell.mask.name, cell.seed)
+        if key not in saved:
+            if len(saved) >= prepared.config.save_images:
+                continue
+            saved[key] = folder / _slug(f"{cell.mask.name}-{Path(cell.image_id).stem}-seed{cell.seed}")
+            saved[key].mkdir(parents=True, exist_ok=True)
+            _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
+            _png(corrupted[i], saved[key] / "corrupted.png")
+        _png(outputs[i], saved[key] / f"steps-{steps:04d}.png")
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def _png(image: torch.Tensor, path: Path) -> None:
+    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    PILImage.fromarray(array).save(path)
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: the median at the lowest and the highest step count swept, and the direction."""
+    rows = []
+    for name in [m for m in metrics_mod.ALL if m in set(table["metric"])]:
+        part = table[table["metric"] == name]
+        low, high = part["steps"].min(), part["steps"].max()
+        rows.append({
+            "metric": name,
+            "better": "higher" if metrics_mod.METRICS[name].higher_is_better else "lower",
+            "steps_low": int(low),
+            "median_low": float(part.loc[part["steps"] == low, "value"].median()),
+            "steps_high": int(high),
+            "median_high": float(part.loc[part["steps"] == high, "value"].median()),
+            "rows": len(part),
+        })
+    return pd.DataFrame(rows)
+
+
+class Progress:
+    """What the sweep reports while it runs; the CLI plugs in a rich progress bar."""
+
+    def start(self, total_calls: int, total_cells: int) -> None: ...
+    def unet_call(self, images: int) -> None: ...
+    def batch_done(self, cells: int) -> None: ...
+
+
+def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepared | None = None) -> SweepResult:
+    """Run (or resume) a sweep and return where it went and a summary. See ``prepare`` for the errors."""
+    progress = progress or Progress()
+    prepared = prepared or prepare(config)
+    run_dir = prepared.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.remove_stale_temps(run_dir)
+    done = runs.done_cells(run_dir)
+    todo = list(plan(prepared, done))
+    calls = {steps: unet_calls(steps, prepared.repaint, prepared.model.scheduler_config) for steps in config.steps}
+    total_cells = len(prepared.images) * len(prepared.masks) * len(config.seeds) * len(config.steps)
+    _write_run_files(prepared, done_before=len(done))
+
+    progress.start(sum(calls[steps] * len(cells) for steps, cells in todo), sum(len(c) for _, c in todo))
+    start, ran, saved = perf_counter(), 0, {}
+    for steps, cells in todo:
+        rows, outputs, corrupted = run_batch(prepared, steps, cells, run_dir.name,
+                                             on_call=partial(progress.unet_call, len(cells)))
+        runs.write_part(run_dir, rows)
+        if prepared.config.save_images:
+            _save_images(prepared, steps, cells, outputs, corrupted, saved)
+        ran += len(cells)
+        progress.batch_done(len(cells))
+    wall = perf_counter() - start
+    _finish_manifest(prepared, ran, wall)
+    table = runs.read_scores(run_dir)
+    return SweepResult(run_dir, config, ran, total_cells - ran, wall,
+                       sum(calls[steps] * len(cells) for steps, cells in todo), summarise(table))
+
+
+def _write_run_files(prepared: Prepared, done_before: int) -> None:
+    run_dir = prepared.run_dir
+    (run_dir / "config.toml").write_text(prepared.config.to_toml())
+    manifest = runs.Manifest(run_dir / "manifest.json")
+    data = manifest.read()
+    data.update({
+        "run_id": run_dir.name,
+        "model": prepared.model.describe(),
+        "environment": runs.environment(prepared.device),
+        "dtype": prepared.config.dtype,
+        "seeds": {
+            "cell_seeds": prepared.config.seeds,
+            "mask_seed": 'masks.mask_seed("mask", mask, image_id, seed)',
+            "noise_seed": 'masks.mask_seed("noise", mask, image_id, seed)',
+            "torch_generator_device": str(prepared.device),
+        },
+        "images": [image.image_id for image in prepared.images],
+        "masks": [spec.name for spec in prepared.masks],
+    })
+    data.setdefault("invocations", []).append({
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": _command_line(),
+        "cells_already_done": done_before,
+    })
+    manifest.write(data)
+
+
+def _finish_manifest(prepared: Prepared, ran: int, wall: float) -> None:
+    manifest = runs.Manifest(prepared.run_dir / "manifest.json")
+    data = manifest.read()
+    data["invocations"][-1].update({
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cells_run": ran,
+        "wall_s": round(wall, 3),
+    })
+    manifest.write(data)
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in sys.argv)

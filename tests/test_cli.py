@@ -1,0 +1,120 @@
+"""The command line end to end: real model folder, real images, one-line errors with non-zero exits."""
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from aaas_profile import cli, runs
+from aaas_profile.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """Rich fits tables to the terminal; a wide one keeps cells on one line for the assertions."""
+    monkeypatch.setattr(cli.console, "width", 240)
+FAST = ["--steps", "5", "--masks", "half", "--jump-length", "1", "--jump-n-sample", "1", "--save-images", "0"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())  # rich wraps long lines on narrow terminals
+    assert text.startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in text, result.output
+
+
+def test_sweep_runs_and_prints_a_summary(model_dir, image_dir, tmp_path):
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    for metric in ("tv", "brisque", "dss", "haarpsi", "mdsi", "vif"):
+        assert metric in result.output
+    assert "2 cells run, 0 already done" in result.output
+    assert len(runs.read_scores(tmp_path / "run")) == 2 * 6
+
+
+def test_named_model_without_weights_says_how_to_get_them(image_dir, tmp_path):
+    result = invoke("sweep", "--model", "celeba", "--data", image_dir, "--out", tmp_path / "run")
+    one_line_error(result, "hf download google/ddpm-ema-celebahq-256")
+    assert not (tmp_path / "run").exists()
+
+
+def test_models_lists_every_card():
+    result = invoke("models")
+    assert result.exit_code == 0
+    for name in ("celeba", "church", "google/ddpm-ema-celebahq-256", "apache-2.0", "absent"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "P", "CMYK"])
+def test_any_image_mode_is_converted_and_swept(model_dir, tmp_path, mode):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (72, 90, 3), dtype=np.uint8))
+    if mode == "I;16":
+        Image.fromarray((rng.random((72, 90)) * 65535).astype(np.uint16)).save(folder / "deep.png")
+    elif mode == "CMYK":
+        rgb.convert("CMYK").save(folder / "print.jpg")
+    else:
+        rgb.convert(mode).save(folder / "image.png")
+    result = invoke("sweep", "--model", model_dir, "--data", folder, *FAST, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_input_gives_one_line_and_keeps_what_was_written(model_dir, image_dir, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--out", out).exit_code == 0
+    parts = runs.part_files(out)
+    before = runs.read_scores(out)
+
+    (image_dir / "broken.png").write_bytes(b"\x89PNG not really")
+    one_line_error(invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--out", out), "broken.png")
+    (image_dir / "broken.png").unlink()
+
+    Image.new("RGB", (1, 1)).save(image_dir / "dot.png")
+    one_line_error(invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--out", out), "dot.png")
+    (image_dir / "dot.png").unlink()
+
+    one_line_error(invoke("sweep", "--model", "no-such-model", "--data", image_dir, "--out", out),
+                   "unknown model 'no-such-model'")
+    one_line_error(invoke("sweep", "--model", model_dir, "--data", tmp_path / "nowhere", "--out", out))
+    one_line_error(invoke("sweep", "--model", model_dir, "--data", image_dir, "--masks", "stars", "--out", out),
+                   "stars")
+    one_line_error(invoke("sweep", "--model", model_dir, "--data", image_dir, "--steps", "ten", "--out", out),
+                   "--steps")
+
+    assert runs.part_files(out) == parts
+    assert runs.read_scores(out).equals(before)
+
+
+@pytest.mark.parametrize("fill, words", [(255, "nothing to inpaint"), (0, "nothing known")])
+def test_full_and_empty_user_masks_are_refused(model_dir, image_dir, tmp_path, fill, words):
+    masks = tmp_path / "mymasks"
+    masks.mkdir()
+    Image.new("L", (64, 64), fill).save(masks / "m.png")
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, "--masks", masks, "--steps", "5",
+                    "--out", tmp_path / "run")
+    one_line_error(result, words)
+
+
+def test_half_precision_needs_cuda(model_dir, image_dir, tmp_path):
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, "--dtype", "bf16", "--device", "cpu",
+                    "--out", tmp_path / "run")
+    one_line_error(result, "needs a CUDA device")
+
+
+def test_help_explains_the_step_grid():
+    result = invoke("sweep", "--help")
+    assert result.exit_code == 0
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
+    assert "Use divisors of the 1000 training steps" in text
+    assert "[default: 10,20,25,50,100,125,200,250]" in text
