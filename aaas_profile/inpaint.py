@@ -8,6 +8,11 @@ cell, so a batched sweep gives the same images as one cell at a time (up to floa
 Mask convention (RePaint's): 1 = keep the known pixel, 0 = generate. At the last step the scheduler sets the
 known region to the original exactly (its ᾱ is 1 there), so known pixels come out unchanged.
 
+Models with learned variance (guided-diffusion's ``learn_sigma``, 6 output channels: epsilon, then the
+interpolation v between log β and log β̃) are sampled with their epsilon half only. RePaintScheduler's update
+draws its noise from ``eta`` and the fixed posterior variance β̃ (eta = 1: DDPM with σ² = β̃), so v is not used;
+RePaint's own code instead samples with σ² = exp(v·log β + (1 − v)·log β̃) where v = (output + 1) / 2.
+
 Cost: with resampling, ``steps`` denoising steps cost more UNet calls than ``steps``. After every
 ``jump_length`` steps (except the last stretch) the chain is pushed ``jump_length`` steps back up and walked
 down again, ``jump_n_sample − 1`` times. T = 250 with 10/10 costs 2,410 UNet calls; 1/1 turns it off.
@@ -79,7 +84,8 @@ def inpaint(
 
     Args:
         unet: an epsilon-predicting ``UNet2DModel`` (any device and dtype; sampling runs on its device,
-            the chain's state stays in float32 and only the UNet's input is cast to its dtype).
+            the chain's state stays in float32 and only the UNet's input is cast to its dtype). A model
+            with twice as many output channels (learned variance) contributes its first half, epsilon.
         schedule: the model's training noise schedule (``LoadedModel.scheduler_config``).
         originals: (N, 3, H, W) in [0, 1], the uncorrupted images.
         masks: (N, 1, H, W) of 0/1, 1 = keep.
@@ -97,6 +103,7 @@ def inpaint(
     device, dtype = parameter.device, parameter.dtype
     scheduler = make_scheduler(schedule, steps, config, device=device)
 
+    channels = originals.shape[1]
     known = originals.to(device, torch.float32) * 2 - 1
     keep = masks.to(device, torch.float32)
     generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
@@ -107,7 +114,7 @@ def inpaint(
     with torch.inference_mode():
         for t in scheduler.timesteps:
             if t < t_last:
-                eps = unet(sample.to(dtype), t).sample.float()
+                eps = unet(sample.to(dtype), t).sample[:, :channels].float()
                 sample = scheduler.step(eps, t, sample, known, keep, generator=generators).prev_sample
                 calls += 1
                 if on_call is not None:

@@ -177,6 +177,12 @@ class LoadedModel:
     resolution: int
     licence: str
 
+    @property
+    def learned_variance(self) -> bool:
+        """True for models that output epsilon and a variance interpolation (guided-diffusion's learn_sigma);
+        the sampler uses the epsilon half, see inpaint.py."""
+        return self.unet.config.out_channels == 2 * self.unet.config.in_channels
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -188,6 +194,7 @@ class LoadedModel:
             "scheduler": self.scheduler_config,
             "scheduler_source": self.schedule_source,
             "parameters": sum(p.numel() for p in self.unet.parameters()),
+            "learned_variance": self.learned_variance,
         }
 
 
@@ -225,10 +232,10 @@ def load(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = to
     except (OSError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{unet_dir}: cannot load the UNet ({first})") from None
-    if unet.config.out_channels != unet.config.in_channels:
+    if unet.config.out_channels not in (unet.config.in_channels, 2 * unet.config.in_channels):
         raise ModelError(
             f"{unet_dir}: the UNet predicts {unet.config.out_channels} channels for {unet.config.in_channels} in; "
-            "only epsilon-predicting models (same count) are supported"
+            "supported are epsilon (same count) and epsilon + learned variance (twice as many)"
         )
     schedule, schedule_source = _scheduler_config(folder)
     size = unet.config.sample_size

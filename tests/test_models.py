@@ -80,3 +80,25 @@ def test_default_schedule_when_the_folder_has_none(tmp_path):
     assert loaded.scheduler_config == models.DEFAULT_SCHEDULE
     assert loaded.schedule_source.startswith("default")
     assert Path(loaded.folder) == folder.resolve()
+
+
+def test_learned_variance_models_load_and_inpaint_with_their_epsilon_half(tmp_path):
+    from diffusers import UNet2DModel
+
+    from aaas_profile.inpaint import RePaintConfig, inpaint
+
+    def save(channels_out, name):
+        unet = UNet2DModel(sample_size=64, in_channels=3, out_channels=channels_out, layers_per_block=1,
+                           block_out_channels=(16, 32), down_block_types=("DownBlock2D", "DownBlock2D"),
+                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8)
+        unet.save_pretrained(tmp_path / name)
+        return tmp_path / name
+
+    loaded = models.load(str(save(6, "sigma")))
+    assert loaded.learned_variance and loaded.describe()["learned_variance"] is True
+    originals, masks = torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64)
+    masks[..., 32:] = 0
+    result = inpaint(loaded.unet, loaded.scheduler_config, originals, masks, [0], 5, RePaintConfig(1, 1))
+    assert result.images.shape == (1, 3, 64, 64)
+    with pytest.raises(models.ModelError, match="predicts 4 channels for 3 in"):
+        models.load(str(save(4, "odd")))
