@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +94,9 @@ def sweep(
     save_images: Annotated[int | None, typer.Option(help="Save PNGs (original, corrupted, each step count) of this many cells. \\[default: 4]")] = None,  # noqa: E501
     out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<time>]")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options (flags override it).")] = None,  # noqa: E501
+    shard: Annotated[str | None, typer.Option(help="Run shard INDEX/COUNT (e.g. 0/4) of the cells into the same --out; read from RANK/WORLD_SIZE (torchrun) or SLURM_ARRAY_TASK_ID/COUNT when not given.")] = None,  # noqa: E501
+    ray: Annotated[str | None, typer.Option(help="Run the shards as Ray tasks (one GPU each): 'local' starts Ray here, 'auto' joins a running cluster, or ray://HOST:PORT. Needs aaas-profile[ray].")] = None,  # noqa: E501
+    shards: Annotated[int | None, typer.Option(help="Number of shards with --ray. \\[default: the cluster's GPUs, else CPUs / 2]")] = None,  # noqa: E501
 ) -> None:
     """Corrupt images, inpaint them with RePaint at a sweep of step counts, and score every output.
 
@@ -103,24 +107,39 @@ def sweep(
       aaas-profile sweep --model celeba --data datasets/faces --masks thick,thin --steps 10,20,25,50,100,250 \\
           --seeds 0,1 --out results/celeba-thin
 
+      torchrun --nproc-per-node 8 -m aaas_profile.cli sweep --model celeba --out results/celeba
+
+      aaas-profile sweep --model celeba --out results/celeba --ray auto
+
     Writes results/<run>/ (config.toml, manifest.json, scores/part-*.parquet, images/). Running the same
-    command again on the same --out resumes: finished cells are skipped.
+    command again on the same --out resumes: finished cells are skipped. Shards (--shard, torchrun, SLURM
+    arrays, --ray) write disjoint parts into one --out.
     """
     errors = _user_errors()
+    if ray is not None:
+        if shard is not None:
+            fail("--shard and --ray exclude each other: Ray makes the shards itself")
+        _sweep_on_ray(config, ray, shards, errors, model=model, data=None if data is None else str(data),
+                      masks=masks, steps=steps, seeds=seeds, jump_length=jump_length, jump_n_sample=jump_n_sample,
+                      eta=eta, metrics=metrics, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
+                      save_images=save_images, out=None if out is None else str(out))
+        return
     try:
+        part = sweep_mod.Shard.parse(shard) if shard else sweep_mod.Shard.from_env(dict(os.environ))
         cfg = sweep_mod.SweepConfig.from_sources(
             config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
             jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics, limit=limit,
             batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
             out=None if out is None else str(out),
         )
-        prepared = sweep_mod.prepare(cfg)
+        prepared = sweep_mod.prepare(cfg, part)
     except errors as err:
         fail(str(err))
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
-        f"{len(cfg.steps)} step counts · {prepared.device} {cfg.dtype} · run folder {prepared.run_dir}",
+        f"{len(cfg.steps)} step counts · {prepared.device} {cfg.dtype} · run folder {prepared.run_dir}"
+        + (f" · shard {part}" if part.count > 1 else ""),
         highlight=False,
     )
     progress = RichProgress()
@@ -134,6 +153,33 @@ def sweep(
         progress.stop()
         fail(str(err))
     progress.stop()
+    _print_summary(result)
+
+
+def _sweep_on_ray(config: Path | None, address: str, shards: int | None, errors, **options) -> None:
+    from aaas_profile import distributed
+
+    bar = Progress(TextColumn("[bold]sweep on Ray"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    task = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = bar.add_task("ray", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        cfg = sweep_mod.SweepConfig.from_sources(config, **options)
+        with bar:
+            result, reports = distributed.run_on_ray(cfg, address, shards, on_progress=on_progress)
+    except errors as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted: finished cells are saved; run the same command again to resume", code=130)
+    for report in reports:
+        console.print(f"shard {report['shard']}: {report['cells_run']} cells in {report['wall_s']:.1f} s",
+                      highlight=False)
     _print_summary(result)
 
 

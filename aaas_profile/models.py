@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 import torch
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"

@@ -6,14 +6,17 @@ any moment leaves either a whole part or none: starting it again skips exactly t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -57,7 +60,7 @@ def write_part(run: Path, rows: list[dict]) -> Path:
     folder = scores_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    name = f"part-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
     final, temp = folder / name, folder / f".{name}.tmp"
     with temp.open("wb") as f:
         pq.write_table(table, f)
@@ -171,6 +174,21 @@ class Manifest:
             raise RunError(f"{self.path}: not valid JSON ({err.msg} at line {err.lineno}); fix or remove it") from None
 
     def write(self, data: dict) -> None:
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        temp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(temp, self.path)
+        write_atomic(self.path, json.dumps(data, indent=2, default=str) + "\n")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock for a read-modify-write: shards of one sweep share the manifest."""
+        with (self.path.parent / ".manifest.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path``'s content in one step (a unique temp file, then rename)."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)

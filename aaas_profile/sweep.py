@@ -11,9 +11,13 @@ quality-vs-steps curve smoother), and independent of the batch it ran in.
 
 from __future__ import annotations
 
+import os
+import platform
+import tomllib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from time import perf_counter
@@ -21,7 +25,6 @@ from time import perf_counter
 import numpy as np
 import pandas as pd
 import tomli_w
-import tomllib
 import torch
 from PIL import Image as PILImage
 
@@ -129,8 +132,12 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def pick_device(name: str) -> torch.device:
+    """"auto" is CUDA when present (cuda:LOCAL_RANK under torchrun, one GPU per process), else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local_rank = os.environ.get("LOCAL_RANK")
+        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}" if local_rank else "cuda")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -156,6 +163,49 @@ class Cell:
         return masks_mod.mask_seed("noise", self.mask.name, self.image_id, self.seed)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: every ``count``-th cell (image × mask × seed, all its step counts) in the
+    sweep's fixed cell order, starting at ``index``. Shards of one sweep write disjoint parts into one run
+    folder; each resumes like a whole sweep, since every shard reads which cells all parts already hold."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise SweepError(f"shard {self.index}/{self.count}: need 0 ≤ index < count")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """"i/n" → Shard(i, n)."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise SweepError(f"--shard: expected INDEX/COUNT like 0/4, got '{text}'") from None
+        return cls(index, count)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Shard:
+        """The shard a launcher assigned: torchrun's RANK/WORLD_SIZE, else a SLURM array's task id/count,
+        else the whole sweep."""
+        try:
+            if "WORLD_SIZE" in env and "RANK" in env:
+                return cls(int(env["RANK"]), int(env["WORLD_SIZE"]))
+            if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+                first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+                return cls(int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"]))
+        except ValueError:
+            raise SweepError("RANK/WORLD_SIZE or SLURM_ARRAY_TASK_* hold non-integers") from None
+        return cls()
+
+    def owns(self, position: int) -> bool:
+        return position % self.count == self.index
+
+
 @dataclass
 class SweepResult:
     run_dir: Path
@@ -178,9 +228,10 @@ class Prepared:
     masks: list[masks_mod.MaskSpec]
     device: torch.device
     repaint: RePaintConfig
+    shard: Shard = Shard()
 
 
-def prepare(config: SweepConfig) -> Prepared:
+def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     """Check everything a sweep needs (model, images, masks, metrics, run folder) before any work.
 
     Raises ModelError, ImageError, MaskError, MetricError, SweepError or RunError, each with one line."""
@@ -201,7 +252,7 @@ def prepare(config: SweepConfig) -> Prepared:
     out = Path(config.out) if config.out else Path("results") / f"{model.name}-{datetime.now():%Y%m%d-%H%M%S}"
     _check_resume(out, config, model)
     return Prepared(config, out, model, images, masks, device,
-                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta))
+                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard)
 
 
 # Settings that change what a cell's numbers mean: a run folder never mixes two values of these.
@@ -229,18 +280,23 @@ def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
         )
 
 
-def plan(prepared: Prepared, done: set[tuple]) -> Iterator[tuple[int, list[Cell]]]:
-    """(steps, cells) batches still to run: cells in chunks of batch_size, every step count per chunk, so
-    whole curves arrive early."""
-    c = prepared.config
-    cells = [
+def all_cells(prepared: Prepared) -> list[Cell]:
+    """All cells of the sweep in its fixed order (image, then mask, then seed)."""
+    return [
         Cell(i, image.image_id, spec, seed)
         for i, image in enumerate(prepared.images)
         for spec in prepared.masks
-        for seed in c.seeds
+        for seed in prepared.config.seeds
     ]
-    for start in range(0, len(cells), c.batch_size):
-        chunk = cells[start:start + c.batch_size]
+
+
+def plan(prepared: Prepared, done: set[tuple]) -> Iterator[tuple[int, list[Cell]]]:
+    """(steps, cells) batches this shard still has to run: its cells in chunks of batch_size, every step
+    count per chunk, so whole curves arrive early."""
+    c = prepared.config
+    mine = [cell for position, cell in enumerate(all_cells(prepared)) if prepared.shard.owns(position)]
+    for start in range(0, len(mine), c.batch_size):
+        chunk = mine[start:start + c.batch_size]
         for steps in c.steps:
             todo = [cell for cell in chunk if _key(prepared, cell, steps) not in done]
             if todo:
@@ -331,18 +387,20 @@ class Progress:
     def batch_done(self, cells: int) -> None: ...
 
 
-def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepared | None = None) -> SweepResult:
-    """Run (or resume) a sweep and return where it went and a summary. See ``prepare`` for the errors."""
+def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepared | None = None,
+        shard: Shard = Shard()) -> SweepResult:
+    """Run (or resume) a sweep, or one shard of it, and return where it went and a summary of the whole run
+    folder. See ``prepare`` for the errors."""
     progress = progress or Progress()
-    prepared = prepared or prepare(config)
+    prepared = prepared or prepare(config, shard)
     run_dir = prepared.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.remove_stale_temps(run_dir)
     done = runs.done_cells(run_dir)
     todo = list(plan(prepared, done))
     calls = {steps: unet_calls(steps, prepared.repaint, prepared.model.scheduler_config) for steps in config.steps}
-    total_cells = len(prepared.images) * len(prepared.masks) * len(config.seeds) * len(config.steps)
-    _write_run_files(prepared, done_before=len(done))
+    total_cells = sum(1 for p in range(len(all_cells(prepared))) if prepared.shard.owns(p)) * len(config.steps)
+    invocation = _write_run_files(prepared, done_before=len(done))
 
     progress.start(sum(calls[steps] * len(cells) for steps, cells in todo), sum(len(c) for _, c in todo))
     start, ran, saved = perf_counter(), 0, {}
@@ -355,16 +413,25 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
         ran += len(cells)
         progress.batch_done(len(cells))
     wall = perf_counter() - start
-    _finish_manifest(prepared, ran, wall)
+    _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
     return SweepResult(run_dir, config, ran, total_cells - ran, wall,
                        sum(calls[steps] * len(cells) for steps, cells in todo), summarise(table))
 
 
-def _write_run_files(prepared: Prepared, done_before: int) -> None:
+def _write_run_files(prepared: Prepared, done_before: int) -> str:
+    """Write config.toml and add this invocation to manifest.json; returns the invocation's id."""
     run_dir = prepared.run_dir
-    (run_dir / "config.toml").write_text(prepared.config.to_toml())
+    runs.write_atomic(run_dir / "config.toml", prepared.config.to_toml())
     manifest = runs.Manifest(run_dir / "manifest.json")
+    invocation = uuid.uuid4().hex[:12]
+    with manifest.locked():
+        _record_invocation(prepared, manifest, done_before, invocation)
+    return invocation
+
+
+def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before: int, invocation: str) -> None:
+    run_dir = prepared.run_dir
     data = manifest.read()
     data.update({
         "run_id": run_dir.name,
@@ -381,22 +448,29 @@ def _write_run_files(prepared: Prepared, done_before: int) -> None:
         "masks": [spec.name for spec in prepared.masks],
     })
     data.setdefault("invocations", []).append({
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "id": invocation,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": _command_line(),
+        "shard": str(prepared.shard),
+        "host": platform.node(),
         "cells_already_done": done_before,
     })
     manifest.write(data)
 
 
-def _finish_manifest(prepared: Prepared, ran: int, wall: float) -> None:
+def _finish_manifest(prepared: Prepared, invocation: str, ran: int, wall: float) -> None:
     manifest = runs.Manifest(prepared.run_dir / "manifest.json")
-    data = manifest.read()
-    data["invocations"][-1].update({
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cells_run": ran,
-        "wall_s": round(wall, 3),
-    })
-    manifest.write(data)
+    with manifest.locked():
+        data = manifest.read()
+        for entry in reversed(data["invocations"]):
+            if entry["id"] == invocation:
+                entry.update({
+                    "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "cells_run": ran,
+                    "wall_s": round(wall, 3),
+                })
+                break
+        manifest.write(data)
 
 
 def _command_line() -> str:

@@ -4,10 +4,10 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import pandas as pd
 import pytest
-import tomllib
 
 from aaas_profile import runs, sweep
 from aaas_profile.metrics import ALL

@@ -1,0 +1,103 @@
+"""Scale-out: shards of one sweep, launched by hand, by torchrun/SLURM variables, or as Ray tasks, give the
+rows of one process."""
+
+import numpy as np
+import pytest
+
+from aaas_profile import runs, sweep
+from aaas_profile.sweep import Shard, SweepError
+
+KEY = [*runs.CELL_KEY, "metric"]
+
+
+def config(model_dir, image_dir, out, **kw):
+    values = dict(model=str(model_dir), data=str(image_dir), masks="half,thick,box", steps="5,10", seeds="0",
+                  jump_length=1, jump_n_sample=1, out=str(out), batch_size=1, save_images=0)
+    values.update(kw)
+    return sweep.SweepConfig.from_sources(**values)
+
+
+def same_rows(a, b, exact=True):
+    """The same cells and metrics, none twice; equal values (to float rounding where the processes ran with
+    other thread counts, which changes the order of sums inside the UNet)."""
+    a, b = a.sort_values(KEY, ignore_index=True), b.sort_values(KEY, ignore_index=True)
+    assert len(a) == len(b) and not a.duplicated(KEY).any() and not b.duplicated(KEY).any()
+    assert a[KEY].equals(b[KEY])
+    if exact:
+        assert np.array_equal(a["value"].to_numpy(), b["value"].to_numpy(), equal_nan=True)
+    else:
+        assert a["value"].to_numpy() == pytest.approx(b["value"].to_numpy(), rel=1e-3, abs=1e-5)
+
+
+def test_shards_parse_and_come_from_launcher_variables():
+    assert Shard.parse("1/4") == Shard(1, 4)
+    assert Shard.from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}) == Shard(3, 8)
+    assert Shard.from_env({"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "5",
+                           "SLURM_ARRAY_TASK_COUNT": "4"}) == Shard(1, 4)
+    assert Shard.from_env({}) == Shard(0, 1)
+    for bad in ("4/4", "x/2", "1", "-1/2"):
+        with pytest.raises(SweepError):
+            Shard.parse(bad)
+
+
+def test_shards_split_the_cells_into_disjoint_covering_sets(model_dir, image_dir, tmp_path):
+    prepared = sweep.prepare(config(model_dir, image_dir, tmp_path / "run"))
+    cells = sweep.all_cells(prepared)
+    owned = [[c for p, c in enumerate(cells) if Shard(i, 3).owns(p)] for i in range(3)]
+    assert sorted(len(o) for o in owned) == [2, 2, 2]
+    assert {id(c) for o in owned for c in o} == {id(c) for c in cells}
+
+
+def test_two_shards_give_exactly_the_rows_of_one_process(model_dir, image_dir, tmp_path):
+    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one")).run_dir)
+    first = sweep.run(config(model_dir, image_dir, tmp_path / "sharded"), shard=Shard(0, 2))
+    assert first.cells_run == 6  # 3 of the 6 cells, at two step counts
+    second = sweep.run(config(model_dir, image_dir, tmp_path / "sharded"), shard=Shard(1, 2))
+    assert second.cells_run == 6
+    same_rows(whole, runs.read_scores(tmp_path / "sharded"))
+    invocations = runs.Manifest(tmp_path / "sharded" / "manifest.json").read()["invocations"]
+    assert [(i["shard"], i["cells_run"]) for i in invocations] == [("0/2", 6), ("1/2", 6)]
+
+
+class StopAfter(sweep.Progress):
+    """Ctrl-C after a number of finished batches."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def batch_done(self, cells):
+        self.batches -= 1
+        if self.batches == 0:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_shard_resumes_without_loss_or_duplicates(model_dir, image_dir, tmp_path):
+    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one")).run_dir)
+    out = tmp_path / "sharded"
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(config(model_dir, image_dir, out), progress=StopAfter(2), shard=Shard(1, 2))
+    assert len(runs.part_files(out)) == 2
+    sweep.run(config(model_dir, image_dir, out), shard=Shard(0, 2))
+    resumed = sweep.run(config(model_dir, image_dir, out), shard=Shard(1, 2))
+    assert (resumed.cells_run, resumed.cells_skipped) == (4, 2)
+    same_rows(whole, runs.read_scores(out))
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_runs_the_shards_and_gives_the_same_rows(model_dir, image_dir, tmp_path, local_ray):
+    from aaas_profile.distributed import run_on_ray
+
+    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one")).run_dir)
+    seen = []
+    result, reports = run_on_ray(config(model_dir, image_dir, tmp_path / "ray"), "local", shards=2,
+                                 on_progress=lambda done, total: seen.append((done, total)))
+    assert [r["shard"] for r in reports] == ["0/2", "1/2"]
+    assert result.cells_run == 12 and seen[-1] == (12, 12)
+    same_rows(whole, runs.read_scores(tmp_path / "ray"), exact=False)  # Ray workers run 1 thread each
