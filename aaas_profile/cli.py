@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from aaas_profile import cli_fit
 from aaas_profile import sweep as sweep_mod
 
 app = typer.Typer(
@@ -217,6 +218,9 @@ def models_command() -> None:
         present = f"[green]present[/] ({folder})" if folder else "[yellow]absent[/]"
         table.add_row(card.name, source, f"{card.resolution} px", card.licence, present, card.description)
     console.print(table)
+
+
+app.command("fit")(cli_fit.fit)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m aaas_profile.cli`

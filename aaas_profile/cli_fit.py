@@ -1,0 +1,86 @@
+"""The ``fit`` command: parses, calls ``aaas_profile.fit``, prints. Registered in cli.py as
+``app.command("fit")(cli_fit.fit)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aaas_profile import fit as fit_mod
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _interval(value: float, ci: tuple[float, float]) -> str:
+    if ci[0] != ci[0]:  # NaN: no bootstrap
+        return f"{value:.4g}"
+    return f"{value:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def fit(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `aaas-profile sweep` (holds scores/).")],
+    x: Annotated[str, typer.Option(help="x axis: steps, unet_calls or wall_s (seconds per image).")] = "steps",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over images for the intervals (0: none).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    metrics: Annotated[str | None, typer.Option(help="Comma list of metrics to fit. \\[default: all in the run]")] = None,  # noqa: E501
+    drop_nan: Annotated[bool, typer.Option("--drop-nan", help="Leave out NaN scores instead of stopping.")] = False,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write plots/*.png.")] = True,
+) -> None:
+    """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × metric of a run, with
+    bootstrap intervals, an AIC/BIC check against smooth saturating curves, and the runtime model.
+
+    Examples:
+
+      aaas-profile fit results/faces-20250101
+
+      aaas-profile fit results/celeba-thin --x unet_calls --bootstrap 500 --seed 1
+
+      aaas-profile fit results/celeba-thin --metrics dss,vif --no-plots
+
+    Writes <run>/fit.json (schema: docs/fit-json.md) and <run>/plots/*.png, one figure per curve and a 2×3
+    panel of the six metrics per model × mask.
+    """
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    try:
+        result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
+                                 drop_nan=drop_nan, plots=plots)
+    except fit_mod.FitError as err:
+        _fail(str(err))
+    _print_summary(result, level)
+
+
+def _print_summary(result: fit_mod.FitResult, level: float) -> None:
+    unit = fit_mod.X_UNITS[result.x]
+    table = Table(title=f"{result.path} · x = {unit} · {level:.0%} bootstrap intervals over images")
+    for column in ("model", "mask", "metric", "better", "Ax", "Ay", "Bx", "By", "R²", "AIC best", "images"):
+        table.add_column(column, justify="left" if column in ("model", "mask", "metric", "better", "AIC best")
+                         else "right")
+    for c in result.curves:
+        e = c.estimate
+        bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else " [yellow](not saturated)[/]")
+        table.add_row(
+            c.key["model"], c.key["mask"], c.key["metric"], "higher" if c.higher_is_better else "lower",
+            _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]), bx, _interval(e.by, c.ci["by"]),
+            f"{c.r2:.3f}", c.comparison["best_aic"], str(c.n_images),
+        )
+    console.print(table)
+    for entry in result.runtime:
+        if "vs_steps" not in entry:
+            continue
+        c = entry["vs_steps"]["coef"]
+        terms = " + ".join(f"{v:.3g}·t^{i}" for i, v in enumerate(c))
+        terms = terms.replace("·t^0", "").replace("·t^1", "·t")
+        console.print(f"runtime {entry['model']} ({entry['device']}, {entry['dtype']}): {terms} s per image "
+                      f"(R² {entry['vs_steps']['r2']:.3f})", highlight=False)
+    console.print(f"wrote {result.path} and {len(result.plots)} plots", highlight=False)

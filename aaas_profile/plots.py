@@ -1,0 +1,105 @@
+"""PNG figures of fitted quality curves (matplotlib, Agg backend: no display needed).
+
+One figure per curve (model × mask × jump setting × metric): the per-image values, the per-step median with
+its interquartile band, the fitted broken line with (Ax, Ay) and (Bx, By) marked and their bootstrap
+intervals as error bars. One 2×3 panel per (model, mask, jump setting) with all six metrics, like Figure 3 of
+Du et al. (2023).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aaas_profile import metrics as metrics_mod  # noqa: E402
+from aaas_profile.fit import X_UNITS, CurveFit  # noqa: E402
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
+
+
+def _curve_stem(key: dict) -> str:
+    jumps = f"j{key['jump_length']}r{key['jump_n_sample']}"
+    return "_".join(_slug(v) for v in (key["model"], key["mask"], jumps))
+
+
+def draw_curve(ax, curve: CurveFit, x: str = "steps", title: str | None = None) -> None:
+    """Draw one fitted curve on a matplotlib Axes."""
+    e, stats, pts = curve.estimate, curve.level_stats, curve.points
+    rng = np.random.default_rng(0)  # a little horizontal jitter so overlapping images stay visible
+    span = stats["x"].iloc[-1] - stats["x"].iloc[0]
+    jitter = rng.uniform(-0.006, 0.006, len(pts)) * span
+    ax.scatter(pts["x"] + jitter, pts["value"], s=6, color="0.55", alpha=0.35, linewidths=0, label="per image")
+    ax.fill_between(stats["x"], stats["q25"], stats["q75"], color="tab:blue", alpha=0.2, label="IQR")
+    ax.plot(stats["x"], stats["median"], "o-", color="tab:blue", ms=3.5, lw=1.2, label="median")
+    grid = np.linspace(stats["x"].iloc[0], stats["x"].iloc[-1], 400)
+    ax.plot(grid, e(grid), color="tab:red", lw=2, label="fit")
+    for name, (px, py) in (("A", (e.ax, e.ay)), ("B", (e.bx, e.by))):
+        cx, cy = curve.ci[name.lower() + "x"], curve.ci[name.lower() + "y"]
+        xerr = None if np.isnan(cx[0]) else [[max(px - cx[0], 0)], [max(cx[1] - px, 0)]]
+        yerr = None if np.isnan(cy[0]) else [[max(py - cy[0], 0)], [max(cy[1] - py, 0)]]
+        ax.errorbar([px], [py], xerr=xerr, yerr=yerr, fmt="s", color="black", ms=5, capsize=3, zorder=5)
+        ax.annotate(f"{name} ({px:.4g}, {py:.4g})", (px, py), textcoords="offset points",
+                    xytext=(6, -12 if name == "A" and not curve.higher_is_better else 6), fontsize=7)
+    if not curve.saturated:
+        ax.text(0.98, 0.02, "not saturated in range", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color="tab:red")
+    better = "higher" if curve.higher_is_better else "lower"
+    ax.set_xlabel(X_UNITS[x])
+    ax.set_ylabel(f"{curve.key['metric']} (unitless, {better} is better)")
+    ax.set_title(title or curve.key["metric"], fontsize=10)
+    ax.text(0.02, 0.98 if curve.higher_is_better else 0.02, f"R² = {curve.r2:.3f}", transform=ax.transAxes,
+            ha="left", va="top" if curve.higher_is_better else "bottom", fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def plot_curve(curve: CurveFit, path: Path, x: str = "steps") -> Path:
+    """One curve as a PNG."""
+    key = curve.key
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    draw_curve(ax, curve, x, title=f"{key['metric']} · {key['model']} · mask {key['mask']}")
+    ax.legend(fontsize=7, loc="center right")
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)  # fixed margins: tight_layout costs a draw
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_panel(curves: list[CurveFit], path: Path, x: str = "steps") -> Path:
+    """A 2×3 panel of the six metrics (in ``metrics.ALL`` order) of one model × mask × jump setting."""
+    by_metric = {c.key["metric"]: c for c in curves}
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), dpi=100)
+    for ax, metric in zip(axes.ravel(), metrics_mod.ALL, strict=True):
+        if metric in by_metric:
+            draw_curve(ax, by_metric[metric], x)
+        else:
+            ax.set_axis_off()
+            ax.set_title(f"{metric}: not measured", fontsize=10)
+    key = curves[0].key
+    fig.suptitle(f"{key['model']} · mask {key['mask']} · jumps {key['jump_length']}/{key['jump_n_sample']}: "
+                 "quality against compute (points: images, band: IQR, red: four-parameter fit)", fontsize=11)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.91, wspace=0.28, hspace=0.32)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_all(curves: list[CurveFit], folder: Path, x: str = "steps") -> list[Path]:
+    """Every curve's PNG and one panel per model × mask × jump setting, in ``folder``. Returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written, groups = [], {}
+    for curve in curves:
+        stem = _curve_stem(curve.key)
+        groups.setdefault(stem, []).append(curve)
+        written.append(plot_curve(curve, folder / f"{stem}_{_slug(curve.key['metric'])}.png", x))
+    for stem, group in groups.items():
+        written.append(plot_panel(group, folder / f"{stem}_panel.png", x))
+    return written

@@ -1,0 +1,460 @@
+"""The four-parameter fit: exactness, recovery of known curves, bootstrap intervals, model comparison, the
+runtime model, fit.json, plots, the command and its one-line errors. Scores tables are built directly."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from aaas_profile import cli_fit, fit, runs
+from aaas_profile.metrics import ALL, METRICS
+
+STEPS = (10, 20, 25, 50, 100, 125, 200, 250)  # the sweep's default grid
+
+
+def curve_rows(metric="dss", truth=(30.0, 0.3, 180.0, 0.8), steps=STEPS, n_images=40, noise=0.03,
+               image_sd=0.02, seed=0, mask="thick", model="m", curve=None, wall=None, calls_per_step=10):
+    """Rows of a scores table for one curve: per-image offset plus per-point noise around ``curve``."""
+    rng = np.random.default_rng(seed)
+    curve = curve or (lambda t: fit.piecewise(t, *truth))
+    wall = wall or (lambda t: 0.05 + 0.002 * t + 1e-6 * t * t)
+    rows = []
+    for i in range(n_images):
+        offset = rng.normal(0, image_sd)
+        for t in steps:
+            rows.append({
+                "run_id": "test", "model": model, "image_id": f"img{i:03d}", "mask": mask, "seed": 0,
+                "steps": int(t), "jump_length": 10, "jump_n_sample": 10, "unet_calls": int(t * calls_per_step),
+                "wall_s": float(wall(t)), "device": "cpu", "dtype": "fp32", "batch_size": 8, "metric": metric,
+                "value": float(curve(t) + offset + rng.normal(0, noise)),
+                "higher_is_better": METRICS[metric].higher_is_better if metric in METRICS else True,
+            })
+    return rows
+
+
+def points(rows):
+    x = np.array([r["steps"] for r in rows], dtype=float)
+    y = np.array([r["value"] for r in rows])
+    return x, y
+
+
+# --- exactness -------------------------------------------------------------------------------------------
+
+
+def brute_force_sse(x, y, n=241):
+    """The least SSE over a dense grid of breakpoint pairs (plus the measured x), by explicit 2×2 solves."""
+    grid = np.unique(np.concatenate([np.linspace(x.min(), x.max(), n), np.unique(x)]))
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    keep = a < b
+    a, b = a[keep], b[keep]
+    h = np.clip((x[None] - a[:, None]) / (b - a)[:, None], 0, 1)
+    design = np.stack([1 - h, h], axis=-1)
+    normal = np.einsum("cnk,cnl->ckl", design, design)
+    theta = np.linalg.solve(normal, np.einsum("cnk,n->ck", design, y)[..., None])[..., 0]
+    return float((((y[None] - np.einsum("cnk,ck->cn", design, theta)) ** 2).sum(1)).min())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_fit_is_never_beaten_by_a_dense_grid(seed):
+    rng = np.random.default_rng(seed)
+    levels = np.sort(rng.choice(np.arange(1, 300), size=rng.integers(3, 9), replace=False)).astype(float)
+    x = np.repeat(levels, 4)
+    # Rough, non-monotone data: the objective has many local minima here.
+    y = rng.normal(size=x.size) + rng.uniform(-2, 2) * np.sin(x / rng.uniform(10, 80))
+    result = fit.fit_piecewise(x, y)
+    grid = brute_force_sse(x, y)
+    assert result.sse <= grid + 1e-9
+    assert x.min() <= result.ax < result.bx <= x.max()
+    # The reported SSE is the model's actual SSE at the reported parameters.
+    assert result.sse == pytest.approx(float(np.sum((y - result(x)) ** 2)), rel=1e-9, abs=1e-12)
+
+
+def test_exact_fit_beats_a_local_optimiser_from_one_start():
+    from scipy import optimize
+
+    # A jump between 20 and 25 steps and a small late rise: the objective has several basins.
+    x = np.repeat(np.array(STEPS, dtype=float), 3)
+    y = np.where(x < 22, 0.0, 1.0) + np.where(x > 150, 0.2, 0.0)
+
+    def profile_sse(p):
+        ax, bx = p
+        if not x.min() <= ax < bx <= x.max():
+            return 1e9
+        h = np.clip((x - ax) / (bx - ax), 0, 1)
+        design = np.stack([1 - h, h], axis=1)
+        theta = np.linalg.lstsq(design, y, rcond=None)[0]
+        return float(np.sum((y - design @ theta) ** 2))
+
+    local = optimize.minimize(profile_sse, [100.0, 200.0], method="Nelder-Mead")
+    result = fit.fit_piecewise(x, y)
+    assert result.sse <= brute_force_sse(x, y) + 1e-12
+    assert result.sse < local.fun - 0.01
+    # Exact optimum: Ay = 0 on 10, 20; the ramp through 25 steps; By = mean of 50..250 = 1.08.
+    assert (result.ax, result.ay, result.by) == pytest.approx((20.0, 0.0, 1.08))
+    assert result.bx == pytest.approx(20 + 5 * 1.08)
+
+
+def test_batched_solver_agrees_with_one_at_a_time():
+    rng = np.random.default_rng(3)
+    levels = np.array(STEPS, dtype=float)
+    w = rng.integers(1, 30, size=(7, levels.size)).astype(float)
+    s = w * (fit.piecewise(levels, 40, 0.2, 150, 0.9) + rng.normal(0, 0.1, size=w.shape))
+    batch = fit.solve_grouped(levels, w, s)
+    for row in range(7):
+        one = fit.solve_grouped(levels, w[row:row + 1], s[row:row + 1])
+        for name in ("ax", "ay", "bx", "by", "sse"):
+            assert batch[name][row] == pytest.approx(one[name][0], rel=1e-12)
+
+
+# --- recovery of known curves ----------------------------------------------------------------------------
+
+CASES = {
+    # name: (metric, truth, tolerance on Ax and Bx in steps, expect saturated: None where truth is borderline)
+    "rising, breakpoints on grid points": ("dss", (20.0, 0.3, 200.0, 0.8), 3.0, None),
+    "rising, breakpoints between grid points": ("vif", (37.0, 0.25, 163.0, 0.75), 8.0, True),
+    "falling, breakpoints on grid points": ("mdsi", (25.0, 0.6, 125.0, 0.2), 3.0, True),
+    "falling, breakpoints between grid points": ("brisque", (33.0, 55.0, 171.0, 20.0), 8.0, True),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_known_curves_are_recovered(name):
+    metric, truth, tol_x, saturated = CASES[name]
+    scale = abs(truth[3] - truth[1])
+    rows = curve_rows(metric, truth, noise=0.05 * scale, image_sd=0.03 * scale, n_images=50)
+    table = pd.DataFrame(rows).rename(columns={"steps": "x"}).assign(steps=lambda d: d["x"])
+    curve = fit.fit_curve(table, {"metric": metric}, METRICS[metric].higher_is_better, resamples=0)
+    result = curve.estimate
+    if saturated is not None:
+        assert curve.saturated is saturated and curve.floor_observed
+    assert result.ax == pytest.approx(truth[0], abs=tol_x)
+    assert result.bx == pytest.approx(truth[2], abs=tol_x)
+    assert result.ay == pytest.approx(truth[1], abs=0.03 * scale)
+    assert result.by == pytest.approx(truth[3], abs=0.03 * scale)
+
+
+def test_a_curve_that_does_not_saturate_puts_bx_on_the_boundary_and_says_so(tmp_path):
+    truth = (40.0, 0.2, 400.0, 0.9)  # saturates far beyond the largest measured step count
+    runs.write_part(tmp_path, curve_rows("haarpsi", truth, n_images=30))
+    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    (curve,) = result.curves
+    # Bx ends up beyond 200 steps: at most one measured level (250) on the "plateau", which is no plateau.
+    assert 200 < curve.estimate.bx <= 250
+    assert not curve.saturated and curve.floor_observed
+    # The slope inside the range is still the true one.
+    slope = (curve.estimate.by - curve.estimate.ay) / (curve.estimate.bx - curve.estimate.ax)
+    assert slope == pytest.approx((0.9 - 0.2) / (400 - 40), rel=0.1)
+    assert curve.share_not_saturated > 0.9
+    entry = json.loads(result.path.read_text())["curves"][0]
+    assert entry["saturated"] is False
+
+
+def test_a_curve_rising_from_the_first_step_has_no_observed_floor():
+    x, y = points(curve_rows("dss", (0.0, 0.1, 150.0, 0.8), noise=0.01))
+    table = pd.DataFrame({"image_id": "i", "steps": x, "x": x, "value": y})
+    curve = fit.fit_curve(table, {"metric": "dss"}, True, resamples=0)
+    assert curve.estimate.ax < 20  # at most the smallest measured step count on the "floor"
+    assert not curve.floor_observed and curve.saturated
+    assert curve.estimate.bx == pytest.approx(150, abs=5)
+
+
+# --- bootstrap -------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_intervals_cover_the_truth_and_shrink_with_more_images(tmp_path):
+    truth = (37.0, 0.3, 163.0, 0.8)
+    hits = {name: 0 for name in ("ax", "ay", "bx", "by")}
+    widths = []
+    n_datasets = 15
+    for seed in range(n_datasets):
+        rows = curve_rows("dss", truth, n_images=40, seed=100 + seed)
+        table = pd.DataFrame({"image_id": [r["image_id"] for r in rows], "steps": [r["steps"] for r in rows],
+                              "x": [float(r["steps"]) for r in rows], "value": [r["value"] for r in rows]})
+        curve = fit.fit_curve(table, {"metric": "dss"}, True, resamples=200, rng=np.random.default_rng(seed))
+        for i, name in enumerate(hits):
+            lo, hi = curve.ci[name]
+            hits[name] += lo <= truth[i] <= hi
+        widths.append(curve.ci["bx"][1] - curve.ci["bx"][0])
+    for name, count in hits.items():
+        assert count / n_datasets >= 0.8, (name, count)
+    # Four times the images: intervals about half as wide.
+    rows = curve_rows("dss", truth, n_images=160, seed=7)
+    run = tmp_path / "big"
+    runs.write_part(run, rows)
+    big = fit.fit_run(run, resamples=200, plots=False).curves[0]
+    assert big.ci["bx"][1] - big.ci["bx"][0] < 0.75 * np.median(widths)
+
+
+def test_bootstrap_is_seeded(tmp_path):
+    runs.write_part(tmp_path, curve_rows("vif", (37.0, 0.3, 163.0, 0.8), n_images=20))
+    a = fit.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
+    b = fit.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
+    c = fit.fit_run(tmp_path, resamples=100, seed=2, plots=False).curves[0].ci
+    assert a == b
+    assert a != c
+
+
+def test_bootstrap_resamples_whole_images():
+    counts = fit.bootstrap_counts(30, 500, np.random.default_rng(0))
+    assert counts.shape == (500, 30)
+    assert np.all(counts.sum(axis=1) == 30)
+    # Each image is drawn on average once; about 1 − 1/e of images appear in a resample.
+    assert counts.mean() == pytest.approx(1.0)
+    assert (counts > 0).mean() == pytest.approx(1 - np.exp(-1), abs=0.02)
+
+
+# --- model comparison ------------------------------------------------------------------------------------
+
+
+def test_aic_prefers_the_broken_line_on_broken_line_data():
+    x, y = points(curve_rows("dss", (50.0, 0.3, 125.0, 0.8), n_images=40, noise=0.03))
+    comparison = fit.compare_models(x, y)
+    assert comparison["best_aic"] == "piecewise"
+    assert comparison["best_bic"] == "piecewise"
+    models = comparison["models"]
+    assert models["exponential"]["aic"] - models["piecewise"]["aic"] > 10
+
+
+def test_aic_prefers_a_smooth_curve_on_smooth_data():
+    def smooth(t):
+        return 0.85 - 0.55 * np.exp(-(t - 10) / 60)
+
+    x, y = points(curve_rows("dss", curve=smooth, n_images=60, noise=0.02))
+    comparison = fit.compare_models(x, y)
+    assert comparison["best_aic"] in ("exponential", "logistic")
+    assert comparison["delta_aic_piecewise"] > 4
+    params = comparison["models"]["exponential"]["params"]
+    assert params["tau"] == pytest.approx(60, rel=0.15)
+    assert params["y_inf"] == pytest.approx(0.85, abs=0.02)
+
+
+def test_information_criteria_formula():
+    ic = fit.information_criteria(sse=2.0, n=100, n_params=4)
+    assert ic["aic"] == pytest.approx(100 * np.log(0.02) + 10)
+    assert ic["bic"] == pytest.approx(100 * np.log(0.02) + 5 * np.log(100))
+
+
+# --- runtime model ---------------------------------------------------------------------------------------
+
+
+def test_runtime_model_recovers_a_known_quadratic():
+    def wall(t):
+        return 0.3 + 0.004 * t + 2e-5 * t * t
+
+    rows = []
+    for metric in ("dss", "vif"):  # wall_s repeats on every metric row of a cell: counted once
+        rows += curve_rows(metric, n_images=5, wall=wall, calls_per_step=1)
+    (entry,) = fit.fit_runtime(pd.DataFrame(rows))
+    assert entry["n_cells"] == 5 * len(STEPS)
+    assert entry["vs_steps"]["degree"] == 2
+    np.testing.assert_allclose(entry["vs_steps"]["coef"], [0.3, 0.004, 2e-5], rtol=1e-6, atol=1e-9)
+    assert entry["vs_steps"]["r2"] == pytest.approx(1.0)
+    assert entry["measured"]["median_wall_s"][-1] == pytest.approx(wall(250))
+
+
+def test_runtime_against_unet_calls_is_linear_per_call():
+    rows = curve_rows("dss", n_images=3, wall=lambda t: 0.01 + 0.002 * t * 10, calls_per_step=10)
+    (entry,) = fit.fit_runtime(pd.DataFrame(rows))
+    intercept, slope = entry["vs_unet_calls"]["coef"]
+    assert slope == pytest.approx(0.002) and intercept == pytest.approx(0.01)
+
+
+def test_paper_runtime_reference():
+    assert fit.paper_runtime(250) == pytest.approx((0.001 * 250**2 + 2.5 * 250 - 14) * 60)
+    assert fit.paper_runtime(100) == pytest.approx(14_760.0)  # (10 + 250 − 14)·60
+
+
+# --- x axis choices --------------------------------------------------------------------------------------
+
+
+def test_x_axis_unet_calls_and_wall_s(tmp_path):
+    truth = (37.0, 0.3, 163.0, 0.8)
+    runs.write_part(tmp_path, curve_rows("dss", truth, n_images=30, calls_per_step=10))
+    by_steps = fit.fit_run(tmp_path, x="steps", resamples=0, plots=False).curves[0].estimate
+    by_calls = fit.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False).curves[0].estimate
+    # UNet calls are ten per step here: the same fit, breakpoints scaled by ten.
+    assert by_calls.ax == pytest.approx(10 * by_steps.ax, rel=1e-9)
+    assert by_calls.bx == pytest.approx(10 * by_steps.bx, rel=1e-9)
+    assert by_calls.ay == pytest.approx(by_steps.ay, rel=1e-9)
+    scale01 = fit.load_fit(tmp_path)["curves"][0]["scale01"]
+    assert scale01["ax"] == pytest.approx(by_steps.ax) and scale01["bx"] == pytest.approx(by_steps.bx)
+    result = fit.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
+    levels = result.curves[0].level_stats
+    np.testing.assert_allclose(levels["x"], [0.05 + 0.002 * t + 1e-6 * t * t for t in STEPS])
+    assert json.loads(result.path.read_text())["x"] == {"name": "wall_s", "unit": "seconds per image"}
+
+
+# --- run folders, fit.json, plots ------------------------------------------------------------------------
+
+
+def six_metric_run(run: Path, masks=("thick",), n_images=20, steps=STEPS) -> dict:
+    truths = {}
+    for k, mask in enumerate(masks):
+        for j, metric in enumerate(ALL):
+            hib = METRICS[metric].higher_is_better
+            truth = (15.0 + 5 * j, 0.3, 120.0 + 15 * j + k, 0.8) if hib else (15.0 + 5 * j, 0.7, 150.0 + 10 * j, 0.25)
+            truths[(mask, metric)] = truth
+            runs.write_part(run, curve_rows(metric, truth, n_images=n_images, seed=10 * k + j, mask=mask,
+                                            steps=steps))
+    return truths
+
+
+def test_fit_json_round_trip_and_quality_scale(tmp_path):
+    six_metric_run(tmp_path, masks=("thick", "thin"))
+    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    document = fit.load_fit(tmp_path)
+    assert document["schema_version"] == fit.SCHEMA_VERSION == 1
+    assert document == json.loads(json.dumps(result.document))
+    assert len(document["curves"]) == 12
+    for curve, entry in zip(result.curves, document["curves"], strict=True):
+        assert entry["metric"] == curve.key["metric"] and entry["mask"] == curve.key["mask"]
+        assert entry["ax"]["value"] == curve.estimate.ax
+        assert entry["bx"]["ci"] == list(curve.ci["bx"])
+        assert entry["n_images"] == 20 and entry["n_points"] == 20 * len(STEPS)
+        assert 0.8 < entry["r2"] <= 1
+        assert entry["levels"]["x"] == [float(s) for s in STEPS]
+        unit = entry["unit_scale"]
+        assert 0 <= unit["ay"] <= 1 and 0 <= unit["by"] <= 1
+        assert unit["gain"] > 0.8  # the best level is better than the floor, whichever the metric's direction
+    for metric, scale in document["scales"].items():
+        assert scale["higher_is_better"] == METRICS[metric].higher_is_better
+        assert (scale["raw_best"] > scale["raw_worst"]) == scale["higher_is_better"]
+        assert fit.to_unit(scale, scale["raw_best"]) == 1.0 and fit.to_unit(scale, scale["raw_worst"]) == 0.0
+    runtime = document["runtime"]
+    assert runtime["paper"]["coef"] == [-840.0, 150.0, 0.06]
+    np.testing.assert_allclose(runtime["fits"][0]["vs_steps"]["coef"], [0.05, 0.002, 1e-6], atol=1e-9)
+    # What the simulator reads (sim/asps.py: curves[].scale01 and runtime.steps.coef, ascending powers).
+    assert runtime["steps"]["coef"] == runtime["fits"][0]["vs_steps"]["coef"]
+    for entry in document["curves"]:
+        s01 = entry["scale01"]
+        assert s01["ax"] == entry["ax"]["value"] and s01["bx"] == entry["bx"]["value"]  # x is steps here
+        assert s01["ay"] == entry["unit_scale"]["ay"] and s01["by"] == entry["unit_scale"]["by"]
+        assert s01["by"] > s01["ay"]  # higher is better on the [0, 1] scale, whichever the raw direction
+    # A fit.json of another schema version is refused in one line.
+    document["schema_version"] = 99
+    (tmp_path / "fit.json").write_text(json.dumps(document))
+    with pytest.raises(fit.FitError, match="schema_version 99"):
+        fit.load_fit(tmp_path / "fit.json")
+
+
+def test_plots_are_written(tmp_path):
+    six_metric_run(tmp_path, n_images=8)
+    result = fit.fit_run(tmp_path, resamples=20)
+    names = sorted(p.name for p in result.plots)
+    assert names == sorted([f"m_thick_j10r10_{m}.png" for m in ALL] + ["m_thick_j10r10_panel.png"])
+    for path in result.plots:
+        assert path.parent == tmp_path / "plots"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 20_000
+    from PIL import Image
+
+    with Image.open(tmp_path / "plots" / "m_thick_j10r10_panel.png") as panel:
+        assert panel.size[0] > 1000 and panel.size[0] > panel.size[1]
+
+
+def test_a_realistic_run_fits_in_seconds(tmp_path):
+    six_metric_run(tmp_path, masks=("thick", "thin", "half"), n_images=50)
+    start = time.perf_counter()
+    result = fit.fit_run(tmp_path, resamples=200, plots=False)
+    elapsed = time.perf_counter() - start
+    assert len(result.curves) == 18
+    assert elapsed < 15, elapsed
+
+
+# --- errors ----------------------------------------------------------------------------------------------
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_run_folder_without_scores(tmp_path):
+    with pytest.raises(fit.FitError) as err:
+        fit.fit_run(tmp_path)
+    assert "no scores" in one_line(err)
+    with pytest.raises(fit.FitError) as err:
+        fit.fit_run(tmp_path / "absent")
+    assert "no such run folder" in one_line(err)
+
+
+def test_a_metric_measured_at_a_single_step_count(tmp_path):
+    runs.write_part(tmp_path, curve_rows("vif", steps=(50,), n_images=5))
+    with pytest.raises(fit.FitError) as err:
+        fit.fit_run(tmp_path, plots=False)
+    message = one_line(err)
+    assert "single step count (50)" in message and "metric=vif" in message
+
+
+def test_nan_values_stop_the_fit_unless_dropped(tmp_path):
+    rows = curve_rows("brisque", (30.0, 50.0, 180.0, 20.0), n_images=10)
+    rows[17]["value"] = float("nan")
+    runs.write_part(tmp_path, rows)
+    with pytest.raises(fit.FitError) as err:
+        fit.fit_run(tmp_path, plots=False)
+    message = one_line(err)
+    assert "1 NaN" in message and "image img002" in message and "--drop-nan" in message
+    result = fit.fit_run(tmp_path, drop_nan=True, resamples=10, plots=False)
+    assert result.curves[0].n_points == 10 * len(STEPS) - 1
+
+
+def test_bad_options(tmp_path):
+    runs.write_part(tmp_path, curve_rows("dss", n_images=3))
+    with pytest.raises(fit.FitError, match="unknown x axis 'time'"):
+        fit.fit_run(tmp_path, x="time")
+    with pytest.raises(fit.FitError, match="metric.s. vif not in the scores"):
+        fit.fit_run(tmp_path, metrics=["vif"])
+
+
+# --- the command -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.setattr(cli_fit.console, "width", 240)
+    application = typer.Typer(pretty_exceptions_enable=False)
+    application.command("fit")(cli_fit.fit)
+    application.command("noop")(lambda: None)  # two commands, so "fit" is a subcommand as in cli.py
+    return application
+
+
+def test_command_prints_a_table_and_writes_fit_json(app, tmp_path):
+    six_metric_run(tmp_path, n_images=10)
+    result = CliRunner().invoke(app, ["fit", str(tmp_path), "--bootstrap", "30", "--no-plots",
+                                      "--metrics", "dss,mdsi"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for column in ("metric", "Ax", "Ay", "Bx", "By", "R²", "dss", "mdsi"):
+        assert column in text
+    assert re.search(r"\d+(\.\d+)? \[\d+(\.\d+)?, \d+(\.\d+)?\]", text)  # value [low, high]
+    assert "runtime m (cpu, fp32)" in text
+    document = fit.load_fit(tmp_path / "fit.json")
+    assert [c["metric"] for c in document["curves"]] == ["dss", "mdsi"]
+    assert document["bootstrap"]["resamples"] == 30
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--x", "time"], "unknown x axis"),
+    (["--metrics", "nope"], "nope not in the scores"),
+])
+def test_command_bad_input_is_one_line(app, tmp_path, args, fragment):
+    runs.write_part(tmp_path, curve_rows("dss", n_images=3))
+    result = CliRunner().invoke(app, ["fit", str(tmp_path), *args])
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert text.startswith("error:") and fragment in text, result.output
+
+
+def test_command_on_an_empty_folder(app, tmp_path):
+    result = CliRunner().invoke(app, ["fit", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no scores" in result.output
