@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-all demo lint clean
+.PHONY: setup browser test test-all demo lint clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
 
 # PyPI's torch wheel is a CUDA build that also runs on CPU; constraints.txt pins the tested versions.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -13,6 +13,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
 	touch $@
+
+# Debian's Chromium and ChromeDriver, for the test that opens the report in a real headless browser.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	    echo "install Debian's chromium and chromium-driver (as root) for the report's browser test"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 test: setup
 	$(BIN)/python -m pytest

@@ -223,6 +223,27 @@ def models_command() -> None:
 app.command("fit")(cli_fit.fit)
 
 
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder (from sweep, fit and/or simulate).")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the page. \\[default: <run>/report.html]")] = None,
+) -> None:
+    """Write one self-contained HTML page of a run: configuration, outputs across step counts, the metric
+    curves with their fits, and the simulator's results (each section when its data exists).
+
+    Example:
+
+      aaas-profile report results/celeba-thin
+    """
+    from aaas_profile import report as report_mod
+
+    try:
+        path = report_mod.write(run, out)
+    except (report_mod.ReportError, *_user_errors()) as err:
+        fail(str(err))
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no external resources)", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m aaas_profile.cli`
     app(prog_name="aaas-profile")
 

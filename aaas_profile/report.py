@@ -1,0 +1,200 @@
+"""One self-contained HTML page of a run folder: configuration, image grid, metric curves and fits, simulator.
+
+Every image is embedded as a data URI, so ``report.html`` can be mailed, archived or printed on its own; the
+page loads nothing from the network (no fonts, scripts or style sheets from elsewhere). Each section appears
+only when the run folder holds its data:
+
+- run: ``manifest.json`` and ``config.toml`` (model, device, versions, time taken, UNet calls);
+- outputs: ``images/<cell>/`` as the paper's Figure 2 (original, corrupted, the output at each step count);
+- quality: the sweep's per-step medians from ``scores/``, the 2×3 metric panels from ``plots/*_panel.png``
+  (Figure 3) and the (Ax, Ay, Bx, By) table from ``fit.json``;
+- simulator: each ``sim/<policy>/summary.json`` as a table, with ``figure5.png`` and ``figure6.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from aaas_profile import runs
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b; max-width: 1180px;
+       margin: 2rem auto; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 1px solid #ccc; margin-top: 2.2rem; }
+.muted { color: #666; } table { border-collapse: collapse; margin: .6rem 0 1rem; }
+th, td { border: 1px solid #d6d6d6; padding: .25rem .55rem; text-align: right; vertical-align: top; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+figure { margin: .8rem 0 1.4rem; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: .9rem; }
+.grid td { padding: 2px; border: none; text-align: center; font-size: .8rem; }
+.grid img { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
+@media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } figure, table { break-inside: avoid; } }
+"""
+
+
+class ReportError(ValueError):
+    """A folder that cannot be reported on; the message is one line."""
+
+
+def data_uri(path: Path) -> str:
+    """``path`` (PNG) as a data URI."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = ()) -> str:
+    head = "".join(f'<th class="{"text" if c in text_columns else ""}">{html.escape(str(c))}</th>'
+                   for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row, strict=True):
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            cells.append(f'<td class="{"text" if column in text_columns else ""}">{html.escape(text)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _figure(path: Path, caption: str) -> str:
+    return (f'<figure><img src="{data_uri(path)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def run_section(run: Path, scores: pd.DataFrame | None) -> str:
+    manifest = runs.Manifest(run / "manifest.json").read()
+    config_path = run / "config.toml"
+    config = tomllib.loads(config_path.read_text()) if config_path.exists() else {}
+    env, model = manifest.get("environment", {}), manifest.get("model", {})
+    invocations = manifest.get("invocations", [])
+    wall = sum(i.get("wall_s", 0.0) for i in invocations)
+    facts = [
+        ("model", f"{model.get('name', config.get('model', '?'))} ({model.get('source', '?')}, "
+                  f"{model.get('resolution', '?')} px, licence {model.get('licence', '?')})"),
+        ("weights sha256", model.get("weights_sha256", "?")),
+        ("device", f"{env.get('device', '?')} ({env.get('device_name', '?')}), dtype {manifest.get('dtype', '?')}"),
+        ("versions", ", ".join(f"{k} {env[k]}" for k in ("aaas_profile", "python", "torch", "diffusers", "piq")
+                               if env.get(k))),
+        ("git", env.get("git") or "not a checkout"),
+        ("sweep time", f"{wall:.1f} s over {len(invocations)} invocation(s)"),
+    ]
+    if scores is not None and len(scores):
+        cells = scores.drop_duplicates(list(runs.CELL_KEY))
+        facts.append(("cells", f"{len(cells)} (image × mask × seed × steps), {cells['image_id'].nunique()} images"))
+        facts.append(("UNet image-forwards", f"{int(cells['unet_calls'].sum()):,}"))
+    rows = "".join(f'<tr><th class="text">{html.escape(k)}</th><td class="text">{html.escape(str(v))}</td></tr>'
+                   for k, v in facts)
+    config_rows = "".join(
+        f'<tr><th class="text">{html.escape(k)}</th><td class="text">{html.escape(str(v))}</td></tr>'
+        for k, v in config.items()
+    )
+    section = f"<h2>Run</h2><table>{rows}</table>"
+    if config_rows:
+        section += f"<details><summary>configuration (config.toml)</summary><table>{config_rows}</table></details>"
+    return section
+
+
+def grid_section(run: Path, max_cells: int = 6) -> str:
+    """The paper's Figure 2: per saved cell, the original, the corrupted input and each step count's output."""
+    folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
+    if not folders:
+        return ""
+    steps = sorted({p.stem for f in folders for p in f.glob("steps-*.png")})
+    header = "<tr><td></td><td>original</td><td>corrupted</td>" + "".join(
+        f"<td>{int(s.split('-')[1])} steps</td>" for s in steps) + "</tr>"
+    rows = []
+    for folder in folders:
+        cells = [f'<td class="text">{html.escape(folder.name)}</td>']
+        for name in ("original", "corrupted", *steps):
+            path = folder / f"{name}.png"
+            cells.append(f'<td><img src="{data_uri(path)}" alt="{html.escape(folder.name)} {name}"></td>'
+                         if path.exists() else "<td>–</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<h2>Outputs across step counts</h2><p class='muted'>Grey in the corrupted input marks the pixels "
+            "to generate (mask 0); the rest is kept.</p>"
+            f"<table class='grid'>{header}{''.join(rows)}</table>")
+
+
+def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
+    parts = []
+    if scores is not None and len(scores):
+        medians = (scores.groupby(["mask", "metric", "steps"])["value"].median().unstack("steps").reset_index())
+        medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
+        parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
+    for panel in sorted((run / "plots").glob("*_panel.png")):
+        parts.append(_figure(panel, f"Six metrics against steps with the fitted four-parameter model ({panel.stem})"))
+    fit_path = run / "fit.json"
+    if fit_path.exists():
+        fit = json.loads(fit_path.read_text())
+        rows = []
+        for curve in fit.get("curves", []):
+            row = {"mask": curve["mask"], "metric": curve["metric"]}
+            for name in ("ax", "ay", "bx", "by"):
+                part = curve[name]
+                low, high = part.get("ci") or (None, None)
+                row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}, {high:.4g}]"
+                                                                     if low is not None and high is not None else ""))
+            row["R²"] = curve.get("r2") if curve.get("r2") is not None else float("nan")
+            row["saturated"] = "yes" if curve.get("saturated") else "no"
+            rows.append(row)
+        if rows:
+            unit = fit.get("x", {}).get("unit", "steps")
+            parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
+                         f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals</h3>"
+                         + _table(pd.DataFrame(rows), ("mask", "metric", "Ax", "Ay", "Bx", "By", "saturated")))
+    return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
+
+
+def simulator_section(run: Path) -> str:
+    parts = []
+    for folder in sorted(p for p in (run / "sim").glob("*") if p.is_dir()):
+        summary_path = folder / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            rows = []
+            for policy, columns in summary.get("policies", {}).items():
+                row = {"policy": policy}
+                for column, stats in columns.items():
+                    mean, std = stats.get("mean"), stats.get("std")
+                    row[column] = "–" if mean is None else f"{mean:.4g} ± {std or 0:.2g}"
+                rows.append(row)
+            optimum = (summary.get("optimum") or {}).get("mean")
+            note = (f"{summary.get('episodes', '?')} evaluation episodes, seed {summary.get('seed', '?')}, ASPs: "
+                    f"{summary.get('asps', '?')}" + (f"; hindsight optimum {optimum:.4g}" if optimum else ""))
+            parts.append(f"<h3>{html.escape(folder.name)}</h3><p class='muted'>{html.escape(note)}</p>")
+            if rows:
+                parts.append(_table(pd.DataFrame(rows), tuple(pd.DataFrame(rows).columns)))
+        for name, caption in (("figure5.png", "Learning curve against the baselines (paper's Figure 5)"),
+                              ("figure6.png", "Crashes and mean reward per finished task (paper's Figure 6)")):
+            if (folder / name).exists():
+                parts.append(_figure(folder / name, f"{folder.name}: {caption}"))
+    return "<h2>ASP selection simulator</h2>" + "".join(parts) if parts else ""
+
+
+def build(run: Path) -> str:
+    """The report page of ``run`` as HTML text. Raises ReportError for a folder with nothing to show."""
+    run = Path(run)
+    if not run.is_dir():
+        raise ReportError(f"{run} is not a run folder")
+    scores = runs.read_scores(run) if runs.part_files(run) else None
+    sections = [run_section(run, scores) if (run / "manifest.json").exists() else "", grid_section(run),
+                quality_section(run, scores), simulator_section(run)]
+    if not any(sections):
+        raise ReportError(f"{run} holds no manifest, scores, images, fit or simulator results to report")
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>aaas-profile · {html.escape(run.name)}"
+            f"</title><style>{STYLE}</style></head><body><h1>{html.escape(run.name)}</h1>"
+            f"<p class='muted'>aaas-profile report, made {created} from {html.escape(str(run.resolve()))}</p>"
+            + "".join(sections) + "</body></html>")
+
+
+def write(run: Path, out: Path | None = None) -> Path:
+    """Write ``run``/report.html (or ``out``) atomically and return its path."""
+    path = Path(out) if out else Path(run) / "report.html"
+    runs.write_atomic(path, build(run))
+    return path

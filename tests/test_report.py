@@ -1,0 +1,75 @@
+"""The report page: built from a real sweep + fit + simulator run folder, opened in headless Chromium."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aaas_profile import report, sweep
+from aaas_profile.fit import fit_run
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory, model_dir):
+    from conftest import write_images
+
+    tmp = tmp_path_factory.mktemp("report")
+    images = write_images(tmp / "images", n=3)
+    config = sweep.SweepConfig.from_sources(model=str(model_dir), data=str(images), masks="half,box",
+                                            steps="5,10,20", jump_length=1, jump_n_sample=1, out=str(tmp / "run"),
+                                            save_images=2)
+    run = sweep.run(config).run_dir
+    fit_run(run, resamples=20)
+    return run
+
+
+def test_report_holds_every_section_and_no_external_resource(run_folder):
+    page = report.build(run_folder)
+    for text in ("Run", "Outputs across step counts", "Median score per step count", "Fitted (Ax, Ay, Bx, By)",
+                 "weights sha256", "UNet image-forwards"):
+        assert text in page, text
+    assert page.count("<img") == 2 * (2 + 3) + 2  # grid: 2 cells × (original, corrupted, 3 steps); 2 panels
+    for external in ("http://", "https://", "//cdn", "<script", "<link"):
+        assert external not in page
+
+
+def test_nothing_to_report_is_one_line(tmp_path):
+    with pytest.raises(report.ReportError, match="holds no manifest"):
+        report.build(tmp_path)
+
+
+@pytest.fixture
+def chromium():
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser test: make setup installs Debian's chromium and chromium-driver")
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make setup installs them as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chromium, tmp_path):
+    # written away from the run folder: the page needs nothing beside it
+    (tmp_path / "alone").mkdir()
+    page = report.write(run_folder, tmp_path / "alone" / "report.html")
+    assert list(page.parent.iterdir()) == [page]
+    chromium.get(page.as_uri())
+    images = chromium.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    assert len(images) == 12
+    assert all(done and width > 0 and height > 0 for done, width, height in images), images
+    errors = [entry for entry in chromium.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    assert chromium.title.startswith("aaas-profile")
