@@ -67,7 +67,35 @@ def unet_calls(steps: int, config: RePaintConfig, schedule: dict | None = None) 
 @dataclass
 class InpaintResult:
     images: torch.Tensor  # (N, 3, H, W) float32 in [0, 1], on the CPU
-    unet_calls: int  # forward passes each image received (the batch shared them)
+    unet_calls: list[int]  # UNet forward passes each image received
+
+
+class _Chain:
+    """The RePaint timestep walk of the images that share one step count: which UNet calls and which
+    resampling jumps ("undo" steps, no UNet) come next."""
+
+    def __init__(self, scheduler: RePaintScheduler, rows: torch.Tensor):
+        self.scheduler, self.rows = scheduler, rows
+        self.timesteps = scheduler.timesteps.tolist()
+        self.position, self.t_last, self.calls = 0, self.timesteps[0] + 1, 0
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.timesteps)
+
+    def undo_until_call(self, sample: torch.Tensor, generators: list[torch.Generator]) -> None:
+        """Apply resampling jumps (noise up from t_last) until the next event is a UNet call."""
+        while not self.done and self.timesteps[self.position] >= self.t_last:
+            t = self.timesteps[self.position]
+            sample[self.rows] = self.scheduler.undo_step(sample[self.rows], self.t_last, generator=generators)
+            self.t_last, self.position = t, self.position + 1
+
+    def denoise(self, sample, eps, known, keep, generators) -> None:
+        """One denoising step x_t → x_(t−1) with the UNet's epsilon for these rows."""
+        t, rows = self.timesteps[self.position], self.rows
+        step = self.scheduler.step(eps, t, sample[rows], known[rows], keep[rows], generator=generators)
+        sample[rows] = step.prev_sample
+        self.t_last, self.position, self.calls = t, self.position + 1, self.calls + 1
 
 
 def inpaint(
@@ -76,11 +104,17 @@ def inpaint(
     originals: torch.Tensor,
     masks: torch.Tensor,
     seeds: list[int],
-    steps: int,
+    steps: int | list[int],
     config: RePaintConfig = RePaintConfig(),
-    on_call: Callable[[], None] | None = None,
+    on_call: Callable[[int], None] | None = None,
 ) -> InpaintResult:
-    """Inpaint a batch with RePaint.
+    """Inpaint a batch with RePaint; images may ask for different step counts and still share UNet calls.
+
+    Images with the same step count form one chain (one scheduler); all chains advance together, and every
+    UNet call takes, with a per-image timestep, each chain's images whose next event is a denoising step.
+    Resampling jumps need no UNet and happen per chain in between. So a batch of 10-, 50- and 250-step
+    images costs max(calls) UNet invocations instead of their sum, and each image's output is the one it
+    would get alone (same generator, same draws in the same order), up to float rounding.
 
     Args:
         unet: an epsilon-predicting ``UNet2DModel`` (any device and dtype; sampling runs on its device,
@@ -90,37 +124,54 @@ def inpaint(
         originals: (N, 3, H, W) in [0, 1], the uncorrupted images.
         masks: (N, 1, H, W) of 0/1, 1 = keep.
         seeds: one seed per image; image i's noise comes only from ``seeds[i]``.
-        steps: denoising steps T.
-        on_call: called after every UNet forward (progress bars).
+        steps: denoising steps T, one for all or one per image.
+        on_call: called after every UNet forward with the number of images it took (progress bars).
     """
+    n = originals.shape[0]
     if originals.ndim != 4 or originals.shape[1] != 3:
         raise ValueError(f"originals must be (N, 3, H, W), got {tuple(originals.shape)}")
-    if masks.shape != (originals.shape[0], 1, *originals.shape[2:]):
+    if masks.shape != (n, 1, *originals.shape[2:]):
         raise ValueError(f"masks must be (N, 1, H, W) matching originals, got {tuple(masks.shape)}")
-    if len(seeds) != originals.shape[0]:
-        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {originals.shape[0]} images")
+    if len(seeds) != n:
+        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {n} images")
+    per_image = [steps] * n if isinstance(steps, int) else list(steps)
+    if len(per_image) != n:
+        raise ValueError(f"need one step count per image: {len(per_image)} for {n} images")
     parameter = next(unet.parameters())
     device, dtype = parameter.device, parameter.dtype
-    scheduler = make_scheduler(schedule, steps, config, device=device)
 
     channels = originals.shape[1]
     known = originals.to(device, torch.float32) * 2 - 1
     keep = masks.to(device, torch.float32)
     generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
     sample = torch.cat([torch.randn((1, *known.shape[1:]), generator=g, device=device) for g in generators])
+    chains = [
+        _Chain(make_scheduler(schedule, t, config, device=device),
+               torch.tensor([i for i, s in enumerate(per_image) if s == t], device=device))
+        for t in sorted(set(per_image))
+    ]
+    chain_generators = [[generators[i] for i in chain.rows.tolist()] for chain in chains]
 
-    calls = 0
-    t_last = scheduler.timesteps[0] + 1
     with torch.inference_mode():
-        for t in scheduler.timesteps:
-            if t < t_last:
-                eps = unet(sample.to(dtype), t).sample[:, :channels].float()
-                sample = scheduler.step(eps, t, sample, known, keep, generator=generators).prev_sample
-                calls += 1
-                if on_call is not None:
-                    on_call()
-            else:
-                sample = scheduler.undo_step(sample, t_last, generator=generators)
-            t_last = t
+        while True:
+            for chain, gens in zip(chains, chain_generators, strict=True):
+                chain.undo_until_call(sample, gens)
+            active = [(chain, gens) for chain, gens in zip(chains, chain_generators, strict=True) if not chain.done]
+            if not active:
+                break
+            rows = torch.cat([chain.rows for chain, _ in active])
+            t = torch.cat([torch.full((len(chain.rows),), chain.timesteps[chain.position], device=device)
+                           for chain, _ in active])
+            eps = unet(sample[rows].to(dtype), t).sample[:, :channels].float()
+            offset = 0
+            for chain, gens in active:
+                chain.denoise(sample, eps[offset:offset + len(chain.rows)], known, keep, gens)
+                offset += len(chain.rows)
+            if on_call is not None:
+                on_call(len(rows))
     images = (sample / 2 + 0.5).clamp(0, 1).cpu()
+    calls = [0] * n
+    for chain in chains:
+        for i in chain.rows.tolist():
+            calls[i] = chain.calls
     return InpaintResult(images=images, unet_calls=calls)

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from time import perf_counter
 
@@ -290,17 +289,29 @@ def all_cells(prepared: Prepared) -> list[Cell]:
     ]
 
 
-def plan(prepared: Prepared, done: set[tuple]) -> Iterator[tuple[int, list[Cell]]]:
-    """(steps, cells) batches this shard still has to run: its cells in chunks of batch_size, every step
-    count per chunk, so whole curves arrive early."""
+@dataclass(frozen=True)
+class Item:
+    """One unit of work: a cell at one step count."""
+
+    cell: Cell
+    steps: int
+
+
+def plan(prepared: Prepared, done: set[tuple]) -> Iterator[list[Item]]:
+    """Batches of at most batch_size items this shard still has to run.
+
+    The shard's cells go in chunks of batch_size, all step counts of a chunk before the next, so whole curves
+    arrive early. Inside a chunk the items are ordered by step count, so most batches hold one step count;
+    where a chunk is part done or short, a batch mixes step counts, which still share UNet calls
+    (``inpaint`` runs them in lockstep)."""
     c = prepared.config
     mine = [cell for position, cell in enumerate(all_cells(prepared)) if prepared.shard.owns(position)]
     for start in range(0, len(mine), c.batch_size):
         chunk = mine[start:start + c.batch_size]
-        for steps in c.steps:
-            todo = [cell for cell in chunk if _key(prepared, cell, steps) not in done]
-            if todo:
-                yield steps, todo
+        items = [Item(cell, steps) for steps in c.steps for cell in chunk
+                 if _key(prepared, cell, steps) not in done]
+        for first in range(0, len(items), c.batch_size):
+            yield items[first:first + c.batch_size]
 
 
 def _key(prepared: Prepared, cell: Cell, steps: int) -> tuple:
@@ -308,28 +319,34 @@ def _key(prepared: Prepared, cell: Cell, steps: int) -> tuple:
     return (prepared.model.name, cell.image_id, cell.mask.name, cell.seed, steps, c.jump_length, c.jump_n_sample)
 
 
-def run_batch(prepared: Prepared, steps: int, cells: list[Cell], run_id: str,
-              on_call: Callable[[], None] | None = None) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
-    """Inpaint and score one batch. Returns the rows, the outputs and the corrupted inputs (for saving)."""
+def run_batch(prepared: Prepared, items: list[Item], run_id: str,
+              on_call: Callable[[int], None] | None = None) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """Inpaint and score one batch. Returns the rows, the outputs and the corrupted inputs (for saving).
+
+    ``wall_s`` of an item is its share of the batch's time, in proportion to the UNet calls it received (in a
+    batch of one step count: the batch time over its size)."""
     model, c = prepared.model, prepared.config
     size = model.resolution
+    cells = [item.cell for item in items]
     originals = torch.stack([prepared.images[cell.image_index].tensor for cell in cells])
     masks = torch.stack([cell.mask.make(size, cell.mask_seed) for cell in cells])
     start = perf_counter()
     result = inpaint(model.unet, model.scheduler_config, originals, masks, [cell.noise_seed for cell in cells],
-                     steps, prepared.repaint, on_call=on_call)
+                     [item.steps for item in items], prepared.repaint, on_call=on_call)
     if prepared.device.type == "cuda":
         torch.cuda.synchronize(prepared.device)
-    wall = (perf_counter() - start) / len(cells)
+    elapsed = perf_counter() - start
+    total_calls = sum(result.unet_calls)
     scores = metrics_mod.score(result.images.to(prepared.device), originals.to(prepared.device), c.metrics)
     rows = []
-    for i, cell in enumerate(cells):
+    for i, (item, cell) in enumerate(zip(items, cells, strict=True)):
+        wall = elapsed * result.unet_calls[i] / total_calls
         for name in c.metrics:
             rows.append({
                 "run_id": run_id, "model": model.name, "image_id": cell.image_id, "mask": cell.mask.name,
-                "seed": cell.seed, "steps": steps, "jump_length": c.jump_length,
-                "jump_n_sample": c.jump_n_sample, "unet_calls": result.unet_calls, "wall_s": wall,
-                "device": str(prepared.device), "dtype": c.dtype, "batch_size": len(cells), "metric": name,
+                "seed": cell.seed, "steps": item.steps, "jump_length": c.jump_length,
+                "jump_n_sample": c.jump_n_sample, "unet_calls": result.unet_calls[i], "wall_s": wall,
+                "device": str(prepared.device), "dtype": c.dtype, "batch_size": len(items), "metric": name,
                 "value": float(scores[name][i]),
                 "higher_is_better": metrics_mod.METRICS[name].higher_is_better,
             })
@@ -337,10 +354,11 @@ def run_batch(prepared: Prepared, steps: int, cells: list[Cell], run_id: str,
     return rows, result.images, corrupted
 
 
-def _save_images(prepared: Prepared, steps: int, cells: list[Cell], outputs, corrupted, saved: dict) -> None:
+def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, saved: dict) -> None:
     """PNGs of the first ``save_images`` cells: original, corrupted input, output at each step count."""
     folder = prepared.run_dir / "images"
-    for i, cell in enumerate(cells):
+    for i, item in enumerate(items):
+        cell = item.cell
         key = (cell.image_id, cell.mask.name, cell.seed)
         if key not in saved:
             if len(saved) >= prepared.config.save_images:
@@ -349,7 +367,7 @@ def _save_images(prepared: Prepared, steps: int, cells: list[Cell], outputs, cor
             saved[key].mkdir(parents=True, exist_ok=True)
             _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
             _png(corrupted[i], saved[key] / "corrupted.png")
-        _png(outputs[i], saved[key] / f"steps-{steps:04d}.png")
+        _png(outputs[i], saved[key] / f"steps-{item.steps:04d}.png")
 
 
 def _slug(text: str) -> str:
@@ -402,21 +420,21 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     total_cells = sum(1 for p in range(len(all_cells(prepared))) if prepared.shard.owns(p)) * len(config.steps)
     invocation = _write_run_files(prepared, done_before=len(done))
 
-    progress.start(sum(calls[steps] * len(cells) for steps, cells in todo), sum(len(c) for _, c in todo))
+    planned_calls = sum(calls[item.steps] for batch in todo for item in batch)
+    progress.start(planned_calls, sum(len(batch) for batch in todo))
     start, ran, saved = perf_counter(), 0, {}
-    for steps, cells in todo:
-        rows, outputs, corrupted = run_batch(prepared, steps, cells, run_dir.name,
-                                             on_call=partial(progress.unet_call, len(cells)))
+    for batch in todo:
+        rows, outputs, corrupted = run_batch(prepared, batch, run_dir.name, on_call=progress.unet_call)
         runs.write_part(run_dir, rows)
         if prepared.config.save_images:
-            _save_images(prepared, steps, cells, outputs, corrupted, saved)
-        ran += len(cells)
-        progress.batch_done(len(cells))
+            _save_images(prepared, batch, outputs, corrupted, saved)
+        ran += len(batch)
+        progress.batch_done(len(batch))
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
     return SweepResult(run_dir, config, ran, total_cells - ran, wall,
-                       sum(calls[steps] * len(cells) for steps, cells in todo), summarise(table))
+                       planned_calls, summarise(table))
 
 
 def _write_run_files(prepared: Prepared, done_before: int) -> str:

@@ -35,8 +35,8 @@ def test_counted_calls_match_the_schedule(unet):
     originals, masks = batch(2)
     config = RePaintConfig(jump_length=5, jump_n_sample=2)
     seen = []
-    result = inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [0, 1], 20, config, on_call=lambda: seen.append(1))
-    assert result.unet_calls == len(seen) == unet_calls(20, config) == 35
+    result = inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [0, 1], 20, config, on_call=seen.append)
+    assert result.unet_calls == [35, 35] and seen == [2] * 35 and unet_calls(20, config) == 35
 
 
 def test_known_pixels_come_out_unchanged(unet):
@@ -77,3 +77,16 @@ def test_bad_arguments(unet):
         inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [0, 1], 1001)
     with pytest.raises(ValueError, match="jump_length"):
         RePaintConfig(jump_length=0)
+
+
+def test_step_counts_share_unet_calls_and_give_the_images_they_give_alone(unet):
+    """One batch of 5-, 10- and 20-step images: max(calls) UNet invocations, each image as if run alone."""
+    originals, masks = batch(3)
+    config = RePaintConfig(jump_length=5, jump_n_sample=2)
+    seen = []
+    mixed = inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [4, 5, 6], [20, 5, 10], config, on_call=seen.append)
+    assert mixed.unet_calls == [unet_calls(20, config), 5, unet_calls(10, config)] == [35, 5, 15]
+    assert len(seen) == 35 and sum(seen) == 35 + 5 + 15  # images per call shrink as short chains finish
+    for i, steps in enumerate([20, 5, 10]):
+        alone = inpaint(unet, DEFAULT_SCHEDULE, originals[i:i + 1], masks[i:i + 1], [4 + i], steps, config)
+        assert torch.allclose(mixed.images[i:i + 1], alone.images, atol=1e-4), steps
