@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aaas_profile import cli_fit
+from aaas_profile import cli_fit, cli_models
 from aaas_profile import sweep as sweep_mod
 
 app = typer.Typer(
@@ -199,14 +199,23 @@ def _print_summary(result: sweep_mod.SweepResult) -> None:
     )
 
 
-@app.command("models")
-def models_command() -> None:
+models_app = typer.Typer(help="Named models: list them, or import RePaint's checkpoints.", no_args_is_help=False)
+app.add_typer(models_app, name="models")
+models_app.command("import-repaint")(cli_models.import_repaint)
+
+
+@models_app.callback(invoke_without_command=True)
+def models_command(ctx: typer.Context) -> None:
     """List the named models: where their weights come from, resolution, licence, and whether present.
 
-    Example:
+    Examples:
 
       aaas-profile models
+
+      aaas-profile models import-repaint celeba256_250000.pt --name celeba-repaint
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from aaas_profile.models import cards, find_weights
 
     table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")

@@ -1,0 +1,76 @@
+"""The ``models import-repaint`` command: parses, calls ``aaas_profile.repaint_import``, prints. Registered in
+cli.py on the ``models`` group as ``models_app.command("import-repaint")(cli_models.import_repaint)``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aaas_profile import repaint_import
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def import_repaint(
+    file: Annotated[Path, typer.Argument(help="RePaint / guided-diffusion checkpoint, e.g. celeba256_250000.pt.")],
+    name: Annotated[str, typer.Option(help="Name to register: writes models/NAME/ and models/NAME.toml.")],
+    config: Annotated[str, typer.Option(help="Architecture and schedule of the checkpoint: celeba256 (for "
+                                             "celeba256_250000.pt) or places256 (places256_300000.pt).")] = (
+        "celeba256"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Replace a model of the same name.")] = False,
+) -> None:
+    """Convert one of RePaint's guided-diffusion checkpoints into a diffusers model that `--model NAME` uses.
+
+    Examples:
+
+      aaas-profile models import-repaint data/pretrained/celeba256_250000.pt --name repaint-celeba
+
+      aaas-profile models import-repaint places256_300000.pt --name repaint-places --config places256
+
+      aaas-profile sweep --model repaint-celeba --steps 25,50,100,250
+
+    Writes models/NAME/ (unet/ with safetensors weights, scheduler/, model_index.json, a README.md model card
+    with the source file's sha256) and models/NAME.toml. The network predicts ε and a learned variance; the
+    sampler uses ε only (see the model card). Checkpoints: RePaint's download.sh (CC BY-NC-SA 4.0).
+    """
+    from aaas_profile import models
+
+    started = time.perf_counter()
+    try:
+        cfg = repaint_import.resolve_config(config)
+        folder = repaint_import.import_repaint(file, name, cfg, models_dir=repaint_import.MODELS_DIR,
+                                               overwrite=force)
+        loaded = models.load(str(folder))
+    except (repaint_import.ConversionError, models.ModelError) as err:
+        _fail(str(err))
+    info = loaded.describe()
+    table = Table(title=f"imported {file.name} as model '{name}'", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("config", f"{cfg.name}: {cfg.description}")
+    table.add_row("folder", str(folder))
+    table.add_row("card", str(folder.parent / f"{name}.toml"))
+    table.add_row("parameters", f"{info['parameters']:,}")
+    table.add_row("resolution", f"{loaded.resolution} px")
+    table.add_row("outputs", f"{loaded.unet.config.out_channels} channels (ε + learned variance; sampled with ε)"
+                  if loaded.learned_variance else f"{loaded.unet.config.out_channels} channels (ε)")
+    schedule = loaded.scheduler_config
+    table.add_row("schedule", f"{schedule['beta_schedule']} β {schedule['beta_start']:g} … {schedule['beta_end']:g},"
+                  f" {schedule['num_train_timesteps']} steps")
+    table.add_row("weights sha256", info["weights_sha256"])
+    table.add_row("licence", loaded.licence)
+    table.add_row("took", f"{time.perf_counter() - started:.1f} s")
+    console.print(table)
+    console.print(f"use it: aaas-profile sweep --model {name}", highlight=False)
