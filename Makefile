@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser test test-all demo lint clean
+.PHONY: setup browser test test-all demo bench lint clean
 
 setup: $(VENV)/.installed browser
 
@@ -34,6 +34,11 @@ MODEL ?= faces
 demo: setup
 	$(BIN)/aaas-profile models
 	$(BIN)/aaas-profile sweep --model $(MODEL) --limit 2 --masks thick --steps 10,25,50,100 --out results/demo
+
+# throughput as ratios against baselines measured in the same run; tables printed, JSON in results/bench/
+bench: setup
+	$(BIN)/python bench/bench_sweep.py
+	@if [ -f bench/bench_sim.py ]; then $(BIN)/python bench/bench_sim.py; fi
 
 lint: setup
 	$(BIN)/ruff check aaas_profile tests
