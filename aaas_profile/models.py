@@ -155,7 +155,8 @@ def _scheduler_config(folder: Path) -> tuple[dict, str]:
     return dict(DEFAULT_SCHEDULE), "default (Ho et al. 2020 linear schedule; the folder has none)"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -251,7 +252,7 @@ def load(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = to
         schedule_source=schedule_source,
         folder=folder,
         source=source,
-        weights_sha256=_sha256(weights),
+        weights_sha256=sha256_file(weights),
         resolution=resolution,
         licence=card.licence if card else _folder_licence(folder),
     )

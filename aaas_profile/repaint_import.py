@@ -44,7 +44,6 @@ agree to within 4e-7 relative (β within 1.1e-7).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -57,7 +56,7 @@ from pathlib import Path
 import torch
 
 from aaas_profile import __version__
-from aaas_profile.models import MODELS_DIR
+from aaas_profile.models import MODELS_DIR, sha256_file
 
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 GROUPS = 32  # guided-diffusion's normalization(): GroupNorm(32, channels), eps 1e-5
@@ -372,14 +371,6 @@ def read_checkpoint(checkpoint: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_config(config: str | GuidedUNetConfig) -> GuidedUNetConfig:
     if isinstance(config, GuidedUNetConfig):
         return config
@@ -430,7 +421,7 @@ def import_repaint(
             "_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"],
             "scheduler": ["diffusers", "DDPMScheduler"],
         }, indent=2) + "\n")
-        source = {"file": checkpoint.name, "sha256": _sha256(checkpoint), "bytes": checkpoint.stat().st_size}
+        source = {"file": checkpoint.name, "sha256": sha256_file(checkpoint), "bytes": checkpoint.stat().st_size}
         parameters = sum(t.numel() for t in converted.values())
         (staging / "README.md").write_text(model_card(name, cfg, source, parameters))
         if folder.exists():

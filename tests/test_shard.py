@@ -3,6 +3,7 @@ rows of one process."""
 
 import numpy as np
 import pytest
+from conftest import sweep_config
 
 from aaas_profile import runs, sweep
 from aaas_profile.sweep import Shard, SweepError
@@ -11,10 +12,7 @@ KEY = [*runs.CELL_KEY, "metric"]
 
 
 def config(model_dir, image_dir, out, **kw):
-    values = dict(model=str(model_dir), data=str(image_dir), masks="half,thick,box", steps="5,10", seeds="0",
-                  jump_length=1, jump_n_sample=1, out=str(out), batch_size=1, save_images=0)
-    values.update(kw)
-    return sweep.SweepConfig.from_sources(**values)
+    return sweep_config(model_dir, image_dir, out, **{"masks": "half,thick,box", "batch_size": 1, **kw})
 
 
 def same_rows(a, b, exact=True):

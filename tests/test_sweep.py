@@ -8,6 +8,7 @@ import tomllib
 
 import pandas as pd
 import pytest
+from conftest import sweep_config
 
 from aaas_profile import runs, sweep
 from aaas_profile.metrics import ALL
@@ -16,10 +17,7 @@ KEY = [*runs.CELL_KEY, "metric"]
 
 
 def config(model_dir, image_dir, out, **kw):
-    values = dict(model=str(model_dir), data=str(image_dir), masks="half,thick", steps="5,10", seeds="0",
-                  jump_length=1, jump_n_sample=1, out=str(out), batch_size=4, save_images=1)
-    values.update(kw)
-    return sweep.SweepConfig.from_sources(**values)
+    return sweep_config(model_dir, image_dir, out, **{"save_images": 1, **kw})
 
 
 def test_a_sweep_writes_a_complete_run_folder(model_dir, image_dir, tmp_path):
