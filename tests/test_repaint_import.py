@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from aaas_profile import cli_models, models, runs, sweep
 from aaas_profile import repaint_import as ri
+from aaas_profile.models import sha256_file
 
 FULL = ri.CONFIGS["celeba256"]
 REDUCED = FULL.reduce(model_channels=32, image_size=32)  # the 8 px level of 256 px is 1 px here
@@ -215,7 +216,7 @@ def test_import_writes_a_folder_that_loads_and_samples(tmp_path):
 
     readme = (folder / "README.md").read_text()
     assert "license: cc-by-nc-sa-4.0" in readme.splitlines()[:5]
-    assert ri._sha256(checkpoint) in readme and "celeba256_250000.pt" in readme
+    assert sha256_file(checkpoint) in readme and "celeba256_250000.pt" in readme
     assert "REDUCED" in readme and "ε only" in readme
     scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["_class_name"] == "DDPMScheduler" and scheduler["variance_type"] == "learned_range"
