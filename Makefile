@@ -38,7 +38,7 @@ demo: setup
 # throughput as ratios against baselines measured in the same run; tables printed, JSON in results/bench/
 bench: setup
 	$(BIN)/python bench/bench_sweep.py
-	@if [ -f bench/bench_sim.py ]; then $(BIN)/python bench/bench_sim.py; fi
+	$(BIN)/python bench/bench_sim.py
 
 lint: setup
 	$(BIN)/ruff check aaas_profile tests

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aaas_profile import cli_fit, cli_models
+from aaas_profile import cli_fit, cli_models, cli_simulate
 from aaas_profile import sweep as sweep_mod
 
 app = typer.Typer(
@@ -230,6 +230,7 @@ def models_command(ctx: typer.Context) -> None:
 
 
 app.command("fit")(cli_fit.fit)
+app.command("simulate")(cli_simulate.simulate)
 
 
 @app.command()

@@ -1,0 +1,211 @@
+"""``aaas-profile simulate``: the ASP-selection simulator from the command line. Parses, calls, prints.
+
+The lead registers it with ``app.command("simulate")(cli_simulate.simulate)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aaas_profile.sim import runner
+from aaas_profile.sim.asps import SimError, paper_asps, profile_asps, read_asps_csv
+from aaas_profile.sim.env import SimConfig
+from aaas_profile.sim.policies import POLICIES
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    """One-line error, exit code 2 (the same form as ``aaas_profile.cli.fail``)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+class RichProgress(runner.Progress):
+    """One rich bar per stage (optimum, training, each evaluation), with elapsed time."""
+
+    def start(self, label, total):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+        self.bar.start()
+        self.task = self.bar.add_task(label, total=total, info="")
+
+    def advance(self, n=1, **fields):
+        info = f"reward {fields['reward']:.1f}" if "reward" in fields else ""
+        self.bar.update(self.task, advance=n, info=info)
+
+    def stop(self):
+        self.bar.stop()
+
+
+def simulate(
+    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(POLICIES)}.")] = "sac",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="ASP set when neither --profile nor --asps is given: 'paper' "
+            "(20 ASPs drawn from the paper's grids with --seed)."
+        ),
+    ] = "paper",
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="fit.json whose [0, 1]-scale curves and runtime model "
+            "define the ASPs (one profiled curve per ASP)."
+        ),
+    ] = None,
+    asps: Annotated[
+        Path | None, typer.Option(help="CSV of ASPs with columns sid, ax, ay, bx, by, capacity.")
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="Metric whose curves a --profile uses. \\[default: the profile's first]"),
+    ] = None,
+    episodes: Annotated[
+        int, typer.Option(help="Evaluation episodes per policy (same task streams for all).")
+    ] = 10,
+    train_episodes: Annotated[
+        int, typer.Option("--train-episodes", help="SAC training episodes (≈1,000 env steps each).")
+    ] = 120,
+    seed: Annotated[int, typer.Option(help="Seed of the ASP draw, the task streams and the agent.")] = 0,
+    horizon: Annotated[
+        float,
+        typer.Option(
+            help="Episode length in seconds; tasks arrive at 0.001/s, so "
+            "≈ horizon/1000 tasks per episode (the paper: 1e6)."
+        ),
+    ] = 1e6,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder; outputs go to <out>/sim/<policy>/. "
+            "\\[default: results/paper, or the profile's folder]"
+        ),
+    ] = None,
+    baselines: Annotated[bool, typer.Option(help="Also evaluate every baseline as a reference.")] = True,
+    optimum: Annotated[bool, typer.Option(help="Solve each evaluation stream's hindsight optimum.")] = True,
+    optimum_time_limit: Annotated[
+        float,
+        typer.Option(
+            "--optimum-time-limit", help="Seconds per integer program before its LP bound is reported."
+        ),
+    ] = 10.0,
+    resume: Annotated[
+        bool, typer.Option(help="Continue SAC training from <out>/sim/sac/checkpoint.pt.")
+    ] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Evaluate this SAC checkpoint; no training.")
+    ] = None,
+    auto_alpha: Annotated[
+        bool, typer.Option("--auto-alpha", help="Learn SAC's entropy temperature instead of the fixed 0.05.")
+    ] = False,
+) -> None:
+    """Simulate AIGC service-provider selection (Du et al. 2023): policies, SAC, hindsight optimum.
+
+    Writes per-episode tables (Parquet), Figure 5 (SAC learning curve) and Figure 6 (crashes and reward per
+    finished task) as PNG, and summary.json, under <out>/sim/<policy>/.
+
+    Examples:
+
+        aaas-profile simulate --policy sac
+
+        aaas-profile simulate --policy greedy-oracle --episodes 20 --seed 1
+
+        aaas-profile simulate --policy crash-avoid --asps my_asps.csv --out results/mine
+
+        aaas-profile simulate --profile results/run1/fit.json --metric haarpsi --policy sac
+
+        aaas-profile simulate --policy sac --resume --train-episodes 200
+    """
+    if policy not in POLICIES:
+        _fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+    if profile is not None and asps is not None:
+        _fail("give --profile or --asps, not both")
+    try:
+        if asps is not None:
+            asp_set = read_asps_csv(asps)
+        elif profile is not None:
+            asp_set = profile_asps(profile, metric=metric, seed=seed)
+        elif preset == "paper":
+            asp_set = paper_asps(seed)
+        else:
+            _fail(f"unknown preset {preset!r}; the only preset is 'paper' (or give --profile / --asps)")
+        if out is None:
+            out = (
+                profile.parent
+                if profile is not None
+                else Path("results") / ("paper" if asps is None else asps.stem)
+            )
+        options = runner.SimOptions(
+            policy=policy,
+            episodes=episodes,
+            train_episodes=train_episodes,
+            seed=seed,
+            baselines=baselines,
+            optimum=optimum,
+            optimum_time_limit_s=optimum_time_limit,
+            resume=resume,
+            checkpoint=checkpoint,
+            auto_alpha=auto_alpha,
+        )
+        if not horizon > 0:
+            _fail("--horizon must be positive")
+        config = SimConfig(horizon_s=horizon)
+        result = runner.simulate(asp_set, out, options, config=config, progress=RichProgress())
+    except SimError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
+    _print_summary(result, asp_set.source, seed, episodes)
+
+
+def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:
+    table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)")
+    for column in (
+        "policy",
+        "reward",
+        "crashes",
+        "interrupted",
+        "finished",
+        "reward / finished",
+        "of optimum",
+    ):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    s = result.summary
+
+    def cell(p, c, fmt):
+        mean, std = s.loc[p, ("mean", c)], s.loc[p, ("std", c)]
+        return "–" if mean != mean else f"{mean:{fmt}} ± {std:{fmt}}"
+
+    for p in s.index:
+        table.add_row(
+            p,
+            cell(p, "reward", ".1f"),
+            cell(p, "crashes", ".1f"),
+            cell(p, "interrupted", ".1f"),
+            cell(p, "finished", ".0f"),
+            cell(p, "mean_reward_per_finished", ".3f"),
+            cell(p, "fraction_of_optimum", ".1%"),
+        )
+    console.print(table)
+    optimum = result.episodes.groupby("stream_seed")["optimum"].first()
+    if optimum.notna().any():
+        console.print(
+            f"hindsight optimum: {optimum.mean():.1f} ± {optimum.std(ddof=0):.1f} "
+            f"({result.optimum_exact}/{len(optimum)} solved exactly, else an upper bound)"
+        )
+    if result.training is not None and len(result.training):
+        console.print(
+            f"SAC training: {int(result.training['episode'].max())} episodes, {result.env_steps} env "
+            f"steps, {result.train_seconds:.0f} s"
+        )
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"wrote {result.folder}")

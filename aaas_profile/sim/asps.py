@@ -1,0 +1,229 @@
+"""ASP sets: the paper preset drawn from a seed, a user's CSV table, or a ``fit.json`` profile.
+
+An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of DESIGN.md:
+``ax, ay, bx, by``; x in diffusion steps) and a ``capacity``, the total diffusion steps it runs at once.
+The three sources all return an :class:`AspSet`; the environment never needs to know where one came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# The paper preset (DESIGN.md, "The simulator"): grids the hidden parameters are drawn from.
+PAPER_N_ASPS = 20
+PAPER_CAPACITIES = np.arange(400, 1501, 100)
+PAPER_AX = np.arange(0, 91, 10).astype(float)
+PAPER_AY = np.round(np.arange(0, 0.451, 0.05), 2)
+PAPER_BX = np.arange(150, 241, 10).astype(float)
+PAPER_BY = np.round(np.arange(0.5, 0.951, 0.05), 2)
+
+CSV_COLUMNS = ("sid", "ax", "ay", "bx", "by", "capacity")
+
+
+class SimError(ValueError):
+    """Input the simulator cannot use (a bad ASP table, profile or option); the message is one line."""
+
+
+@dataclass(frozen=True, eq=False)
+class AspSet:
+    """A fixed set of ASPs: one quality curve (on the [0, 1] scale) and one capacity each.
+
+    ``runtime_coef``, when given, is the task runtime in seconds as a polynomial in steps,
+    ``c0 + c1·t + c2·t²`` (a profile's measured model, rescaled); ``None`` means the paper's runtime model.
+    """
+
+    sid: tuple[str, ...]
+    ax: np.ndarray
+    ay: np.ndarray
+    bx: np.ndarray
+    by: np.ndarray
+    capacity: np.ndarray
+    source: str = "custom"
+    runtime_coef: tuple[float, ...] | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        n = len(self.sid)
+        if n == 0:
+            raise SimError("the ASP set is empty")
+        for name in ("ax", "ay", "bx", "by", "capacity"):
+            value = np.asarray(getattr(self, name), dtype=np.int64 if name == "capacity" else np.float64)
+            if value.shape != (n,):
+                raise SimError(f"ASP column {name!r} has {value.size} values for {n} ASPs")
+            if not np.all(np.isfinite(value)):
+                raise SimError(f"ASP column {name!r} has a missing or non-finite value")
+            object.__setattr__(self, name, value)
+        if np.any(self.capacity <= 0):
+            raise SimError("every ASP capacity must be a positive number of diffusion steps")
+        if np.any(self.bx <= self.ax):
+            bad = self.sid[int(np.argmax(self.bx <= self.ax))]
+            raise SimError(f"ASP {bad!r}: bx must be larger than ax")
+
+    def __len__(self) -> int:
+        return len(self.sid)
+
+    def table(self):
+        """The set as a pandas DataFrame with the CSV columns."""
+        import pandas as pd
+
+        return pd.DataFrame({"sid": list(self.sid), "ax": self.ax, "ay": self.ay, "bx": self.bx,
+                             "by": self.by, "capacity": self.capacity})
+
+
+def paper_asps(seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
+    """The paper's ASP set: capacities and hidden curve parameters drawn uniformly from DESIGN.md's grids."""
+    rng = np.random.default_rng(seed)
+    return AspSet(
+        sid=tuple(f"asp{i:02d}" for i in range(n)),
+        ax=rng.choice(PAPER_AX, n), ay=rng.choice(PAPER_AY, n),
+        bx=rng.choice(PAPER_BX, n), by=rng.choice(PAPER_BY, n),
+        capacity=rng.choice(PAPER_CAPACITIES, n), source=f"paper preset, seed {seed}",
+    )
+
+
+def read_asps_csv(path: Path) -> AspSet:
+    """An ASP set from a CSV table with the columns ``sid, ax, ay, bx, by, capacity`` (one row per ASP)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise SimError(f"ASP table {path} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as err:  # pandas raises many kinds for a malformed file
+        raise SimError(f"cannot read ASP table {path}: {str(err).splitlines()[0]}") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in CSV_COLUMNS if c not in frame.columns]
+    if missing:
+        raise SimError(
+            f"ASP table {path} lacks column(s) {', '.join(missing)}; needs {', '.join(CSV_COLUMNS)}"
+        )
+    numbers = {}
+    for name in CSV_COLUMNS[1:]:
+        value = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+        if np.isnan(value).any():
+            raise SimError(f"ASP table {path}: column {name!r} has a missing or non-numeric value")
+        numbers[name] = value
+    if np.any(numbers["capacity"] != np.round(numbers["capacity"])):
+        raise SimError(f"ASP table {path}: capacity must be a whole number of diffusion steps")
+    return AspSet(
+        sid=tuple(str(s) for s in frame["sid"]),
+        capacity=numbers["capacity"].astype(np.int64),
+        ax=numbers["ax"],
+        ay=numbers["ay"],
+        bx=numbers["bx"],
+        by=numbers["by"],
+        source=f"table {path.name}",
+    )
+
+
+def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
+    """What the simulator reads from ``fit.json``: the curves on the [0, 1] scale and the runtime model.
+
+    Keys read (everything else is ignored)::
+
+        {"curves": [{"model": str, "mask": str, "metric": str,
+                     "scale01": {"ax": float, "ay": float, "bx": float, "by": float}}, ...],
+         "runtime": {"steps": {"coef": [c0, c1, c2]}}}      # optional
+
+    ``scale01`` is the curve on the [0, 1] quality scale (higher is better, x in diffusion steps);
+    ``runtime.steps.coef`` is seconds per image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any
+    length). Returns ``(curves, coef)``, each curve a dict with model, mask, metric, ax, ay, bx, by.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SimError(f"profile {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SimError(f"cannot read profile {path}: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("curves"), list) or not data["curves"]:
+        raise SimError(f"profile {path} has no 'curves' list")
+    curves = []
+    for i, curve in enumerate(data["curves"]):
+        try:
+            scale = curve["scale01"]
+            row = {
+                "model": str(curve.get("model", "?")),
+                "mask": str(curve.get("mask", "?")),
+                "metric": str(curve.get("metric", "?")),
+            }
+            row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
+        except (KeyError, TypeError, ValueError):
+            raise SimError(f"profile {path}: curve {i} lacks scale01 with numeric ax, ay, bx, by") from None
+        curves.append(row)
+    coef = None
+    runtime = data.get("runtime")
+    if runtime is not None:
+        try:
+            coef = [float(c) for c in runtime["steps"]["coef"]]
+        except (KeyError, TypeError, ValueError):
+            raise SimError(f"profile {path}: runtime.steps.coef must be a list of numbers") from None
+        if not coef:
+            raise SimError(f"profile {path}: runtime.steps.coef is empty")
+    return curves, coef
+
+
+def profile_asps(
+    path: Path,
+    metric: str | None = None,
+    n: int = PAPER_N_ASPS,
+    seed: int = 0,
+    task_steps: tuple[int, ...] = tuple(range(100, 251, 10)),
+    reference_runtime_s: float | None = None,
+) -> AspSet:
+    """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric``.
+
+    Curves are ordered by (model, mask); capacities are drawn from the paper's grid with ``seed``. The
+    measured runtime polynomial keeps its shape but is rescaled so that the largest task takes
+    ``reference_runtime_s`` (the paper's runtime at 250 steps by default): a profiled model runs an image in
+    seconds, and without the rescale the paper's arrival rate would leave every ASP idle.
+    """
+    from aaas_profile.sim.env import paper_runtime_s, polynomial
+
+    curves, coef = read_fit_profile(path)
+    metrics = sorted({c["metric"] for c in curves})
+    notes = []
+    if metric is None:
+        metric = curves[0]["metric"]
+        if len(metrics) > 1:
+            notes.append(
+                f"metric {metric} (first in the profile; choose with --metric from {', '.join(metrics)})"
+            )
+    chosen = sorted((c for c in curves if c["metric"] == metric), key=lambda c: (c["model"], c["mask"]))
+    if not chosen:
+        raise SimError(f"profile {path} has no curve for metric {metric!r}; it has {', '.join(metrics)}")
+    rng = np.random.default_rng(seed)
+    picks = [chosen[i % len(chosen)] for i in range(n)]
+    runtime_coef = None
+    if coef is None:
+        notes.append("runtime: the paper's model (the profile has none)")
+    else:
+        grid = np.asarray(task_steps, dtype=float)
+        measured = polynomial(coef, grid)
+        if np.any(measured <= 0):
+            raise SimError(
+                f"profile {path}: the runtime model is not positive over "
+                f"{min(task_steps)}–{max(task_steps)} steps"
+            )
+        reference = paper_runtime_s(max(task_steps)) if reference_runtime_s is None else reference_runtime_s
+        scale = reference / float(polynomial(coef, float(max(task_steps))))
+        runtime_coef = tuple(float(c) * scale for c in coef)
+        notes.append(
+            f"runtime: the profile's model × {scale:.4g} (so {max(task_steps)} steps take {reference:.0f} s)"
+        )
+    return AspSet(
+        sid=tuple(f"{c['model']}/{c['mask']}#{i}" for i, c in enumerate(picks)),
+        ax=[c["ax"] for c in picks],
+        ay=[c["ay"] for c in picks],
+        bx=[c["bx"] for c in picks],
+        by=[c["by"] for c in picks],
+        capacity=rng.choice(PAPER_CAPACITIES, n),
+        source=f"profile {Path(path).name}, metric {metric}",
+        runtime_coef=runtime_coef,
+        notes=tuple(notes),
+    )

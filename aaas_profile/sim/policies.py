@@ -1,0 +1,100 @@
+"""The paper's baseline policies and the oracle. A policy maps (env, observation) to an ASP index.
+
+``random`` and ``round-robin`` ignore the state; ``crash-avoid`` picks the ASP with the most free capacity
+(the paper's crash-avoiding baseline); ``greedy-oracle`` knows the hidden curves and picks the best reward
+among the ASPs where the task fits. ``sac`` lives in :mod:`aaas_profile.sim.sac`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aaas_profile.sim.asps import SimError
+
+BASELINES = ("random", "round-robin", "crash-avoid", "greedy-oracle")
+POLICIES = (*BASELINES, "sac")
+
+
+class Policy:
+    """A decision rule for :class:`~aaas_profile.sim.env.AspSelectionEnv`."""
+
+    name = "policy"
+
+    def reset(self, env, seed: int | None = None) -> None:
+        """Called at the start of every episode."""
+
+    def act(self, env, obs: np.ndarray) -> int:
+        raise NotImplementedError
+
+
+class RandomPolicy(Policy):
+    """Uniformly random ASP, from its own generator (seeded per episode for paired comparisons)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, env, seed=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+
+    def act(self, env, obs):
+        return int(self.rng.integers(env.n_asps))
+
+
+class RoundRobinPolicy(Policy):
+    """ASP 0, 1, …, n−1, 0, … regardless of the state."""
+
+    name = "round-robin"
+
+    def __init__(self):
+        self.next = 0
+
+    def reset(self, env, seed=None):
+        self.next = 0
+
+    def act(self, env, obs):
+        choice = self.next
+        self.next = (self.next + 1) % env.n_asps
+        return choice
+
+
+class CrashAvoidPolicy(Policy):
+    """The ASP with the largest free capacity (lowest index on ties): it crashes only when nothing fits."""
+
+    name = "crash-avoid"
+
+    def act(self, env, obs):
+        return int(np.argmax(env.free_capacity()))
+
+
+class GreedyOraclePolicy(Policy):
+    """Knows the hidden curves: the largest reward f(t) − Ay among the ASPs where the task fits.
+
+    Ties go to the ASP with more free capacity. When the task fits nowhere, every choice crashes and the
+    oracle picks the cheapest crash (the smallest penalty).
+    """
+
+    name = "greedy-oracle"
+
+    def act(self, env, obs):
+        fits = env.free_capacity() >= env.current_steps
+        if not fits.any():
+            return int(np.argmin(env.crash_penalties()))
+        gains = np.where(fits, env.current_gains(), -np.inf)
+        best = np.flatnonzero(gains >= gains.max() - 1e-12)
+        return int(best[np.argmax(env.free_capacity()[best])])
+
+
+def make_baseline(name: str, seed: int = 0) -> Policy:
+    """A baseline policy by name (see ``BASELINES``)."""
+    if name == "random":
+        return RandomPolicy(seed)
+    if name == "round-robin":
+        return RoundRobinPolicy()
+    if name == "crash-avoid":
+        return CrashAvoidPolicy()
+    if name == "greedy-oracle":
+        return GreedyOraclePolicy()
+    raise SimError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")

@@ -1,0 +1,304 @@
+"""Run policies on the simulator and write the run folder's ``sim/<policy>/`` outputs.
+
+Every policy is evaluated on the same task streams (the evaluation seeds), so the comparison is paired and
+the hindsight optimum of each stream is solved once. Outputs per policy: ``episodes.parquet`` (one row per
+evaluation episode); for the requested policy also ``summary.json``, ``figure6.png`` and, for SAC,
+``training.parquet``, ``figure5.png`` and ``checkpoint.pt``.
+
+Columns of ``episodes.parquet``: policy, episode, stream_seed, reward (episode sum), crashes (crash events),
+interrupted (running tasks lost in crashes), dropped (tasks that arrived at a full ASP), finished (tasks
+served and never lost), finished_gain (Σ f(t) − Ay over finished tasks), mean_reward_per_finished
+(finished_gain / finished), optimum (hindsight optimum of the stream, or its upper bound), optimum_exact,
+fraction_of_optimum (reward / optimum), steps (tasks in the episode).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aaas_profile.sim.asps import AspSet, SimError
+from aaas_profile.sim.env import AspSelectionEnv, SimConfig
+from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
+from aaas_profile.sim.optimum import Optimum, hindsight_optimum
+from aaas_profile.sim.policies import BASELINES, POLICIES, Policy, make_baseline
+
+SUMMARY_COLUMNS = ("reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",
+                   "fraction_of_optimum")
+
+
+class Progress:
+    """Progress hooks (no-ops); the CLI passes a rich implementation."""
+
+    def start(self, label: str, total: int) -> None: ...
+
+    def advance(self, n: int = 1, **fields) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def eval_seeds(seed: int, episodes: int) -> list[int]:
+    """Task-stream seeds of the evaluation episodes (disjoint from training's ``seed·100000 + e``)."""
+    return [1_000_000_000 + seed * 100_000 + i for i in range(episodes)]
+
+
+def train_seed(seed: int) -> int:
+    return seed * 100_000
+
+
+def run_episode(env: AspSelectionEnv, policy: Policy, stream_seed: int) -> dict:
+    """One episode on the stream ``reset(seed=stream_seed)``; returns the environment's episode totals."""
+    obs, _ = env.reset(seed=stream_seed)
+    policy.reset(env, seed=stream_seed)
+    done, info = False, {}
+    while not done:
+        obs, _, terminated, truncated, info = env.step(policy.act(env, obs))
+        done = terminated or truncated
+    return info["episode_stats"]
+
+
+def episode_optimum(env: AspSelectionEnv, stream_seed: int, time_limit_s: float) -> Optimum:
+    """The hindsight optimum of the stream ``reset(seed=stream_seed)``."""
+    env.reset(seed=stream_seed)
+    t = env.tasks
+    return hindsight_optimum(t.arrival_s, t.runtime_s, t.steps, t.gains, env.capacity, time_limit_s)
+
+
+def evaluate(env: AspSelectionEnv, policy: Policy, seeds: list[int], optima: dict[int, Optimum] | None = None,
+             progress: Progress | None = None) -> pd.DataFrame:
+    """One row per evaluation episode (the columns of the module docstring)."""
+    rows = []
+    for i, s in enumerate(seeds):
+        stats = run_episode(env, policy, s)
+        opt = (optima or {}).get(s)
+        finished = stats["finished"]
+        rows.append({
+            "policy": policy.name, "episode": i, "stream_seed": s, "reward": stats["reward"],
+            "crashes": stats["crashes"], "interrupted": stats["interrupted"], "dropped": stats["dropped"],
+            "finished": finished, "finished_gain": stats["finished_gain"],
+            "mean_reward_per_finished": stats["finished_gain"] / finished if finished else 0.0,
+            "optimum": opt.bound if opt else np.nan, "optimum_exact": bool(opt.exact) if opt else False,
+            "fraction_of_optimum": stats["reward"] / opt.bound if opt and opt.bound > 0 else np.nan,
+            "steps": stats["steps"],
+        })
+        if progress:
+            progress.advance(1)
+    return pd.DataFrame(rows)
+
+
+def summarise(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation (over evaluation episodes) of each summary column, one row per policy."""
+    grouped = episodes.groupby("policy", sort=False)
+    out = pd.concat({"mean": grouped[list(SUMMARY_COLUMNS)].mean(),
+                     "std": grouped[list(SUMMARY_COLUMNS)].std(ddof=0)}, axis=1)
+    out[("episodes", "")] = grouped.size()
+    return out
+
+
+@dataclass
+class SimOptions:
+    """What ``simulate`` does; the CLI fills it from its flags."""
+
+    policy: str = "sac"
+    episodes: int = 10  # evaluation episodes per policy
+    train_episodes: int = 120  # SAC training episodes (≈ 1,000 env steps each)
+    seed: int = 0
+    baselines: bool = True  # evaluate every baseline beside the policy, as reference levels
+    optimum: bool = True
+    optimum_time_limit_s: float = 10.0
+    resume: bool = False  # continue SAC training from sim/sac/checkpoint.pt
+    checkpoint: Path | None = None  # evaluate this SAC checkpoint instead of training
+    auto_alpha: bool = False
+    eval_every: int = 5
+    torch_threads: int = 1  # SAC's networks are small: one thread is fastest and leaves other cores alone
+
+
+@dataclass
+class SimResult:
+    folder: Path
+    episodes: pd.DataFrame
+    summary: pd.DataFrame
+    training: pd.DataFrame | None = None
+    train_seconds: float = 0.0
+    env_steps: int = 0
+    optimum_exact: int = 0
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | None = None,
+             progress: Progress | None = None) -> SimResult:
+    """Evaluate ``options.policy`` (training SAC first) and the baselines; write ``out/sim/<policy>/``."""
+    if options.policy not in POLICIES:
+        raise SimError(f"unknown policy {options.policy!r}; choose from {', '.join(POLICIES)}")
+    if options.episodes < 1:
+        raise SimError("--episodes must be at least 1")
+    progress = progress or Progress()
+    env = AspSelectionEnv(asps, config)
+    folder = Path(out) / "sim" / options.policy
+    folder.mkdir(parents=True, exist_ok=True)
+    seeds = eval_seeds(options.seed, options.episodes)
+    result_notes = list(asps.notes)
+
+    optima: dict[int, Optimum] = {}
+    if options.optimum:
+        progress.start("hindsight optimum", len(seeds))
+        for s in seeds:
+            optima[s] = episode_optimum(env, s, options.optimum_time_limit_s)
+            progress.advance(1)
+        progress.stop()
+    names = [options.policy]
+    if options.baselines:
+        names = [*[b for b in BASELINES if b != options.policy], options.policy]
+
+    tables, training, train_seconds, env_steps = {}, None, 0.0, 0
+    for name in names:
+        if name == "sac":
+            policy, training, train_seconds, env_steps = _sac_policy(env, folder, options, progress,
+                                                                     levels={k: v["reward"].mean()
+                                                                             for k, v in tables.items()})
+        else:
+            policy = make_baseline(name, seed=options.seed)
+        progress.start(f"evaluate {name}", len(seeds))
+        tables[name] = evaluate(env, policy, seeds, optima, progress)
+        progress.stop()
+
+    episodes = pd.concat(tables.values(), ignore_index=True)
+    files = []
+    for name, table in tables.items():
+        sub = Path(out) / "sim" / name
+        sub.mkdir(parents=True, exist_ok=True)
+        files.append(_write_parquet(table, sub / "episodes.parquet"))
+    summary = summarise(episodes)
+    files.append(figure6_bars(episodes, folder / "figure6.png"))
+    if training is not None and len(training):
+        files.append(_write_parquet(training, folder / "training.parquet"))
+        levels = {k: float(v["reward"].mean()) for k, v in tables.items() if k != "sac"}
+        opt_mean = float(np.mean([o.bound for o in optima.values()])) if optima else None
+        files.append(figure5_learning_curve(training, levels, folder / "figure5.png", opt_mean))
+    n_exact = sum(o.exact for o in optima.values())
+    if optima and n_exact < len(optima):
+        result_notes.append(f"hindsight optimum: {n_exact}/{len(optima)} episodes solved exactly; the others "
+                            f"report an upper bound (LP relaxation / HiGHS dual bound after "
+                            f"{options.optimum_time_limit_s:g} s)")
+    summary_json = {
+        "policy": options.policy,
+        "asps": asps.source,
+        "seed": options.seed,
+        "episodes": options.episodes,
+        "eval_stream_seeds": seeds,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "env": asdict(env.config),
+        "train_seconds": train_seconds,
+        "train_env_steps": env_steps,
+        "optimum": {
+            "mean": float(np.mean([o.bound for o in optima.values()])) if optima else None,
+            "exact_episodes": n_exact,
+            "seconds": float(sum(o.seconds for o in optima.values())),
+        },
+        "policies": {
+            p: {
+                c: {"mean": _num(summary.loc[p, ("mean", c)]), "std": _num(summary.loc[p, ("std", c)])}
+                for c in SUMMARY_COLUMNS
+            }
+            for p in summary.index
+        },
+        "notes": result_notes,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary_json, indent=2))
+    files.append(folder / "summary.json")
+    return SimResult(
+        folder, episodes, summary, training, train_seconds, env_steps, n_exact, files, result_notes
+    )
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progress: Progress, levels: dict):
+    """Train (or load) the SAC agent; returns (policy, training table, seconds, env steps)."""
+    import torch
+
+    from aaas_profile.sim.sac import DiscreteSAC, SacConfig, SacPolicy, train
+
+    torch.set_num_threads(options.torch_threads)
+    obs_dim = env.observation_space.shape[0]
+    checkpoint = folder / "checkpoint.pt"
+    if options.checkpoint is not None:
+        agent = _load_agent(options.checkpoint, obs_dim, env.n_asps)
+        return SacPolicy(agent), None, 0.0, agent.env_steps
+    previous = None
+    if options.resume and checkpoint.exists():
+        agent = _load_agent(checkpoint, obs_dim, env.n_asps)
+        if (folder / "training.parquet").exists():
+            previous = pd.read_parquet(folder / "training.parquet")
+    else:
+        torch.manual_seed(options.seed)
+        agent = DiscreteSAC(
+            obs_dim,
+            env.n_asps,
+            SacConfig(auto_alpha=options.auto_alpha),
+            seed=options.seed,
+            steps_ratio=env.steps_ratio,
+        )
+    validation_seed = 2_000_000_000 + options.seed
+
+    def validate(a) -> float:
+        return run_episode(env, SacPolicy(a), validation_seed)["reward"]
+
+    progress.start("train sac", options.train_episodes)
+    progress.advance(agent.episodes)
+    start = time.perf_counter()
+    rows = train(
+        env,
+        agent,
+        options.train_episodes,
+        seed=train_seed(options.seed),
+        checkpoint=checkpoint,
+        eval_fn=validate,
+        eval_every=options.eval_every,
+        on_episode=lambda row: progress.advance(1, reward=row["train_reward"]),
+    )
+    seconds = time.perf_counter() - start
+    progress.stop()
+    if not checkpoint.exists():
+        agent.save(checkpoint)
+    training = pd.DataFrame(rows)
+    if previous is not None:
+        seconds += float(previous["seconds"].sum())
+        training = pd.concat([previous, training], ignore_index=True)
+    elif len(training):
+        seconds = float(training["seconds"].sum())
+    return SacPolicy(agent), training, seconds, agent.env_steps
+
+
+def _load_agent(path: Path, obs_dim: int, n_actions: int):
+    from aaas_profile.sim.sac import DiscreteSAC
+
+    path = Path(path)
+    if not path.is_file():
+        raise SimError(f"SAC checkpoint {path} does not exist")
+    try:
+        agent = DiscreteSAC.load(path)
+    except Exception as err:  # torch raises many kinds for a foreign or truncated file
+        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
+    if (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
+        raise SimError(
+            f"SAC checkpoint {path} was trained for {agent.n_actions} ASPs, this set has {n_actions}"
+        )
+    return agent

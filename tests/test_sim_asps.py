@@ -1,0 +1,102 @@
+"""ASP sources: the paper preset, a CSV table, and a fit.json profile (written here directly)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aaas_profile.sim import AspSelectionEnv, SimError, paper_runtime_s, profile_asps, read_asps_csv
+from aaas_profile.sim.asps import paper_asps, read_fit_profile
+
+
+def test_paper_preset_is_fixed_by_its_seed():
+    a, b, c = paper_asps(0), paper_asps(0), paper_asps(1)
+    assert np.array_equal(a.capacity, b.capacity) and np.array_equal(a.by, b.by)
+    assert not (np.array_equal(a.capacity, c.capacity) and np.array_equal(a.ax, c.ax))
+
+
+def test_csv_table(tmp_path):
+    path = tmp_path / "asps.csv"
+    path.write_text("sid,ax,ay,bx,by,capacity\nfast,0,0.1,150,0.6,500\nslow,50,0.0,240,0.95,1500\n")
+    asps = read_asps_csv(path)
+    assert asps.sid == ("fast", "slow")
+    assert asps.capacity.tolist() == [500, 1500] and asps.by.tolist() == [0.6, 0.95]
+    env = AspSelectionEnv(asps)
+    obs, _ = env.reset(seed=0)
+    assert obs[:2] == pytest.approx([500 / 1500, 1.0])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sid,ax,ay,bx,by\na,0,0,150,0.5\n", "lacks column"),
+    ("sid,ax,ay,bx,by,capacity\na,0,0,150,0.5,lots\n", "non-numeric"),
+    ("sid,ax,ay,bx,by,capacity\na,0,0,150,0.5,-5\n", "positive"),
+    ("sid,ax,ay,bx,by,capacity\na,200,0,150,0.5,500\n", "bx must be larger"),
+    ("sid,ax,ay,bx,by,capacity\n", "empty"),
+])
+def test_csv_errors(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(SimError, match=message):
+        read_asps_csv(path)
+    with pytest.raises(SimError, match="does not exist"):
+        read_asps_csv(tmp_path / "missing.csv")
+
+
+def write_fit(path, runtime=True):
+    curves = []
+    for model, mask, metric, ax, ay, bx, by in [
+        ("faces", "thick", "haarpsi", 10, 0.1, 100, 0.8), ("faces", "thin", "haarpsi", 5, 0.3, 60, 0.9),
+        ("faces", "thick", "vif", 20, 0.0, 200, 0.7),
+    ]:
+        curves.append({"model": model, "mask": mask, "metric": metric,
+                       "raw": {"ax": ax, "ay": 123.0, "bx": bx, "by": 456.0},
+                       "scale01": {"ax": ax, "ay": ay, "bx": bx, "by": by}})
+    data = {"curves": curves}
+    if runtime:
+        data["runtime"] = {"steps": {"coef": [0.5, 0.01, 0.0]}}  # seconds per image
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_profile_asps(tmp_path):
+    path = write_fit(tmp_path / "fit.json")
+    curves, coef = read_fit_profile(path)
+    assert len(curves) == 3 and coef == [0.5, 0.01, 0.0]
+    asps = profile_asps(path, metric="haarpsi", n=5, seed=0)
+    # curves ordered by (model, mask): thick then thin, cycled over the ASPs
+    assert asps.ax.tolist() == [10, 5, 10, 5, 10] and asps.by.tolist() == [0.8, 0.9, 0.8, 0.9, 0.8]
+    assert "thin" in asps.sid[1]
+    # the measured runtime keeps its shape, rescaled so 250 steps take the paper's runtime(250)
+    scale = paper_runtime_s(250) / (0.5 + 0.01 * 250)
+    assert asps.runtime_coef == pytest.approx((0.5 * scale, 0.01 * scale, 0.0))
+    env = AspSelectionEnv(asps)
+    env.reset(seed=0)
+    t = env.tasks
+    assert t.runtime_s == pytest.approx((0.5 + 0.01 * t.steps) * scale)
+    assert t.gains[:, 1] == pytest.approx(0.6 * np.ones(len(t)))  # t ≥ 100 > bx = 60: saturated, 0.9 − 0.3
+
+
+def test_profile_without_runtime_uses_the_paper_model(tmp_path):
+    asps = profile_asps(write_fit(tmp_path / "fit.json", runtime=False), metric="vif", n=3)
+    assert asps.runtime_coef is None and any("paper" in n for n in asps.notes)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "cannot read"),
+    ('{"curves": []}', "no 'curves'"),
+    ('{"curves": [{"model": "m", "scale01": {"ax": 1}}]}', "lacks scale01"),
+    ('{"curves": [{"metric": "vif", "scale01": {"ax": 0, "ay": 0, "bx": 9, "by": 1}}], '
+     '"runtime": {"steps": {"coef": "fast"}}}', "runtime.steps.coef"),
+])
+def test_profile_errors(tmp_path, content, message):
+    path = tmp_path / "fit.json"
+    path.write_text(content)
+    with pytest.raises(SimError, match=message):
+        profile_asps(path)
+
+
+def test_profile_unknown_metric(tmp_path):
+    with pytest.raises(SimError, match="no curve for metric 'brisque'"):
+        profile_asps(write_fit(tmp_path / "fit.json"), metric="brisque")
