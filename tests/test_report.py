@@ -7,6 +7,9 @@ import pytest
 
 from aaas_profile import report, sweep
 from aaas_profile.fit import fit_run
+from aaas_profile.sim.asps import paper_asps
+from aaas_profile.sim.env import SimConfig
+from aaas_profile.sim.runner import SimOptions, simulate
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -22,15 +25,20 @@ def run_folder(tmp_path_factory, model_dir):
                                             save_images=2)
     run = sweep.run(config).run_dir
     fit_run(run, resamples=20)
+    # a short simulator run (100 tasks an episode, 3 SAC training episodes) for its section and figures
+    simulate(paper_asps(0), run, SimOptions(policy="sac", episodes=2, train_episodes=3, eval_every=1),
+             config=SimConfig(horizon_s=100_000))
     return run
 
 
 def test_report_holds_every_section_and_no_external_resource(run_folder):
     page = report.build(run_folder)
     for text in ("Run", "Outputs across step counts", "Median score per step count", "Fitted (Ax, Ay, Bx, By)",
-                 "weights sha256", "UNet image-forwards"):
+                 "weights sha256", "UNet image-forwards", "ASP selection simulator", "greedy-oracle",
+                 "hindsight optimum"):
         assert text in page, text
-    assert page.count("<img") == 2 * (2 + 3) + 2  # grid: 2 cells × (original, corrupted, 3 steps); 2 panels
+    # grid: 2 cells × (original, corrupted, 3 steps); 2 metric panels; the simulator's figures 5 and 6
+    assert page.count("<img") == 2 * (2 + 3) + 2 + 2
     for external in ("http://", "https://", "//cdn", "<script", "<link"):
         assert external not in page
 
@@ -68,7 +76,7 @@ def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chro
     chromium.get(page.as_uri())
     images = chromium.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(images) == 12
+    assert len(images) == 14
     assert all(done and width > 0 and height > 0 for done, width, height in images), images
     errors = [entry for entry in chromium.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
     assert errors == []
