@@ -106,6 +106,16 @@ def simulate(
     auto_alpha: Annotated[
         bool, typer.Option("--auto-alpha", help="Learn SAC's entropy temperature instead of the fixed 0.05.")
     ] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Run several seeds (e.g. 0-9 or 0,3,7) into <out>/seed-K/ and aggregate them in "
+                     "<out>/sim/<policy>/seeds*.parquet; overrides --seed."),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="With --seeds: run the seeds as Ray tasks: 'local', 'auto' or ray://HOST:PORT. "
+                     "Needs aaas-profile[ray]."),
+    ] = None,
 ) -> None:
     """Simulate AIGC service-provider selection (Du et al. 2023): policies, SAC, hindsight optimum.
 
@@ -123,6 +133,8 @@ def simulate(
         aaas-profile simulate --profile results/run1/fit.json --metric haarpsi --policy sac
 
         aaas-profile simulate --policy sac --resume --train-episodes 200
+
+        aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
     if policy not in POLICIES:
         _fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
@@ -158,12 +170,59 @@ def simulate(
         if not horizon > 0:
             _fail("--horizon must be positive")
         config = SimConfig(horizon_s=horizon)
+        if seeds is not None:
+            _run_seeds(seeds, ray, asp_set, asps, profile, metric, out, options, config)
+            return
+        if ray is not None:
+            _fail("--ray runs seeds in parallel: give --seeds too")
         result = runner.simulate(asp_set, out, options, config=config, progress=RichProgress())
     except SimError as err:
         _fail(str(err))
     except KeyboardInterrupt:
         _fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
     _print_summary(result, asp_set.source, seed, episodes)
+
+
+def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) -> None:
+    from functools import partial
+
+    from aaas_profile.sim.seeds import SUMMARY, simulate_seeds
+    from aaas_profile.sweep import SweepError, parse_ints
+
+    try:
+        seed_list = parse_ints(text, "seeds")
+    except SweepError as err:
+        _fail(str(err))
+    if asps is not None:  # a fixed table: the seed varies the task streams and the agent only
+        make_asps = partial(_same, asp_set)
+    elif profile is not None:
+        make_asps = partial(_profile_for_seed, profile, metric)
+    else:
+        make_asps = paper_asps
+    try:
+        _, summary = simulate_seeds(make_asps, Path(out), options, config, seed_list, ray_address=ray)
+    except SimError as err:
+        _fail(str(err))
+    table = Table(title=f"simulate · {len(seed_list)} seeds × {options.episodes} evaluation episodes "
+                        "(mean ± std over episodes; ± std of the seeds' means)")
+    table.add_column("policy")
+    for column in SUMMARY:
+        table.add_column(column, justify="right")
+    for policy in summary.index:
+        row = summary.loc[policy]
+        table.add_row(policy, *(f"{row[('mean', c)]:.3g} ± {row[('std_episodes', c)]:.2g} "
+                                f"(± {row[('std_of_seed_means', c)]:.2g})" for c in SUMMARY))
+    console.print(table)
+    console.print(f"wrote {Path(out) / 'sim' / options.policy / 'seeds.parquet'} and seeds_summary.parquet",
+                  highlight=False)
+
+
+def _same(asp_set, seed):
+    return asp_set
+
+
+def _profile_for_seed(profile, metric, seed):
+    return profile_asps(profile, metric=metric, seed=seed)
 
 
 def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:

@@ -2,6 +2,7 @@
 rows of one process."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import sweep_config
 
@@ -99,3 +100,21 @@ def test_ray_runs_the_shards_and_gives_the_same_rows(model_dir, image_dir, tmp_p
     assert [r["shard"] for r in reports] == ["0/2", "1/2"]
     assert result.cells_run == 12 and seen[-1] == (12, 12)
     same_rows(whole, runs.read_scores(tmp_path / "ray"), exact=False)  # Ray workers run 1 thread each
+
+
+def test_simulation_seeds_on_ray_give_the_rows_of_one_process(tmp_path, local_ray):
+    from aaas_profile.sim.asps import paper_asps
+    from aaas_profile.sim.env import SimConfig
+    from aaas_profile.sim.runner import SimOptions
+    from aaas_profile.sim.seeds import simulate_seeds
+
+    options = SimOptions(policy="crash-avoid", episodes=2, optimum=False)
+    config = SimConfig(horizon_s=100_000)  # about 100 tasks an episode
+    here, _ = simulate_seeds(paper_asps, tmp_path / "here", options, config, [0, 1])
+    there, summary = simulate_seeds(paper_asps, tmp_path / "ray", options, config, [0, 1], ray_address="local")
+    key = ["seed", "policy", "episode"]
+    assert len(here) == 2 * 2 * 4 and set(here["seed"]) == {0, 1}  # seeds × episodes × (policy + 3 baselines)
+    pd.testing.assert_frame_equal(here.sort_values(key, ignore_index=True), there.sort_values(key, ignore_index=True))
+    assert (tmp_path / "ray" / "seed-1" / "sim" / "crash-avoid" / "episodes.parquet").exists()
+    assert summary.loc["crash-avoid", ("mean", "crashes")] == 0
+    assert summary.loc["greedy-oracle", ("mean", "reward")] > summary.loc["random", ("mean", "reward")]
