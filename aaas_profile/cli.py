@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aaas_profile import cli_fit, cli_models, cli_simulate
+from aaas_profile import cli_fit, cli_models, cli_simulate, cli_train
 from aaas_profile import sweep as sweep_mod
 
 app = typer.Typer(
@@ -79,10 +79,10 @@ class RichProgress(sweep_mod.Progress):
 
 @app.command()
 def sweep(
-    model: Annotated[str | None, typer.Option(help="Model name (see `aaas-profile models`) or a diffusers folder. \\[default: faces]")] = None,  # noqa: E501
-    data: Annotated[Path | None, typer.Option(help="Folder of PNG/JPEG/BMP images (any mode and size; resized and centre-cropped to the model's resolution). \\[default: datasets/sample]")] = None,  # noqa: E501
-    masks: Annotated[str | None, typer.Option(help="Comma list of mask families (thick, thin, half, expand, line, box) and/or folders of mask images (white = keep). \\[default: thick,thin]")] = None,  # noqa: E501
-    steps: Annotated[str | None, typer.Option(help="Step counts, e.g. 10,20,25,50. Use divisors of the 1000 training steps: the scheduler spaces timesteps by 1000 // steps, so other counts start from a lower noise level. \\[default: 10,20,25,50,100,125,200,250]")] = None,  # noqa: E501
+    model: Annotated[str | None, typer.Option(help="Model name (see `aaas-profile models`) or a diffusers folder. \\[default: faces, the bundled 64-px model]")] = None,  # noqa: E501
+    data: Annotated[Path | None, typer.Option(help="Folder of PNG/JPEG/BMP images (any mode and size; resized and centre-cropped to the model's resolution). \\[default: datasets/faces/eval, faces the bundled model never saw]")] = None,  # noqa: E501
+    masks: Annotated[str | None, typer.Option(help="Comma list of mask families (thick, thin, half, expand, line, box) and/or folders of mask images (white = keep). \\[default: thick]")] = None,  # noqa: E501
+    steps: Annotated[str | None, typer.Option(help="Step counts, e.g. 10,20,25,50. Use divisors of the 1000 training steps: the scheduler spaces timesteps by 1000 // steps, so other counts start from a lower noise level. \\[default: 10,20,25,50, a few CPU minutes on the bundled model; the paper swept up to 250]")] = None,  # noqa: E501
     seeds: Annotated[str | None, typer.Option(help="Seeds per image × mask, e.g. 0,1 or 0-4. \\[default: 0]")] = None,  # noqa: E501
     jump_length: Annotated[int | None, typer.Option("--jump-length", help="RePaint's resampling jump j (1 with --jump-n-sample 1 turns resampling off). \\[default: 10]")] = None,  # noqa: E501
     jump_n_sample: Annotated[int | None, typer.Option("--jump-n-sample", help="RePaint's resampling count r. \\[default: 10]")] = None,  # noqa: E501
@@ -231,6 +231,7 @@ def models_command(ctx: typer.Context) -> None:
 
 app.command("fit")(cli_fit.fit)
 app.command("simulate")(cli_simulate.simulate)
+app.command("train")(cli_train.train)
 
 
 @app.command()
