@@ -29,11 +29,11 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ""
 
-# a short sweep on the default model; MODEL=path/to/diffusers-folder to sweep another one
-MODEL ?= faces
+# the main job on the bundled default (faces model, a few CPU minutes), then its fit and report page
 demo: setup
-	$(BIN)/aaas-profile models
-	$(BIN)/aaas-profile sweep --model $(MODEL) --limit 2 --masks thick --steps 10,25,50,100 --out results/demo
+	$(BIN)/aaas-profile sweep --out results/demo
+	$(BIN)/aaas-profile fit results/demo
+	$(BIN)/aaas-profile report results/demo
 
 # throughput as ratios against baselines measured in the same run; tables printed, JSON in results/bench/
 bench: setup
