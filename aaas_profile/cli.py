@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from aaas_profile import cli_fit, cli_models, cli_simulate, cli_train
 from aaas_profile import sweep as sweep_mod
+from aaas_profile.terminal import console, fail
 
 app = typer.Typer(
     help="Quality-vs-steps profiles of diffusion inpainting for AIGC-as-a-Service planning (Du et al. 2023).",
@@ -28,14 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 # Errors that mean bad input; each carries a one-line message for the user.

@@ -7,18 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+from aaas_profile.terminal import console, fail
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
@@ -56,7 +48,7 @@ def fit(
         result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
                                  drop_nan=drop_nan, plots=plots)
     except fit_mod.FitError as err:
-        _fail(str(err))
+        fail(str(err))
     _print_summary(result, level)
 
 

@@ -8,18 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from aaas_profile import repaint_import
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+from aaas_profile.terminal import console, fail
 
 
 def import_repaint(
@@ -54,7 +46,7 @@ def import_repaint(
                                                overwrite=force)
         loaded = models.load(str(folder))
     except (repaint_import.ConversionError, models.ModelError) as err:
-        _fail(str(err))
+        fail(str(err))
     info = loaded.describe()
     table = Table(title=f"imported {file.name} as model '{name}'", show_header=False)
     table.add_column("field", style="bold")

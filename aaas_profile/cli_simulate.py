@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -17,15 +16,7 @@ from aaas_profile.sim import runner
 from aaas_profile.sim.asps import SimError, paper_asps, profile_asps, read_asps_csv
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.policies import POLICIES
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    """One-line error, exit code 2 (the same form as ``aaas_profile.cli.fail``)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+from aaas_profile.terminal import console, fail
 
 
 class RichProgress(runner.Progress):
@@ -137,9 +128,9 @@ def simulate(
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
     if policy not in POLICIES:
-        _fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+        fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     if profile is not None and asps is not None:
-        _fail("give --profile or --asps, not both")
+        fail("give --profile or --asps, not both")
     try:
         if asps is not None:
             asp_set = read_asps_csv(asps)
@@ -148,7 +139,7 @@ def simulate(
         elif preset == "paper":
             asp_set = paper_asps(seed)
         else:
-            _fail(f"unknown preset {preset!r}; the only preset is 'paper' (or give --profile / --asps)")
+            fail(f"unknown preset {preset!r}; the only preset is 'paper' (or give --profile / --asps)")
         if out is None:
             out = (
                 profile.parent
@@ -168,18 +159,18 @@ def simulate(
             auto_alpha=auto_alpha,
         )
         if not horizon > 0:
-            _fail("--horizon must be positive")
+            fail("--horizon must be positive")
         config = SimConfig(horizon_s=horizon)
         if seeds is not None:
             _run_seeds(seeds, ray, asp_set, asps, profile, metric, out, options, config)
             return
         if ray is not None:
-            _fail("--ray runs seeds in parallel: give --seeds too")
+            fail("--ray runs seeds in parallel: give --seeds too")
         result = runner.simulate(asp_set, out, options, config=config, progress=RichProgress())
     except SimError as err:
-        _fail(str(err))
+        fail(str(err))
     except KeyboardInterrupt:
-        _fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
+        fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
     _print_summary(result, asp_set.source, seed, episodes)
 
 
@@ -192,7 +183,7 @@ def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) 
     try:
         seed_list = parse_ints(text, "seeds")
     except SweepError as err:
-        _fail(str(err))
+        fail(str(err))
     if asps is not None:  # a fixed table: the seed varies the task streams and the agent only
         make_asps = partial(_same, asp_set)
     elif profile is not None:
@@ -202,7 +193,7 @@ def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) 
     try:
         _, summary = simulate_seeds(make_asps, Path(out), options, config, seed_list, ray_address=ray)
     except SimError as err:
-        _fail(str(err))
+        fail(str(err))
     table = Table(title=f"simulate · {len(seed_list)} seeds × {options.episodes} evaluation episodes "
                         "(mean ± std over episodes; ± std of the seeds' means)")
     table.add_column("policy")

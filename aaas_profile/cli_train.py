@@ -10,26 +10,18 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from aaas_profile import train as train_mod
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+from aaas_profile.terminal import console, fail
 
 
 def _channels(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError:
-        _fail(f"--channels: expected integers like 16,32,64,64, got '{text}'")
+        fail(f"--channels: expected integers like 16,32,64,64, got '{text}'")
         raise  # unreachable: _fail exits
 
 
@@ -72,7 +64,7 @@ def train(
     """
     if threads is not None:
         if threads < 1:
-            _fail(f"--threads must be ≥ 1, got {threads}")
+            fail(f"--threads must be ≥ 1, got {threads}")
         torch.set_num_threads(threads)
     command = "aaas-profile train " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:])
     config = train_mod.TrainConfig(
@@ -99,7 +91,7 @@ def train(
         result = train_mod.train(data, out, config, resume=resume, command=command, on_step=on_step)
     except train_mod.TrainError as err:
         progress.stop()
-        _fail(str(err))
+        fail(str(err))
     progress.stop()
     table = Table(title=f"trained {result.out}")
     table.add_column("")

@@ -25,7 +25,7 @@ import typer
 from conftest import write_images
 from typer.testing import CliRunner
 
-from aaas_profile import cli_models, models, runs, sweep
+from aaas_profile import cli_models, models, runs, sweep, terminal
 from aaas_profile import repaint_import as ri
 from aaas_profile.models import sha256_file
 
@@ -300,7 +300,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setattr(ri, "MODELS_DIR", tmp_path / "models")
     monkeypatch.setitem(ri.CONFIGS, "tiny", REDUCED)
     monkeypatch.setattr(cli_models.console, "width", 200)
-    monkeypatch.setattr(cli_models.err_console, "width", 400)
+    monkeypatch.setattr(terminal.err_console, "width", 400)
     app = typer.Typer()
     app.command("import-repaint")(cli_models.import_repaint)
     app.command("noop")(lambda: None)  # two commands, so the subcommand name is parsed as in the real app
