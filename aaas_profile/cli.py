@@ -97,7 +97,7 @@ def sweep(
 
       aaas-profile sweep --model models/my-ddpm --limit 2 --steps 10,25,50
 
-      aaas-profile sweep --model celeba --data datasets/faces --masks thick,thin --steps 10,20,25,50,100,250 \\
+      aaas-profile sweep --model celeba --data datasets/sample --masks thick,thin --steps 10,20,25,50,100,250 \\
           --seeds 0,1 --out results/celeba-thin
 
       torchrun --nproc-per-node 8 -m aaas_profile.cli sweep --model celeba --out results/celeba
