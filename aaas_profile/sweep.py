@@ -291,6 +291,11 @@ def all_cells(prepared: Prepared) -> list[Cell]:
     ]
 
 
+def shard_cells(prepared: Prepared) -> list[Cell]:
+    """The cells this shard owns, in the sweep's order."""
+    return [cell for position, cell in enumerate(all_cells(prepared)) if prepared.shard.owns(position)]
+
+
 @dataclass(frozen=True)
 class Item:
     """One unit of work: a cell at one step count."""
@@ -307,7 +312,7 @@ def plan(prepared: Prepared, done: set[tuple]) -> Iterator[list[Item]]:
     where a chunk is part done or short, a batch mixes step counts, which still share UNet calls
     (``inpaint`` runs them in lockstep)."""
     c = prepared.config
-    mine = [cell for position, cell in enumerate(all_cells(prepared)) if prepared.shard.owns(position)]
+    mine = shard_cells(prepared)
     for start in range(0, len(mine), c.batch_size):
         chunk = mine[start:start + c.batch_size]
         items = [Item(cell, steps) for steps in c.steps for cell in chunk
@@ -419,7 +424,7 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     done = runs.done_cells(run_dir)
     todo = list(plan(prepared, done))
     calls = {steps: unet_calls(steps, prepared.repaint, prepared.model.scheduler_config) for steps in config.steps}
-    total_cells = sum(1 for p in range(len(all_cells(prepared))) if prepared.shard.owns(p)) * len(config.steps)
+    total_cells = len(shard_cells(prepared)) * len(config.steps)
     invocation = _write_run_files(prepared, done_before=len(done))
 
     planned_calls = sum(calls[item.steps] for batch in todo for item in batch)
