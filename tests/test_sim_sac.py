@@ -95,3 +95,22 @@ def test_learned_alpha_moves():
     )
     train(env, agent, episodes=2, seed=0)
     assert agent.updates > 0 and agent.alpha != pytest.approx(0.05)
+
+
+def test_an_asp_missing_from_the_buffer_keeps_its_q_value():
+    """Weight decay must not wipe out the Q-row of an ASP the buffer no longer holds (the dead-action trap).
+
+    Every transition chose ASP 0, so rows 1–3 of each critic's last layer see only the weight decay. With
+    Adam's coupled L2 they fall to zero within a few hundred updates; decoupled (AdamW) they barely move.
+    """
+    agent = DiscreteSAC(10, 4, small_config(learning_starts=0, hidden=(16, 16)), seed=0, steps_ratio=0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        obs, next_obs = rng.uniform(0, 1, (2, 10)).astype(np.float32)
+        agent.buffer.add(obs, 0, 1.0, next_obs, 0.0, 0.95**3)
+    last = agent.q1[1][-1]
+    unchosen = torch.cat([last.weight[1:].flatten(), last.bias[1:]]).detach().clone()
+    for _ in range(400):
+        agent.update()
+    after = torch.cat([last.weight[1:].flatten(), last.bias[1:]]).detach()
+    assert torch.linalg.norm(after) > 0.95 * torch.linalg.norm(unchosen)

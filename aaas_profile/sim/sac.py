@@ -14,6 +14,14 @@ Q̄ are target critics, updated by Polyak averaging. Defaults follow the authors
 a 20,000-transition buffer, batch 64; τ = 0.005, Mish activations and weight decay 1e-4 as in their
 tianshou script. Departures, each for a reason:
 
+- The weight decay is decoupled (AdamW), not Adam's L2 term. A critic's output row for an ASP gets a loss
+  gradient only from replayed transitions that chose that ASP. Once the buffer holds none, Adam's L2 gradient
+  ``wd·w`` is all that row sees, and Adam normalises it into a full ``lr``-sized step towards zero. Within
+  about a thousand updates, that ASP's Q-value collapses to 0 while the others sit near 11. The policy then
+  never tries that ASP again, so nothing can correct it. On the paper preset (seed 0), this dead-action trap
+  caught 8 of the 20 ASPs, among them the one the greedy oracle uses most. With AdamW the same decay shrinks
+  weights by ``lr·wd`` of themselves per step, which is harmless.
+
 - ``learning_starts`` = 1,000: the first episode is collected with uniformly random ASPs before any update
   (tianshou's collector does the same with an untrained, near-uniform actor; this makes it explicit).
 - Evaluation acts greedily (argmax π), the usual practice for reporting a stochastic policy; training samples.
@@ -201,10 +209,10 @@ class DiscreteSAC:
         )
         self.q1_target.load_state_dict(self.q1.state_dict())
         self.q2_target.load_state_dict(self.q2.state_dict())
-        self.actor_opt = torch.optim.Adam(
+        self.actor_opt = torch.optim.AdamW(
             self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay
         )
-        self.q_opt = torch.optim.Adam(
+        self.q_opt = torch.optim.AdamW(
             [*self.q1.parameters(), *self.q2.parameters()], lr=cfg.critic_lr, weight_decay=cfg.weight_decay
         )
         self.log_alpha = torch.tensor(
