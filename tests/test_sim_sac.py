@@ -114,3 +114,26 @@ def test_an_asp_missing_from_the_buffer_keeps_its_q_value():
         agent.update()
     after = torch.cat([last.weight[1:].flatten(), last.bias[1:]]).detach()
     assert torch.linalg.norm(after) > 0.95 * torch.linalg.norm(unchosen)
+
+
+def test_the_best_validated_actor_is_kept_and_saved(tmp_path):
+    env = small_env(horizon_s=150_000)
+    agent = DiscreteSAC(10, 4, small_config(learning_starts=40, hidden=(16, 16)), seed=0,
+                        steps_ratio=env.steps_ratio)
+    scores = iter([1.0, 5.0, 3.0])
+    snapshots = {}
+
+    def validate(a):
+        snapshots[a.episodes] = {k: v.clone() for k, v in a.actor.state_dict().items()}
+        return next(scores)
+
+    rows = train(env, agent, episodes=3, seed=0, eval_fn=validate, eval_every=1,
+                 checkpoint=tmp_path / "ckpt.pt")
+    assert [r["eval_reward"] for r in rows] == [1.0, 5.0, 3.0]
+    assert (agent.best["episode"], agent.best["validation"]) == (2, 5.0)
+    loaded = DiscreteSAC.load(tmp_path / "ckpt.pt")
+    best = SacPolicy(loaded, best=True).actor
+    current = SacPolicy(loaded).actor
+    for name, value in best.state_dict().items():
+        assert torch.equal(value, snapshots[2][name])
+    assert any(not torch.equal(v, snapshots[2][k]) for k, v in current.state_dict().items())

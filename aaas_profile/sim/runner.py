@@ -48,6 +48,11 @@ def eval_seeds(seed: int, episodes: int) -> list[int]:
     return [1_000_000_000 + seed * 100_000 + i for i in range(episodes)]
 
 
+def validation_seeds(seed: int, episodes: int = 3) -> list[int]:
+    """Task-stream seeds on which training validates SAC's greedy policy and picks its best actor."""
+    return [2_000_000_000 + seed * 100_000 + i for i in range(episodes)]
+
+
 def train_seed(seed: int) -> int:
     return seed * 100_000
 
@@ -157,12 +162,19 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
     if options.baselines:
         names = [*[b for b in BASELINES if b != options.policy], options.policy]
 
-    tables, training, train_seconds, env_steps = {}, None, 0.0, 0
+    tables, training, train_seconds, env_steps, sac_selected = {}, None, 0.0, 0, None
     for name in names:
         if name == "sac":
             policy, training, train_seconds, env_steps = _sac_policy(env, folder, options, progress,
                                                                      levels={k: v["reward"].mean()
                                                                              for k, v in tables.items()})
+            best = policy.agent.best
+            if best is not None:
+                sac_selected = {"episode": best["episode"], "validation_reward": best["validation"],
+                                "validation_stream_seeds": validation_seeds(options.seed)}
+                result_notes.append(f"SAC is evaluated with its actor after episode {best['episode']}, the best "
+                                    f"mean greedy reward ({best['validation']:.1f}) on "
+                                    f"{len(sac_selected['validation_stream_seeds'])} held-out validation streams")
         else:
             policy = make_baseline(name, seed=options.seed)
         progress.start(f"evaluate {name}", len(seeds))
@@ -197,6 +209,7 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         "env": asdict(env.config),
         "train_seconds": train_seconds,
         "train_env_steps": env_steps,
+        "sac_selected_actor": sac_selected,
         "optimum": {
             "mean": float(np.mean([o.bound for o in optima.values()])) if optima else None,
             "exact_episodes": n_exact,
@@ -241,7 +254,7 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
     checkpoint = folder / "checkpoint.pt"
     if options.checkpoint is not None:
         agent = _load_agent(options.checkpoint, obs_dim, env.n_asps)
-        return SacPolicy(agent), None, 0.0, agent.env_steps
+        return SacPolicy(agent, best=True), None, 0.0, agent.env_steps
     previous = None
     if options.resume and checkpoint.exists():
         agent = _load_agent(checkpoint, obs_dim, env.n_asps)
@@ -256,10 +269,10 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
             seed=options.seed,
             steps_ratio=env.steps_ratio,
         )
-    validation_seed = 2_000_000_000 + options.seed
+    validation = validation_seeds(options.seed)
 
     def validate(a) -> float:
-        return run_episode(env, SacPolicy(a), validation_seed)["reward"]
+        return float(np.mean([run_episode(env, SacPolicy(a), s)["reward"] for s in validation]))
 
     progress.start("train sac", options.train_episodes)
     progress.advance(agent.episodes)
@@ -284,7 +297,7 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
         training = pd.concat([previous, training], ignore_index=True)
     elif len(training):
         seconds = float(training["seconds"].sum())
-    return SacPolicy(agent), training, seconds, agent.env_steps
+    return SacPolicy(agent, best=True), training, seconds, agent.env_steps
 
 
 def _load_agent(path: Path, obs_dim: int, n_actions: int):

@@ -25,6 +25,10 @@ tianshou script. Departures, each for a reason:
 - ``learning_starts`` = 1,000: the first episode is collected with uniformly random ASPs before any update
   (tianshou's collector does the same with an untrained, near-uniform actor; this makes it explicit).
 - Evaluation acts greedily (argmax π), the usual practice for reporting a stochastic policy; training samples.
+- Evaluation uses the actor that did best on held-out validation streams during training (checked every few
+  episodes), as tianshou's ``save_best_fn`` keeps the best policy; the last actor is kept too, for resuming.
+  The greedy reward of one actor to the next swings by a few per cent, and the validation streams are
+  disjoint from both the training and the evaluation streams.
 - One gradient update per environment step (the authors' ``update_per_step = 1``).
 - ``fit_features``: the networks also see, per ASP, three fixed functions of the observation: its free
   capacity in steps (``capacity/1500 × free/capacity``), the margin left if the task were sent there
@@ -224,14 +228,32 @@ class DiscreteSAC:
         self.env_steps = 0
         self.updates = 0
         self.episodes = 0
+        # The actor that scored best on the validation episodes so far (see ``train``): what is evaluated.
+        self.best: dict | None = None
 
     @property
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
 
+    def remember_if_best(self, validation: float) -> bool:
+        """Keep a copy of the actor if ``validation`` (its greedy reward on held-out streams) is the best yet."""
+        if self.best is not None and validation <= self.best["validation"]:
+            return False
+        self.best = {"episode": self.episodes, "validation": float(validation),
+                     "actor": {k: v.detach().clone() for k, v in self.actor.state_dict().items()}}
+        return True
+
+    def best_actor(self) -> nn.Module:
+        """The best-validated actor (a copy), or the current one when nothing was validated."""
+        if self.best is None:
+            return self.actor
+        actor = network(self.obs_dim, self.n_actions, self.config, self.steps_ratio).to(self.device)
+        actor.load_state_dict(self.best["actor"])
+        return actor
+
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> int:
-        logits = self.actor(torch.as_tensor(obs, device=self.device).unsqueeze(0))[0]
+    def act(self, obs: np.ndarray, deterministic: bool = False, actor: nn.Module | None = None) -> int:
+        logits = (self.actor if actor is None else actor)(torch.as_tensor(obs, device=self.device).unsqueeze(0))[0]
         if deterministic:
             return int(logits.argmax())
         return int(torch.distributions.Categorical(logits=logits).sample())
@@ -306,6 +328,7 @@ class DiscreteSAC:
             "env_steps": self.env_steps,
             "updates": self.updates,
             "episodes": self.episodes,
+            "best": self.best,
         }
 
     def save(self, path: Path) -> None:
@@ -336,19 +359,21 @@ class DiscreteSAC:
             state["updates"],
             state["episodes"],
         )
+        agent.best = state.get("best")
         return agent
 
 
 class SacPolicy(Policy):
-    """A trained agent as a policy (greedy over π for evaluation)."""
+    """A trained agent as a policy: greedy over π, with the current actor or (``best=True``) the best-validated."""
 
     name = "sac"
 
-    def __init__(self, agent: DiscreteSAC, deterministic: bool = True):
+    def __init__(self, agent: DiscreteSAC, deterministic: bool = True, best: bool = False):
         self.agent, self.deterministic = agent, deterministic
+        self.actor = agent.best_actor() if best else agent.actor
 
     def act(self, env, obs):
-        return self.agent.act(obs, deterministic=self.deterministic)
+        return self.agent.act(obs, deterministic=self.deterministic, actor=self.actor)
 
 
 def train(
@@ -365,7 +390,9 @@ def train(
 
     Episode ``e`` uses the task stream ``reset(seed=seed + e)``. After each episode the checkpoint is saved
     and ``on_episode(row)`` called; every ``eval_every`` episodes (and at the last) ``eval_fn(agent)`` gives
-    the greedy policy's reward, recorded as ``eval_reward``. Returns one row per episode trained now.
+    the greedy policy's reward on held-out validation streams, recorded as ``eval_reward``, and the agent
+    keeps a copy of the best actor so far (``DiscreteSAC.best``; tianshou's ``save_best_fn`` does the same).
+    Returns one row per episode trained now.
     """
     cfg = agent.config
     rows = []
@@ -403,6 +430,7 @@ def train(
         }
         if eval_fn is not None and (agent.episodes % eval_every == 0 or agent.episodes == episodes):
             row["eval_reward"] = float(eval_fn(agent))
+            agent.remember_if_best(row["eval_reward"])
         if checkpoint is not None:
             agent.save(checkpoint)
         rows.append(row)
