@@ -1,27 +1,38 @@
 """Sweep and scoring throughput, each as a ratio against a baseline measured in the same run.
 
-    python bench/bench_sweep.py [--model NAME_OR_FOLDER] [--images 4] [--steps 10,20] [--out results/bench]
+    python bench/bench_sweep.py [--model NAME_OR_FOLDER] [--images 4] [--steps 10,20] [--device auto]
+                                [--out results/bench]
 
-Sweep: the same cells (images × mask, one seed) at each step count, RePaint 10/10, fp32, run four ways:
+Sweep: the same cells (images × mask, one seed) at each step count, RePaint 10/10, run several ways:
 
-1. ``naive``: diffusers' own ``RePaintPipeline``, one image at a time (the baseline);
+1. ``naive``: diffusers' own ``RePaintPipeline``, one image at a time, fp32 (the baseline);
 2. ``project-b1``: the project's sampler, one image at a time (same outputs as naive, checked);
 3. ``project-batched``: all cells of a step count in one batch;
-4. ``project-mixed``: every (cell, step count) item in one batch, step counts sharing UNet calls.
+4. ``project-mixed``: every (cell, step count) item in one batch, step counts sharing UNet calls;
+
+and on CUDA also the batched sampler in bf16 and fp16, bf16 with channels_last memory format, and bf16
+under ``torch.compile``; ``--variants`` picks any of them on any device.
 
 Reported: seconds, UNet image-forwards/s, images/s, speed-up over naive, the largest output difference to
-the naive outputs, and achieved FLOP/s against this device's measured peak (a large fp32 matrix product), with
-the UNet's FLOPs per image-forward counted by ``torch.utils.flop_counter``.
+the naive outputs, and achieved FLOP/s against this device's measured peak for the variant's precision (a
+large matrix product: fp32 for fp32 variants, bf16 for half-precision ones), with the UNet's FLOPs per
+image-forward counted by ``torch.utils.flop_counter``. Attention runs through PyTorch's SDPA (diffusers'
+``AttnProcessor2_0``); the table header names the processor in use.
 
-Scoring: all six metrics on the outputs, batched against one image at a time.
+Scoring: all six metrics on the outputs, batched against one image at a time, on the same device.
 
 Writes ``<out>/sweep.json`` and prints a table. The default model is the bundled ``faces`` (what a CPU user
-sweeps); ``--model random64`` builds a larger 64-px UNet with random weights (speed does not depend on them).
+sweeps); ``--model random64`` builds a 9 M-parameter 64-px UNet and ``--model celeba-random`` the 256-px
+``celeba`` architecture (113.7 M parameters, about 496 GFLOP per forward), both with random weights (speed
+does not depend on them). The GPU measurement the performance issue asks for is
+
+    python bench/bench_sweep.py --model celeba-random --device cuda --images 8
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -51,57 +62,107 @@ def bench_unet():
                        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D")).eval()
 
 
-def flops_per_forward(unet, resolution: int) -> float:
+def celeba_unet():
+    """The ``celeba`` model's architecture (``google/ddpm-ema-celebahq-256``'s config) with random weights."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    return UNet2DModel(sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
+                       block_out_channels=(128, 128, 256, 256, 512, 512),
+                       down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D",
+                                         "AttnDownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D",
+                                       "UpBlock2D"),
+                       downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6).eval()
+
+
+def flops_per_forward(unet, resolution: int, device: torch.device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.randn(1, 3, resolution, resolution)
+    x = torch.randn(1, 3, resolution, resolution, device=device)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         unet(x, 500)
     return float(counter.get_total_flops())
 
 
-def peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """Measured fp32 matrix-product rate of this device (FLOP/s), median of ``repeats``."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """Measured matrix-product rate of this device in ``dtype`` (FLOP/s), median of ``repeats``.
+
+    fp32 on CUDA is measured with TF32 off (PyTorch's default for matmul). cuDNN's convolutions may use TF32
+    by default, so an fp32 variant's share of this peak can overstate how close it is to the hardware limit.
+    """
+    size = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / sorted(times)[len(times) // 2]
 
 
-def timed(fn):
+def timed(fn, device: torch.device):
+    synchronize(device)
     start = time.perf_counter()
     out = fn()
+    synchronize(device)
     return out, time.perf_counter() - start
+
+
+CPU_VARIANTS = ("naive", "project-b1", "project-batched", "project-mixed")
+CUDA_VARIANTS = (*CPU_VARIANTS, "batched-fp16", "batched-bf16", "batched-bf16-channels-last", "batched-bf16-compile")
+HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="faces", help="model name or folder; 'random64' builds a 9 M-parameter "
-                        "64-px UNet with random weights")
+                        "64-px UNet, 'celeba-random' the 256-px celeba architecture, both with random weights")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--steps", default="10,20")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma-separated, 'naive' first; default {','.join(CPU_VARIANTS)} on CPU and all "
+                        f"of {','.join(CUDA_VARIANTS)} on CUDA")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    variants = (args.variants.split(",") if args.variants
+                else CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS)
+    unknown = set(variants) - set(CUDA_VARIANTS)
+    if unknown or variants[0] != "naive":
+        parser.error(f"--variants: {', '.join(sorted(unknown)) or 'naive must come first'}; "
+                     f"choose from {', '.join(CUDA_VARIANTS)}")
 
-    if args.model != "random64":
+    if args.model == "random64":
+        unet, schedule, resolution, model_name = bench_unet(), DEFAULT_SCHEDULE, 64, "bench64 (random weights)"
+    elif args.model == "celeba-random":
+        unet, schedule, resolution, model_name = celeba_unet(), DEFAULT_SCHEDULE, 256, "celeba (random weights)"
+    else:
         loaded = load(args.model)
         unet, schedule, resolution, model_name = loaded.unet, loaded.scheduler_config, loaded.resolution, loaded.name
-    else:
-        unet, schedule, resolution, model_name = bench_unet(), DEFAULT_SCHEDULE, 64, "bench64 (random weights)"
-    unet.requires_grad_(False)
+    unet = unet.to(device).requires_grad_(False)
     steps_grid = [int(s) for s in args.steps.split(",")]
     config = RePaintConfig()  # RePaint's 10/10
     pictures = images_mod.load_folder(ROOT / "datasets" / "sample", resolution, limit=args.images)
-    originals = torch.stack([p.tensor for p in pictures])
+    # More cells than sample images: repeat the images with other mask and noise seeds.
+    cells = [(pictures[i % len(pictures)], i // len(pictures)) for i in range(args.images)]
+    originals = torch.stack([p.tensor for p, _ in cells])
     spec = MaskSpec("thick", "thick")
-    masks = torch.stack([spec.make(resolution, mask_seed("mask", "thick", p.image_id, 0)) for p in pictures])
-    seeds = [mask_seed("noise", "thick", p.image_id, 0) for p in pictures]
-    n = len(pictures)
+    masks = torch.stack([spec.make(resolution, mask_seed("mask", "thick", p.image_id, s)) for p, s in cells])
+    seeds = [mask_seed("noise", "thick", p.image_id, s) for p, s in cells]
+    n = len(cells)
 
     from diffusers import RePaintPipeline, RePaintScheduler
 
@@ -115,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(n):
                 result = pipe(image=originals[i:i + 1] * 2 - 1, mask_image=masks[i:i + 1], num_inference_steps=steps,
                               eta=0.0, jump_length=config.jump_length, jump_n_sample=config.jump_n_sample,
-                              generator=torch.Generator().manual_seed(seeds[i]), output_type="np")
+                              generator=torch.Generator(device).manual_seed(seeds[i]), output_type="np")
                 outs[(steps, i)] = torch.from_numpy(result.images[0]).permute(2, 0, 1)
         return outs
 
@@ -123,12 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         return {(steps, i): inpaint(unet, schedule, originals[i:i + 1], masks[i:i + 1], [seeds[i]], steps,
                                     config).images[0] for steps in steps_grid for i in range(n)}
 
-    def project_batched():
-        outs = {}
-        for steps in steps_grid:
-            images = inpaint(unet, schedule, originals, masks, seeds, steps, config).images
-            outs.update({(steps, i): images[i] for i in range(n)})
-        return outs
+    def batched(model):
+        def run():
+            outs = {}
+            for steps in steps_grid:
+                images = inpaint(model, schedule, originals, masks, seeds, steps, config).images
+                outs.update({(steps, i): images[i] for i in range(n)})
+            return outs
+        return run
 
     def project_mixed():
         items = [(steps, i) for steps in steps_grid for i in range(n)]
@@ -137,47 +200,71 @@ def main(argv: list[str] | None = None) -> int:
                          [s for s, _ in items], config).images
         return {item: images[k] for k, item in enumerate(items)}
 
+    def variant(name: str):
+        """(function, precision) of a variant; half-precision ones run on a converted copy of the UNet."""
+        if name in ("naive", "project-b1", "project-batched", "project-mixed"):
+            return {"naive": naive, "project-b1": project_b1, "project-batched": batched(unet),
+                    "project-mixed": project_mixed}[name], "fp32"
+        precision = name.split("-")[1]
+        model = copy.deepcopy(unet).to(HALF[precision])
+        if name.endswith("channels-last"):
+            model = model.to(memory_format=torch.channels_last)
+        if name.endswith("compile"):
+            model = torch.compile(model)
+            inpaint(model, schedule, originals, masks, seeds, steps_grid[0], config)  # compile outside the timing
+        return batched(model), precision
+
     calls = {s: unet_calls(s, config, schedule) for s in steps_grid}
     forwards = n * sum(calls.values())
-    flops = flops_per_forward(unet, resolution)
-    peak = peak_flops()
+    flops = flops_per_forward(unet, resolution, device)
+    peaks = {"fp32": peak_flops(device)}
+    if any(name.startswith("batched-") for name in variants):
+        peaks["bf16"] = peak_flops(device, torch.bfloat16)
+    attention = sorted({type(m.processor).__name__ for m in unet.modules() if hasattr(m, "processor")}) or ["none"]
 
     rows, reference = [], None
-    for name, fn in (("naive", naive), ("project-b1", project_b1), ("project-batched", project_batched),
-                     ("project-mixed", project_mixed)):
-        outs, seconds = timed(fn)
+    for name in variants:
+        fn, precision = variant(name)
+        outs, seconds = timed(fn, device)
         print(f"  {name}: {seconds:.1f} s", flush=True)
         if reference is None:
             reference, baseline = outs, seconds
-        diff = max(float((outs[k] - reference[k]).abs().max()) for k in reference)
-        rows.append({"variant": name, "seconds": seconds, "unet_forwards_per_s": forwards / seconds,
-                     "images_per_s": len(reference) / seconds, "speedup_vs_naive": baseline / seconds,
-                     "max_abs_diff_vs_naive": diff, "achieved_gflops": flops * forwards / seconds / 1e9,
+        diff = max(float((outs[k].float() - reference[k]).abs().max()) for k in reference)
+        peak = peaks["fp32" if precision == "fp32" else "bf16"]
+        rows.append({"variant": name, "precision": precision, "seconds": seconds,
+                     "unet_forwards_per_s": forwards / seconds, "images_per_s": len(reference) / seconds,
+                     "speedup_vs_naive": baseline / seconds, "max_abs_diff_vs_naive": diff,
+                     "achieved_gflops": flops * forwards / seconds / 1e9,
                      "percent_of_peak": 100 * flops * forwards / seconds / peak})
 
-    outputs = torch.stack([reference[k] for k in sorted(reference)])
-    refs = torch.stack([originals[i] for _, i in sorted(reference)])
-    _, one_by_one = timed(lambda: [metrics.score(outputs[i:i + 1], refs[i:i + 1]) for i in range(len(outputs))])
-    _, batched = timed(lambda: metrics.score(outputs, refs))
+    outputs = torch.stack([reference[k] for k in sorted(reference)]).to(device)
+    refs = torch.stack([originals[i] for _, i in sorted(reference)]).to(device)
+    _, one_by_one = timed(lambda: [metrics.score(outputs[i:i + 1], refs[i:i + 1]) for i in range(len(outputs))],
+                          device)
+    _, together = timed(lambda: metrics.score(outputs, refs), device)
     scoring = {"images": len(outputs), "one_at_a_time_images_per_s": len(outputs) / one_by_one,
-               "batched_images_per_s": len(outputs) / batched, "speedup": one_by_one / batched}
+               "batched_images_per_s": len(outputs) / together, "speedup": one_by_one / together}
 
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else platform.processor() or platform.machine())
     report = {"model": model_name, "resolution": resolution, "images": n, "steps": steps_grid,
               "unet_calls_per_image": calls, "unet_forwards": forwards, "gflop_per_forward": flops / 1e9,
-              "device": "cpu", "device_name": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "measured_peak_gflops_fp32": peak / 1e9,
+              "device": str(device), "device_name": device_name, "attention_processors": attention,
+              "threads": torch.get_num_threads(),
+              **{f"measured_peak_gflops_{k}": v / 1e9 for k, v in peaks.items()},
               "torch": torch.__version__, "sweep": rows, "scoring": scoring,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
 
+    peak_text = ", ".join(f"{k} {v / 1e9:,.0f}" for k, v in peaks.items())
     print(f"sweep bench · {model_name}, {resolution} px, {n} images × steps {steps_grid} (RePaint 10/10), "
-          f"{forwards} UNet image-forwards, {flops / 1e9:.2f} GFLOP each, CPU peak {peak / 1e9:.0f} GFLOP/s, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'variant':<17}{'s':>8}{'fwd/s':>9}{'img/s':>8}{'× naive':>9}{'max|Δ|':>10}{'GFLOP/s':>9}{'% peak':>8}")
+          f"{forwards} UNet image-forwards, {flops / 1e9:.2f} GFLOP each; {device_name} ({device}), measured peak "
+          f"GFLOP/s: {peak_text}; attention {', '.join(attention)}")
+    print(f"{'variant':<28}{'s':>8}{'fwd/s':>9}{'img/s':>8}{'× naive':>9}{'max|Δ|':>10}{'GFLOP/s':>10}{'% peak':>8}")
     for r in rows:
-        print(f"{r['variant']:<17}{r['seconds']:>8.2f}{r['unet_forwards_per_s']:>9.1f}{r['images_per_s']:>8.2f}"
-              f"{r['speedup_vs_naive']:>9.2f}{r['max_abs_diff_vs_naive']:>10.2e}{r['achieved_gflops']:>9.1f}"
+        print(f"{r['variant']:<28}{r['seconds']:>8.2f}{r['unet_forwards_per_s']:>9.1f}{r['images_per_s']:>8.2f}"
+              f"{r['speedup_vs_naive']:>9.2f}{r['max_abs_diff_vs_naive']:>10.2e}{r['achieved_gflops']:>10.1f}"
               f"{r['percent_of_peak']:>8.1f}")
     print(f"scoring, six metrics, {scoring['images']} images: one at a time {scoring['one_at_a_time_images_per_s']:.1f}"
           f" img/s, batched {scoring['batched_images_per_s']:.1f} img/s (× {scoring['speedup']:.2f})")
