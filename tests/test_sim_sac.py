@@ -137,3 +137,24 @@ def test_the_best_validated_actor_is_kept_and_saved(tmp_path):
     for name, value in best.state_dict().items():
         assert torch.equal(value, snapshots[2][name])
     assert any(not torch.equal(v, snapshots[2][k]) for k, v in current.state_dict().items())
+
+
+@pytest.mark.parametrize("actor_q, preferred", [("mean", 0), ("min", 1)])
+def test_the_actor_follows_the_mean_or_the_min_of_the_twin_critics(actor_q, preferred):
+    # Frozen critics with constant outputs: Q1 = (1, 0.2), Q2 = (0, 0.6). Their mean prefers ASP 0 (0.5 > 0.4),
+    # their minimum ASP 1 (0.2 > 0).
+    config = small_config(learning_starts=0, hidden=(16, 16), actor_lr=1e-2, critic_lr=0.0, actor_q=actor_q)
+    agent = DiscreteSAC(6, 2, config, seed=0, steps_ratio=0.5)
+    for critic, values in ((agent.q1, (1.0, 0.2)), (agent.q2, (0.0, 0.6))):
+        last = critic[1][-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor(values))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        obs, next_obs = rng.uniform(0, 1, (2, 6)).astype(np.float32)
+        agent.buffer.add(obs, int(rng.integers(2)), 0.0, next_obs, 1.0, 0.95)
+    for _ in range(150):
+        agent.update()
+    probs = torch.softmax(agent.actor(torch.as_tensor(rng.uniform(0, 1, (20, 6)), dtype=torch.float32)), 1)
+    assert (probs.argmax(1) == preferred).all() and probs[:, preferred].min() > 0.8

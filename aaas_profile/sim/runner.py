@@ -193,7 +193,8 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         files.append(_write_parquet(training, folder / "training.parquet"))
         levels = {k: float(v["reward"].mean()) for k, v in tables.items() if k != "sac"}
         opt_mean = float(np.mean([o.bound for o in optima.values()])) if optima else None
-        files.append(figure5_learning_curve(training, levels, folder / "figure5.png", opt_mean))
+        files.append(figure5_learning_curve(training, levels, folder / "figure5.png", opt_mean,
+                                            sac_selected["episode"] if sac_selected else None))
     n_exact = sum(o.exact for o in optima.values())
     if optima and n_exact < len(optima):
         result_notes.append(f"hindsight optimum: {n_exact}/{len(optima)} episodes solved exactly; the others "
