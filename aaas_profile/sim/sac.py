@@ -249,13 +249,11 @@ class DiscreteSAC:
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
 
-    def remember_if_best(self, validation: float) -> bool:
+    def remember_if_best(self, validation: float) -> None:
         """Keep a copy of the actor if ``validation`` (its greedy reward on held-out streams) is the best yet."""
-        if self.best is not None and validation <= self.best["validation"]:
-            return False
-        self.best = {"episode": self.episodes, "validation": float(validation),
-                     "actor": {k: v.detach().clone() for k, v in self.actor.state_dict().items()}}
-        return True
+        if self.best is None or validation > self.best["validation"]:
+            self.best = {"episode": self.episodes, "validation": float(validation),
+                         "actor": {k: v.detach().clone() for k, v in self.actor.state_dict().items()}}
 
     def best_actor(self) -> nn.Module:
         """The best-validated actor (a copy), or the current one when nothing was validated."""
