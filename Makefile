@@ -3,9 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser test test-all demo bench lint clean
+.PHONY: setup check-deps constraints browser test test-all demo bench lint clean
 
-setup: $(VENV)/.installed browser
+setup: check-deps $(VENV)/.installed browser
+
+# Refuse dependency lines that only install on this machine (`name @ file:///…`, absolute paths, `-e`), before
+# pip sees them: standard-library Python, so it runs before the venv exists.
+check-deps:
+	@$(PYTHON) tools/check_dependency_specs.py
 
 # PyPI's torch wheel is a CUDA build that also runs on CPU; constraints.txt pins the tested versions.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -22,7 +27,7 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: setup
+test: check-deps setup
 	$(BIN)/python -m pytest
 
 # also the tests marked slow or gpu (the gpu ones skip themselves without CUDA)
@@ -42,6 +47,14 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check aaas_profile tests
+
+# Regenerate constraints.txt from the venv. `pip list --format=freeze` writes name==version for every package,
+# also those installed from a local wheel, where `pip freeze` would write `name @ file:///…`, a path no other
+# machine has; the check then runs on the result.
+constraints: setup
+	@{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip list --format=freeze --exclude-editable --exclude pip --exclude setuptools --exclude wheel; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+	@$(PYTHON) tools/check_dependency_specs.py && echo "constraints.txt: $$(grep -vc '^#' constraints.txt) pins"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
