@@ -45,12 +45,20 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def brisque_or_nan(x: torch.Tensor) -> torch.Tensor:
-    """BRISQUE per image; NaN for a constant image, where BRISQUE is undefined (a sweep keeps going and the
-    table says so, rather than one blank output stopping hours of work)."""
+    """BRISQUE per image, computed in float64; NaN for a constant image, where BRISQUE is undefined (a sweep
+    keeps going and the table says so, rather than one blank output stopping hours of work).
+
+    float64 because BRISQUE amplifies rounding in its features: its shape parameters are an argmin over a grid
+    and its asymmetric fits count the negative products of neighbouring normalised pixels, so a last-bit change
+    can move the score by far more than the rounding. The same image scored in float32 moved by up to 1e-3
+    relative between thread counts and ATEN_CPU_CAPABILITY settings; in float64 by 2e-12. (Outputs that differ
+    in their last bits, as a batched and an unbatched UNet give, can still differ by a grey level after BRISQUE
+    rounds RGB to integer luma: see tests/conftest.py's SCORE_ATOL.) It costs about 1.3x the float32 time.
+    """
     flat = x.flatten(1).amax(dim=1) == x.flatten(1).amin(dim=1)
-    values = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
+    values = torch.full((x.shape[0],), float("nan"), dtype=torch.float64, device=x.device)
     if (~flat).any():
-        values[~flat] = brisque(x[~flat], data_range=1.0)
+        values[~flat] = brisque(x[~flat].double(), data_range=1.0)
     return values
 
 

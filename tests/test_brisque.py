@@ -80,23 +80,22 @@ def test_equals_piq_with_weights_in_place(images, dtype, tmp_path, monkeypatch) 
 
 
 # Published MATLAB scores (original LIVE BRISQUE release) as cited in piq v0.8.0's tests/test_brisque.py,
-# for its test assets: goldhill.gif (greyscale) and I01.BMP (TID2013 reference image 1, RGB).
-# Neither image ships with an installed package, so this check runs only when AAAS_BRISQUE_REF_DIR, or
-# else the team's shared/data/brisque-reference/, holds both files; their hashes pin them to piq v0.8.0's
-# tests/assets/.
+# for its test assets: goldhill.gif (greyscale) and I01.BMP (TID2013 reference image 1, RGB). Neither image
+# ships with an installed package; the team keeps them in shared/data/brisque-reference/ beside the checkout
+# (AAAS_BRISQUE_REF_DIR points elsewhere), and their hashes pin them to piq v0.8.0's tests/assets/. They must
+# be there: a missing file fails the test with where to put it, it does not skip.
 PUBLISHED_MATLAB = {
     "goldhill.gif": (8.425548118925917, "d91c0c802805c8574b938adbf8ee6331fb6c567fbbb161251251d5d711a2d993"),
     "I01.BMP": (10.259409019043119, "43d3c92154c48529fae107749bb60777950ccb8e324b120a63c142f4279df63f"),
 }
-SHARED_REF_DIR = LIVE_RELEASE.parent / "brisque-reference"
-REF_DIR = os.environ.get("AAAS_BRISQUE_REF_DIR") or (str(SHARED_REF_DIR) if SHARED_REF_DIR.is_dir() else None)
+REF_DIR = Path(os.environ.get("AAAS_BRISQUE_REF_DIR") or LIVE_RELEASE.parent / "brisque-reference")
 
 
-@pytest.mark.skipif(REF_DIR is None, reason="set AAAS_BRISQUE_REF_DIR (or fill shared/data/brisque-reference) with "
-                    "goldhill.gif and I01.BMP (piq v0.8.0 tests/assets) to check published MATLAB scores")
 @pytest.mark.parametrize("name", sorted(PUBLISHED_MATLAB))
 def test_published_matlab_scores(name: str) -> None:
-    path = Path(REF_DIR) / name
+    path = REF_DIR / name
+    assert path.is_file(), (f"{path} is missing: put piq v0.8.0's tests/assets/{name} there, or point "
+                            "AAAS_BRISQUE_REF_DIR at a folder that holds it")
     published, sha256 = PUBLISHED_MATLAB[name]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256, f"{path} is not piq's test asset"
     score = brisque(as_batch(np.array(Image.open(path))), data_range=255)
@@ -107,12 +106,20 @@ def test_published_matlab_scores(name: str) -> None:
 # Regression values, computed by this project with the bundled weights (float64), not published figures:
 # they pin the whole chain (piq 0.8.0 features + bundled SVR) on images anyone can load offline.
 PROJECT_SCORES = {"camera": -7.3088650271248525, "chelsea": 3.088480170574144}
+# Spread measured on one AMD EPYC (AVX512) in float64: 1 and 2 threads x ATEN_CPU_CAPABILITY default, avx2 and
+# avx512 x MKL_ENABLE_INSTRUCTIONS SSE4_2, AVX2 and AVX512 agree to 2e-12 relative. Another x86-64 CPU kind
+# gave camera -7.308693737501358 (2.3e-5 relative) in float64, at any thread count and capability: BRISQUE's
+# shape parameters are an argmin over a grid and its asymmetric fits count negative neighbour products, so a
+# last-bit difference in the features (another BLAS kernel) can move the score by far more than the rounding.
+# 1e-4 is four times that spread; the float32 scores of the same images spread by up to 1e-3 across thread
+# counts and capabilities here, which is why the sweep scores BRISQUE in float64.
+STAY_PUT_REL = 1e-4
 
 
 @pytest.mark.parametrize("name", sorted(PROJECT_SCORES))
 def test_scores_on_scikit_image_data_stay_put(name: str) -> None:
     score = brisque(as_batch(getattr(skimage.data, name)()), data_range=255)
-    assert score.item() == pytest.approx(PROJECT_SCORES[name], rel=1e-9)
+    assert score.item() == pytest.approx(PROJECT_SCORES[name], rel=STAY_PUT_REL)
 
 
 def test_data_range_255_equals_unit_range(images) -> None:

@@ -14,6 +14,12 @@ def unet():
     return make_unet().eval().requires_grad_(False)
 
 
+# A cell's image alone and inside a batch is not the same computation (the float32 UNet sums in another order):
+# measured largest |difference| 1.0e-5 over 3 draws x 6 cells x (10 steps with 5/2 jumps, 5 steps without), at 1
+# and 2 threads; ten times that.
+BATCH_ATOL = 1e-4
+
+
 def batch(n: int, family: str = "thick"):
     torch.manual_seed(1)
     originals = torch.rand(n, 3, RESOLUTION, RESOLUTION)
@@ -54,10 +60,10 @@ def test_a_cells_output_does_not_depend_on_its_batch(unet):
     originals, masks = batch(3)
     together = inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [7, 8, 9], 10, RePaintConfig(5, 2)).images
     alone = inpaint(unet, DEFAULT_SCHEDULE, originals[1:2], masks[1:2], [8], 10, RePaintConfig(5, 2)).images
-    assert torch.allclose(together[1:2], alone, atol=1e-4)
+    assert torch.allclose(together[1:2], alone, atol=BATCH_ATOL)
     reordered = inpaint(unet, DEFAULT_SCHEDULE, originals.flip(0), masks.flip(0), [9, 8, 7], 10,
                         RePaintConfig(5, 2)).images
-    assert torch.allclose(reordered.flip(0), together, atol=1e-4)
+    assert torch.allclose(reordered.flip(0), together, atol=BATCH_ATOL)
 
 
 def test_seeds_decide_the_output(unet):
@@ -89,4 +95,4 @@ def test_step_counts_share_unet_calls_and_give_the_images_they_give_alone(unet):
     assert len(seen) == 35 and sum(seen) == 35 + 5 + 15  # images per call shrink as short chains finish
     for i, steps in enumerate([20, 5, 10]):
         alone = inpaint(unet, DEFAULT_SCHEDULE, originals[i:i + 1], masks[i:i + 1], [4 + i], steps, config)
-        assert torch.allclose(mixed.images[i:i + 1], alone.images, atol=1e-4), steps
+        assert torch.allclose(mixed.images[i:i + 1], alone.images, atol=BATCH_ATOL), steps

@@ -8,7 +8,7 @@ import tomllib
 
 import pandas as pd
 import pytest
-from conftest import sweep_config
+from conftest import assert_scores_close, sweep_config
 
 from aaas_profile import runs, sweep
 from aaas_profile.metrics import ALL
@@ -59,18 +59,27 @@ def test_starting_again_skips_finished_cells_and_extends_the_grid(model_dir, ima
 def test_batched_and_unbatched_sweeps_give_the_same_table(model_dir, image_dir, tmp_path):
     one = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "a", batch_size=1)).run_dir)
     many = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "b", batch_size=8)).run_dir)
-    merged = one.merge(many, on=KEY, suffixes=("_1", "_8"))
-    assert len(merged) == len(one) == len(many)
-    assert merged["value_1"].to_numpy() == pytest.approx(merged["value_8"].to_numpy(), rel=1e-3, abs=1e-4)
+    # Not the same computation (the UNet sums in another order in a batch of 8): each metric within its
+    # measured tolerance (conftest.SCORE_ATOL); the images themselves are compared in test_inpaint.
+    assert_scores_close(one, many, KEY)
+    # The same computation twice is bit for bit.
+    again = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "c", batch_size=8)).run_dir)
+    assert many.sort_values(KEY, ignore_index=True)[[*KEY, "value"]].equals(
+        again.sort_values(KEY, ignore_index=True)[[*KEY, "value"]])
 
 
 def test_a_killed_sweep_resumes_to_the_same_table(model_dir, image_dir, tmp_path):
-    """kill -9 in the middle, start again: no row lost, none duplicated, same values."""
-    reference = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "ref")).run_dir)
+    """kill -9 in the middle, start again: no row lost, none duplicated, the values of an uninterrupted run
+    bit for bit (the reference is the same command in a process of its own: same batches, same threads)."""
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "aaas_profile.cli", "sweep", "--model", str(model_dir), "--data",
                str(image_dir), "--masks", "half,thick", "--steps", "5,10", "--seeds", "0", "--jump-length", "1",
-               "--jump-n-sample", "1", "--batch-size", "1", "--save-images", "0", "--out", str(out)]
+               "--jump-n-sample", "1", "--batch-size", "1", "--save-images", "0", "--device", "cpu",
+               "--dtype", "fp32"]
+    finished = subprocess.run([*command, "--out", str(tmp_path / "ref")], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    reference = runs.read_scores(tmp_path / "ref")
+    command += ["--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(runs.part_files(out)) < 2 and process.poll() is None and time.monotonic() < deadline:
@@ -87,7 +96,7 @@ def test_a_killed_sweep_resumes_to_the_same_table(model_dir, image_dir, tmp_path
     assert len(resumed) == len(reference) and not resumed.duplicated(KEY).any()
     merged = reference.merge(resumed, on=KEY, suffixes=("_ref", "_resumed"))
     assert len(merged) == len(reference)
-    assert merged["value_ref"].to_numpy() == pytest.approx(merged["value_resumed"].to_numpy(), rel=1e-3, abs=1e-4)
+    assert merged["value_ref"].to_numpy().tobytes() == merged["value_resumed"].to_numpy().tobytes()
     assert not list((out / "scores").glob(".*.tmp"))
 
 
