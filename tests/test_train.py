@@ -243,6 +243,42 @@ def test_bundled_model_loads_offline_by_name(name):
     assert weights.stat().st_size < 20_000_000  # small enough for git
     readme = (card.local_dir / "README.md").read_text()
     assert readme.startswith("---\nlicense: ") and "aaas-profile train" in readme
+
+
+def noise_prediction_mse(unet, scheduler_config: dict, folder: Path, resolution: int) -> float:
+    """Mean squared error of the predicted noise on noised held-out images, x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·eps, at
+    t = 100, 250, 500 and 750 (the training loss of Ho et al. 2020 on images the model never saw)."""
+    from diffusers import DDPMScheduler
+
+    from aaas_profile.images import load_folder
+
+    x0 = torch.stack([image.tensor for image in load_folder(folder, resolution)]) * 2 - 1
+    alpha_bar = DDPMScheduler(**scheduler_config).alphas_cumprod
+    t = torch.tensor([100, 250, 500, 750]).repeat_interleave(len(x0))
+    x0 = x0.repeat(4, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    a = alpha_bar[t].view(-1, 1, 1, 1)
     with torch.no_grad():
-        eps = loaded.unet(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), 500).sample
-    assert torch.isfinite(eps).all() and 0.3 < eps.std() < 3  # a trained noise predictor, not zeros or garbage
+        predicted = unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample
+    return ((predicted - noise) ** 2).mean().item()
+
+
+@pytest.mark.parametrize("name", ["faces", "scenes"])
+def test_bundled_model_predicts_the_noise_on_held_out_images(name):
+    """Trained, not merely loadable: measured MSE 0.017 (faces, 10 held-out faces) and 0.040 (scenes, 2 held-out
+    photographs); a random UNet of the same architecture gives 1.05-1.13 (3 weight seeds), as any predictor
+    that knows nothing of the noise does (its variance is 1). 0.1 leaves 2.5x room over the weaker model and
+    sits 10x under an untrained one."""
+    card = models.cards()[name]
+    if card.local_dir is None or not (card.local_dir / "unet").is_dir():
+        pytest.skip(f"models/{name}/ is not trained in this checkout")
+    from diffusers import UNet2DModel
+
+    loaded = models.load(name)  # on the CPU, in fp32
+    held_out = ROOT / "datasets" / name / "eval"
+    trained = noise_prediction_mse(loaded.unet, loaded.scheduler_config, held_out, loaded.resolution)
+    torch.manual_seed(0)
+    untrained = UNet2DModel.from_config(loaded.unet.config).eval()
+    random = noise_prediction_mse(untrained, loaded.scheduler_config, held_out, loaded.resolution)
+    assert trained < 0.1, trained
+    assert random > 0.9, random  # the same measurement tells an untrained UNet apart
