@@ -8,6 +8,7 @@ import tomllib
 
 import pandas as pd
 import pytest
+import torch
 from conftest import sweep_config
 
 from aaas_profile import runs, sweep
@@ -125,3 +126,19 @@ def test_summary_reports_medians_at_both_ends():
     row = sweep.summarise(table).iloc[0]
     assert (row.steps_low, row.median_low, row.steps_high, row.median_high, row.better) == (
         10, pytest.approx(0.2), 50, pytest.approx(0.7), "higher")
+
+
+def test_a_sweep_scores_each_output_against_its_original_in_piqs_order(model_dir, image_dir, tmp_path):
+    """The rows hold piq's value for (x = the output, y = the uncorrupted original): VIF and MDSI change when
+    the two swap places (tests/test_metrics.py), so the order is checked on the sweep's own call."""
+    import piq
+
+    prepared = sweep.prepare(config(model_dir, image_dir, tmp_path / "run", metrics="vif,mdsi", steps="5"))
+    items = [sweep.Item(cell, 5) for cell in sweep.all_cells(prepared)]
+    rows, outputs, _ = sweep.run_batch(prepared, items, "run")
+    originals = torch.stack([prepared.images[item.cell.image_index].tensor for item in items])
+    for name, fn in (("vif", piq.vif_p), ("mdsi", piq.mdsi)):
+        expected = fn(outputs, originals, reduction="none", data_range=1.0).double().tolist()
+        swapped = fn(originals, outputs, reduction="none", data_range=1.0).double().tolist()
+        got = [row["value"] for row in rows if row["metric"] == name]
+        assert got == expected and got != swapped, name
