@@ -195,12 +195,15 @@ def test_learned_variance_models_are_sampled_with_their_epsilon_half():
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # RePaintPipeline lives in diffusers' deprecated folder
 @pytest.mark.parametrize("config", [RePaintConfig(5, 2), RePaintConfig(5, 2, eta=1.0)], ids=str)
-def test_inpaint_equals_diffusers_repaint_pipeline(unet, config):
+def test_inpaint_equals_diffusers_repaint_pipeline(config):
     """One image through diffusers' own RePaintPipeline and through ``inpaint``: the same operations in the same
-    order on the same generator's draws, so the outputs are equal bit for bit (measured max difference 0.0)."""
+    order on the same generator's draws, so the outputs are equal bit for bit (measured max difference 0.0 at
+    32 and 64 px). 32 px keeps the two runs quick."""
     from diffusers import RePaintPipeline
 
-    originals, masks = batch(1)
+    unet = make_unet(resolution=32).eval().requires_grad_(False)
+    originals = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    masks = MaskSpec("thick", "thick").make(32, 0)[None]
     pipe = RePaintPipeline(unet=unet, scheduler=RePaintScheduler(**DEFAULT_SCHEDULE))
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(image=originals * 2 - 1, mask_image=masks, num_inference_steps=10, eta=config.eta,
