@@ -83,11 +83,12 @@ def write_images(folder: Path, n: int = 2, size: int = 80) -> Path:
 
 
 def sweep_config(model_dir: Path, image_dir: Path, out: Path, **overrides):
-    """A fast sweep on the small model: step counts 5 and 10 without resampling, seed 0."""
+    """A fast sweep on the small model: step counts 5 and 10 without resampling, seed 0, in fp32 (tests that
+    compare values across runs rely on fp32's rounding; tests/test_precision.py covers auto and bf16)."""
     from aaas_profile.sweep import SweepConfig
 
     values = dict(model=str(model_dir), data=str(image_dir), masks="half,thick", steps="5,10", seeds="0",
-                  jump_length=1, jump_n_sample=1, out=str(out), batch_size=4, save_images=0)
+                  jump_length=1, jump_n_sample=1, out=str(out), batch_size=4, save_images=0, dtype="fp32")
     return SweepConfig.from_sources(**{**values, **overrides})
 
 

@@ -70,7 +70,7 @@ def test_a_killed_sweep_resumes_to_the_same_table(model_dir, image_dir, tmp_path
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "aaas_profile.cli", "sweep", "--model", str(model_dir), "--data",
                str(image_dir), "--masks", "half,thick", "--steps", "5,10", "--seeds", "0", "--jump-length", "1",
-               "--jump-n-sample", "1", "--batch-size", "1", "--save-images", "0", "--out", str(out)]
+               "--jump-n-sample", "1", "--batch-size", "1", "--save-images", "0", "--dtype", "fp32", "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(runs.part_files(out)) < 2 and process.poll() is None and time.monotonic() < deadline:
