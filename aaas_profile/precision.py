@@ -124,8 +124,9 @@ def choose(requested: str, device_type: str, native_bf16: bool, previous: str | 
     """
     if requested not in CHOICES:
         raise PrecisionError(f"unknown dtype '{requested}': choose from {', '.join(CHOICES)}")
-    if requested == "fp16" and device_type != "cuda":
-        raise PrecisionError("--dtype fp16 needs a CUDA device; on a CPU use bf16 (or auto, or fp32)")
+    if "fp16" in (requested, previous if requested == "auto" else None) and device_type != "cuda":
+        what = "--dtype fp16" if requested == "fp16" else "this run folder was swept in fp16 and"
+        raise PrecisionError(f"{what} needs a CUDA device; on a CPU use bf16 or fp32 (a new --out for a folder)")
     if requested != "auto":
         return Choice(requested, f"--dtype {requested}")
     if previous is not None:

@@ -44,6 +44,8 @@ def test_forced_dtypes_and_what_auto_defers_to():
     assert choose("auto", "cpu", native_bf16=True, model_prefers="fp32").dtype == "fp32"
     with pytest.raises(PrecisionError, match="needs a CUDA device"):
         choose("fp16", "cpu", native_bf16=True)
+    with pytest.raises(PrecisionError, match="swept in fp16 and needs a CUDA device"):
+        choose("auto", "cpu", native_bf16=True, previous="fp16")
     with pytest.raises(PrecisionError, match="unknown dtype 'fp64'"):
         choose("fp64", "cpu", native_bf16=True)
 
