@@ -12,10 +12,11 @@
 The CPU's flags come from PyTorch's own cpuinfo (``torch.cpu.get_capabilities()``) and, where that is
 missing (older torch), from ``/proc/cpuinfo``; nothing is guessed from the CPU's name.
 
-Channels-last memory layout (NHWC) is used for the UNet on CPU, where oneDNN's convolutions run faster in it
-(measured by ``bench/bench_sweep.py``: README, "Precision"; in bf16 1.2x to 1.6x, in fp32 about even). CUDA keeps
-the default layout until ``bench/bench_sweep.py --device cuda`` (variant ``project-bf16-channels-last``) has
-measured it faster there: no GPU was at hand when this was written.
+Channels-last memory layout (NHWC) is used for the UNet in bf16 on CPU, where oneDNN's bf16 convolutions run
+1.2x to 1.7x faster in it (``bench/bench_sweep.py``: README, "Precision"). fp32 on CPU keeps the default layout:
+channels-last was faster for the 64-px model in some runs and slower for the 256-px one, and a CPU without bf16
+must not get slower. CUDA keeps the default layout until ``bench/bench_sweep.py --device cuda`` (variant
+``project-bf16-channels-last``) measures it faster there: no GPU was at hand when this was written.
 """
 
 from __future__ import annotations
@@ -143,4 +144,4 @@ def choose(requested: str, device_type: str, native_bf16: bool, previous: str | 
 
 def channels_last(device_type: str, dtype: str) -> bool:
     """Whether the UNet runs in channels-last layout on this device and dtype (see the module docstring)."""
-    return device_type == "cpu"
+    return device_type == "cpu" and dtype == "bf16"

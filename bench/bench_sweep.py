@@ -98,24 +98,35 @@ def synchronize(device: torch.device) -> None:
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
-    """Measured matrix-product rate of this device in ``dtype`` (FLOP/s), the fastest of ``repeats`` (on a
-    machine shared with other work the fastest run is the one closest to what the hardware can do).
+    """Measured peak rate of this device in ``dtype`` (FLOP/s): the faster of a large matrix product and the
+    same product as a 1×1 convolution, each the fastest of ``repeats`` (on a machine shared with other work the
+    fastest run is the one closest to what the hardware can do).
 
-    fp32 on CUDA is measured with TF32 off (PyTorch's default for matmul). cuDNN's convolutions may use TF32
-    by default, so an fp32 variant's share of this peak can overstate how close it is to the hardware limit.
+    The convolution matters on CPUs: PyTorch sends fp32 matrix products to MKL, which on AMD CPUs runs far
+    below what oneDNN's convolutions (the UNet's bulk) reach, so a matmul-only "peak" would be beaten by the
+    model itself. fp32 on CUDA is measured with TF32 off (PyTorch's default for matmul). cuDNN's convolutions
+    may use TF32 by default, so an fp32 variant's share of this peak can overstate how close it is to the
+    hardware limit.
     """
     size = 8192 if device.type == "cuda" else 2048
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / min(times)
+    # A 1×1 convolution of (1, size, 32, 32) by (size, size, 1, 1): size · size · 1024 multiply-adds.
+    x = torch.randn(1, size, 32, 32, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(size, size, 1, 1, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    rates = []
+    for fn, flop in ((lambda: a @ b, 2 * size**3), (lambda: torch.nn.functional.conv2d(x, w), 2 * size * size * 1024)):
+        with torch.inference_mode():
+            fn()
+            times = []
+            for _ in range(repeats):
+                synchronize(device)
+                start = time.perf_counter()
+                fn()
+                synchronize(device)
+                times.append(time.perf_counter() - start)
+        rates.append(flop / min(times))
+    return max(rates)
 
 
 def timed(fn, device: torch.device):
