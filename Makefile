@@ -43,6 +43,8 @@ demo: setup
 # throughput as ratios against baselines measured in the same run; tables printed, JSON in results/bench/
 bench: setup
 	$(BIN)/python bench/bench_sweep.py
+	$(BIN)/python bench/bench_sweep.py --model celeba-random --images 2 --steps 5 --no-scoring \
+	    --variants naive,project-batched,project-channels-last,project-bf16,project-bf16-channels-last
 	$(BIN)/python bench/bench_sim.py
 
 lint: setup

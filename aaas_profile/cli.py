@@ -83,7 +83,7 @@ def sweep(
     limit: Annotated[int | None, typer.Option(help="Use only the first N images (sorted by name).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Cells per UNet call. \\[default: 8]")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. \\[default: auto]")] = None,
-    dtype: Annotated[str | None, typer.Option(help="fp32, or fp16/bf16 on CUDA. \\[default: fp32]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto (bf16 where the CPU has AVX512-BF16/AMX-BF16 or the GPU bf16 tensor cores, else fp32; a resumed run folder keeps its own), fp32, bf16, or fp16 on CUDA. \\[default: auto]")] = None,  # noqa: E501
     save_images: Annotated[int | None, typer.Option(help="Save PNGs (original, corrupted, each step count) of this many cells. \\[default: 4]")] = None,  # noqa: E501
     out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<time>]")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options (flags override it).")] = None,  # noqa: E501
@@ -131,7 +131,7 @@ def sweep(
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
-        f"{len(cfg.steps)} step counts · {prepared.device} {cfg.dtype} · run folder {prepared.run_dir}"
+        f"{len(cfg.steps)} step counts · {prepared.device} {prepared.config.dtype} · run folder {prepared.run_dir}"
         + (f" · shard {part}" if part.count > 1 else ""),
         highlight=False,
     )

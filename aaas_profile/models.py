@@ -51,6 +51,9 @@ class ModelCard:
     domain: str = ""
     hub_id: str | None = None
     local_dir: Path | None = None  # relative paths in the TOML are relative to models/
+    # What `--dtype auto` runs this model in when it should not follow the hardware (precision.choose): set
+    # where bf16 was measured to move the model's quality (README, "Precision").
+    auto_dtype: str | None = None
 
     @classmethod
     def from_toml(cls, path: Path) -> ModelCard:
@@ -64,6 +67,7 @@ class ModelCard:
             domain=raw.get("domain", ""),
             hub_id=raw.get("hub_id"),
             local_dir=(path.parent / local).resolve() if local else None,
+            auto_dtype=raw.get("auto_dtype"),
         )
 
     def how_to_get(self) -> str:
@@ -219,17 +223,21 @@ def resolve(model: str) -> tuple[Path, ModelCard | None]:
     return folder, card
 
 
-def load(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a named model or a diffusers folder as an eval-mode ``UNet2DModel`` on ``device``."""
+def load(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+         channels_last: bool = False) -> LoadedModel:
+    """Load a named model or a diffusers folder as an eval-mode ``UNet2DModel`` on ``device``, its weights in
+    ``dtype`` (converted while loading, so no fp32 copy is cast afterwards) and, with ``channels_last``, in
+    channels-last memory layout (faster convolutions on CPUs: precision.channels_last)."""
     from diffusers import UNet2DModel
-    from diffusers.utils import logging as diffusers_logging
+    from diffusers.utils.import_utils import is_accelerate_available
 
     folder, card = resolve(model)
     unet_dir = _unet_dir(folder)
     weights = next(unet_dir / name for name in WEIGHT_FILES if (unet_dir / name).is_file())
-    diffusers_logging.set_verbosity_error()
     try:
-        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype)
+        # low_cpu_mem_usage needs accelerate (an optional extra); asking for it without accelerate makes
+        # diffusers print install advice on every load.
+        unet = UNet2DModel.from_pretrained(unet_dir, torch_dtype=dtype, low_cpu_mem_usage=is_accelerate_available())
     except (OSError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{unet_dir}: cannot load the UNet ({first})") from None
@@ -247,7 +255,8 @@ def load(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = to
         source = f"local:{folder}"
     return LoadedModel(
         name=card.name if card else folder.name,
-        unet=unet.to(device).eval().requires_grad_(False),
+        unet=unet.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        .eval().requires_grad_(False),
         scheduler_config=schedule,
         schedule_source=schedule_source,
         folder=folder,
@@ -256,6 +265,19 @@ def load(model: str, device: str | torch.device = "cpu", dtype: torch.dtype = to
         resolution=resolution,
         licence=card.licence if card else _folder_licence(folder),
     )
+
+
+def cast(unet: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``unet`` converted to ``dtype`` in place, except modules the model class keeps in float32
+    (``_keep_in_fp32_modules``), as ``from_pretrained(torch_dtype=...)`` converts them. Prefer loading with the
+    dtype; this is for models built in memory. (diffusers' own ``ModelMixin.to(dtype)`` warns that modules
+    "should be kept in float32" even when the list is empty, as it is for ``UNet2DModel``.)"""
+    keep = getattr(unet, "_keep_in_fp32_modules", None) or []
+    torch.nn.Module.to(unet, dtype)
+    for name, module in unet.named_modules():
+        if any(part in keep for part in name.split(".")):
+            torch.nn.Module.to(module, torch.float32)
+    return unet
 
 
 def _folder_licence(folder: Path) -> str:

@@ -16,7 +16,7 @@ import platform
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
@@ -30,7 +30,8 @@ from PIL import Image as PILImage
 from aaas_profile import images as images_mod
 from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
-from aaas_profile import runs
+from aaas_profile import models as models_mod
+from aaas_profile import precision, runs
 from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
 from aaas_profile.models import LoadedModel, load
 
@@ -41,7 +42,6 @@ DEFAULT_DATA = PROJECT_ROOT / "datasets" / "faces" / "eval"  # faces the bundled
 # The default grid keeps the default sweep (10 held-out faces × thick, RePaint 10/10: 735 UNet calls a cell,
 # 7,350 in all) to a few minutes on a CPU; the paper's grid went up to 250 (--steps 10,20,25,50,100,125,200,250).
 DEFAULT_STEPS = (10, 20, 25, 50)
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class SweepError(ValueError):
@@ -64,7 +64,7 @@ class SweepConfig:
     limit: int | None = None  # use only the first N images (sorted by name)
     batch_size: int = 8
     device: str = "auto"
-    dtype: str = "fp32"
+    dtype: str = "auto"  # bf16 where the device computes it natively, else fp32 (precision.choose)
     save_images: int = 4  # cells whose original, corrupted input and outputs are saved as PNG for reports
     out: str | None = None  # default results/<model>-<UTC time>
 
@@ -101,8 +101,8 @@ class SweepConfig:
             raise SweepError("give at least one mask")
         if self.batch_size < 1:
             raise SweepError(f"batch_size must be ≥ 1, got {self.batch_size}")
-        if self.dtype not in DTYPES:
-            raise SweepError(f"unknown dtype '{self.dtype}': choose from {', '.join(DTYPES)}")
+        if self.dtype not in precision.CHOICES:
+            raise SweepError(f"unknown dtype '{self.dtype}': choose from {', '.join(precision.CHOICES)}")
         if self.limit is not None and self.limit < 1:
             raise SweepError(f"limit must be ≥ 1, got {self.limit}")
         self.steps = sorted(set(self.steps))
@@ -230,6 +230,7 @@ class Prepared:
     device: torch.device
     repaint: RePaintConfig
     shard: Shard = Shard()
+    dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
 
 
 def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
@@ -237,10 +238,11 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
 
     Raises ModelError, ImageError, MaskError, MetricError, SweepError or RunError, each with one line."""
     device = pick_device(config.device)
-    if config.dtype != "fp32" and device.type != "cuda":
-        raise SweepError(f"--dtype {config.dtype} needs a CUDA device; on {device} use fp32")
+    choice = _choose_dtype(config, device)
+    config = replace(config, dtype=choice.dtype)  # the run folder records the dtype it ran in, never "auto"
     masks = [spec for item in config.masks for spec in masks_mod.parse_masks(item)]
-    model = load(config.model, device=device, dtype=DTYPES[config.dtype])
+    model = load(config.model, device=device, dtype=choice.torch_dtype,
+                 channels_last=precision.channels_last(device.type, choice.dtype))
     metrics_mod.check_size(config.metrics, model.resolution, model.resolution)
     train_steps = model.scheduler_config["num_train_timesteps"]
     if max(config.steps) > train_steps:
@@ -253,7 +255,33 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     out = Path(config.out) if config.out else Path("results") / f"{model.name}-{datetime.now():%Y%m%d-%H%M%S}"
     _check_resume(out, config, model)
     return Prepared(config, out, model, images, masks, device,
-                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard)
+                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard, choice.reason)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware (precision.cpu_capability or cuda_native_bf16)."""
+    if device.type == "cuda":
+        return precision.cuda_native_bf16(device)
+    return precision.cpu_capability().native_bf16
+
+
+def _choose_dtype(config: SweepConfig, device: torch.device) -> precision.Choice:
+    """The dtype this sweep runs in: ``precision.choose`` with the device's bf16 support, the dtype of the run
+    folder being resumed (``auto`` keeps it) and the model card's ``auto_dtype``."""
+    previous = None
+    if config.out is not None and (Path(config.out) / "config.toml").is_file():
+        try:
+            # Folders from before "auto" existed hold "fp32", the old default; any unreadable one is refused
+            # with its reason by _check_resume.
+            previous = tomllib.loads((Path(config.out) / "config.toml").read_text()).get("dtype", "fp32")
+        except (OSError, tomllib.TOMLDecodeError):
+            previous = None
+    card = models_mod.cards().get(config.model)
+    try:
+        return precision.choose(config.dtype, device.type, native_bf16(device), previous,
+                                card.auto_dtype if card is not None else None)
+    except precision.PrecisionError as err:
+        raise SweepError(str(err)) from None
 
 
 # Settings that change what a cell's numbers mean: a run folder never mixes two values of these.
@@ -463,6 +491,9 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
         "model": prepared.model.describe(),
         "environment": runs.environment(prepared.device),
         "dtype": prepared.config.dtype,
+        "dtype_reason": prepared.dtype_reason,
+        "channels_last": precision.channels_last(prepared.device.type, prepared.config.dtype),
+        "cpu": precision.cpu_capability().describe(),
         "seeds": {
             "cell_seeds": prepared.config.seeds,
             "mask_seed": 'masks.mask_seed("mask", mask, image_id, seed)',

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aaas_profile import models
 from aaas_profile.datasets import data_licence
 from aaas_profile.images import ImageError, list_images, min_side, open_image, pil_to_rgb
 
@@ -345,7 +346,7 @@ def train(
         seconds = seconds_before
 
     # The pipeline folder: EMA weights in fp16 safetensors, the training schedule, model_index.json.
-    saved = build_unet(config).to(torch.float16)  # built in fp32, cast before any weights are in it
+    saved = models.cast(build_unet(config), torch.float16)  # built in fp32, cast before any weights are in it
     saved.load_state_dict({k: v.detach().to("cpu", torch.float16) for k, v in ema.state_dict().items()})
     pipeline = DDPMPipeline(unet=saved, scheduler=scheduler)
     pipeline.save_pretrained(out, safe_serialization=True)

@@ -106,8 +106,8 @@ def test_full_and_empty_user_masks_are_refused(model_dir, image_dir, tmp_path, f
     one_line_error(result, words)
 
 
-def test_half_precision_needs_cuda(model_dir, image_dir, tmp_path):
-    result = invoke("sweep", "--model", model_dir, "--data", image_dir, "--dtype", "bf16", "--device", "cpu",
+def test_fp16_needs_cuda(model_dir, image_dir, tmp_path):
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, "--dtype", "fp16", "--device", "cpu",
                     "--out", tmp_path / "run")
     one_line_error(result, "needs a CUDA device")
 
