@@ -60,132 +60,177 @@ def paper_runtime(t) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _prefix(a: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
+def _cell_designs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cell of the breakpoint partition as a linear design over the K levels (see ``solve_profile``).
+
+    Returns ``design`` (C, K, 3): the model's free columns with the floor's level fixed at 0 (the constant is
+    profiled out, so the level carries no information about the breakpoints), ``kind`` (C,): 0 both
+    breakpoints free, 1 Ax on a measured value, 2 Bx on a measured value, 3 both on measured values, and
+    ``anchor`` (C, 2): the measured Ax and/or Bx a cell fixes (NaN where free).
+    """
+    k = x.size
+    designs, kinds, anchors = [], [], []
+    left = np.arange(k)
+    for i in range(k):  # (a) left levels [0, i], middle [i+1, j) (two or more), right [j, k): By, α, β
+        for j in range(i + 3, k):
+            mid = (left > i) & (left < j)
+            designs.append(np.stack([(left >= j) * 1.0, mid * 1.0, mid * x], axis=1))
+            kinds.append(0)
+            anchors.append((np.nan, np.nan))
+    for a in range(k):  # (b) Ax = x[a], Bx inside (a, j): γ·(x − x[a])₊ on [0, j), By on [j, k)
+        for j in range(a + 2, k):
+            ramp = np.where(left < j, np.maximum(x - x[a], 0.0), 0.0)
+            designs.append(np.stack([ramp, (left >= j) * 1.0, np.zeros(k)], axis=1))
+            kinds.append(1)
+            anchors.append((x[a], np.nan))
+    for i in range(k):  # (c) Bx = x[b], Ax inside (i, b): Ay on [0, i], By + δ·(x − x[b])₋ on [i+1, k)
+        for b in range(i + 2, k):
+            ramp = np.where(left > i, np.minimum(x - x[b], 0.0), 0.0)
+            designs.append(np.stack([(left > i) * 1.0, ramp, np.zeros(k)], axis=1))
+            kinds.append(2)
+            anchors.append((np.nan, x[b]))
+    for a in range(k):  # (d) both breakpoints on measured values
+        for b in range(a + 1, k):
+            designs.append(np.zeros((k, 3)))
+            kinds.append(3)
+            anchors.append((x[a], x[b]))
+    return np.array(designs), np.array(kinds), np.array(anchors)
 
 
-def _candidates(x: np.ndarray, w: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Breakpoint pairs (Ax, Bx), shape (B, C), among which the global optimum lies (see ``solve_grouped``)."""
-    n_batch, k = w.shape
-    p0, p1, p2, py, pxy = (_prefix(a) for a in (w, w * x, w * x * x, s, s * x))
+def solve_profile(x: np.ndarray, q: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Global least-squares breakpoints of the two-breakpoint model under a quadratic form, batched.
 
-    def total(p, lo, hi):  # sums over the levels [lo, hi), one column per (lo, hi) pair
-        lo, hi = np.broadcast_arrays(lo, hi)
-        return p[:, hi] - p[:, lo]
+    The model at the K measured levels is f = c·1 + d·h, h_k = clip((x_k − Ax)/(Bx − Ax), 0, 1). Every model
+    this module fits has a residual sum of squares of the form SSE(f) = C − 2·bᵀf + fᵀQf with Q·1 = 0 and
+    bᵀ1 = 0 once the constant (an intercept, or per-image offsets) is profiled out (``pooled_form``,
+    ``offset_form``). Minimising over the rise d then gives SSE = C − (bᵀh)²/(hᵀQh), a function of (Ax, Bx)
+    alone. x: (K,) strictly increasing, scaled to [0, 1] by the caller; q: (B, K, K); b: (B, K).
+    Returns arrays of shape (B,): ``ax``, ``bx``, ``rise`` (d = By − Ay) and ``gain`` ((bᵀh)²/(hᵀQh), the
+    reduction of the SSE below that of a flat line).
 
-    ax_list, bx_list = [], []
-    # (d) both breakpoints on measured x values.
-    a, b = np.triu_indices(k, 1)
-    ax_list.append(np.broadcast_to(x[a], (n_batch, a.size)))
-    bx_list.append(np.broadcast_to(x[b], (n_batch, b.size)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # (a) both strictly between measured values: left levels [0, i], middle [i+1, j) (two or more levels),
-        # right [j, k). Ay, By are the left and right means, the slope is the middle's least-squares line.
-        i, j = (v.ravel() for v in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
-        keep = j - i >= 3
-        i, j = i[keep], j[keep]
-        ay = total(py, 0, i + 1) / total(p0, 0, i + 1)
-        by = total(py, j, k) / total(p0, j, k)
-        wm, xm, xxm = total(p0, i + 1, j), total(p1, i + 1, j), total(p2, i + 1, j)
-        ym, xym = total(py, i + 1, j), total(pxy, i + 1, j)
-        beta = (wm * xym - xm * ym) / (wm * xxm - xm**2)
-        alpha = (ym - beta * xm) / wm
-        ax_list.append((ay - alpha) / beta)
-        bx_list.append((by - alpha) / beta)
-        # (b) Ax on a measured value x[a], Bx strictly between: f = Ay + γ·(x − x[a])₊ on levels [0, j),
-        # By the mean of [j, k); the middle (a, j) holds one level or more.
-        a, j = (v.ravel() for v in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
-        keep = j - a >= 2
-        a, j = a[keep], j[keep]
-        xa = x[a]
-        wm, xm, xxm = total(p0, a + 1, j), total(p1, a + 1, j), total(p2, a + 1, j)
-        ym, xym = total(py, a + 1, j), total(pxy, a + 1, j)
-        u, uu, uy = xm - xa * wm, xxm - 2 * xa * xm + xa**2 * wm, xym - xa * ym
-        wg, yg = total(p0, 0, j), total(py, 0, j)
-        gamma = (wg * uy - u * yg) / (wg * uu - u**2)
-        ay = (yg - gamma * u) / wg
-        by = total(py, j, k) / total(p0, j, k)
-        ax_list.append(np.broadcast_to(xa, ay.shape))
-        bx_list.append(xa + (by - ay) / gamma)
-        # (c) Bx on a measured value x[b], Ax strictly between: f = By + δ·(x − x[b])₋ on levels [i+1, k),
-        # Ay the mean of [0, i]; the middle (i, b) holds one level or more.
-        i, b = (v.ravel() for v in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
-        keep = b - i >= 2
-        i, b = i[keep], b[keep]
-        xb = x[b]
-        wm, xm, xxm = total(p0, i + 1, b), total(p1, i + 1, b), total(p2, i + 1, b)
-        ym, xym = total(py, i + 1, b), total(pxy, i + 1, b)
-        v, vv, vy = xm - xb * wm, xxm - 2 * xb * xm + xb**2 * wm, xym - xb * ym
-        wg, yg = total(p0, i + 1, k), total(py, i + 1, k)
-        delta = (wg * vy - v * yg) / (wg * vv - v**2)
-        by = (yg - delta * v) / wg
-        ay = total(py, 0, i + 1) / total(p0, 0, i + 1)
-        ax_list.append(xb + (ay - by) / delta)
-        bx_list.append(np.broadcast_to(xb, ay.shape))
-    ax, bx = np.concatenate(ax_list, axis=1), np.concatenate(bx_list, axis=1)
-    ok = np.isfinite(ax) & np.isfinite(bx) & (ax >= x[0] - 1e-9) & (bx <= x[-1] + 1e-9) & (bx - ax > 1e-9)
-    ax = np.where(ok, np.clip(ax, x[0], x[-1]), x[0])  # an infeasible candidate becomes a harmless duplicate
-    bx = np.where(ok, np.clip(bx, x[0], x[-1]), x[-1])
-    return ax, bx
-
-
-def _levels_fit(x, w, s, ax, bx):
-    """For breakpoint pairs (B, C): the least-squares (Ay, By) and the between-level SSE Σ w·(mean − f)²."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    Why the optimum is global. Partition the feasible set x₁ ≤ Ax < Bx ≤ x_K by which measured levels fall
+    left of Ax, strictly between, and right of Bx. Inside one cell the middle levels follow a straight line
+    α + βx, and (Ay, By, α, β) ↔ (Ay, By, Ax, Bx) is a smooth bijection wherever β ≠ 0; the SSE is a convex
+    quadratic in (Ay, By, α, β) with a unique minimiser (up to the profiled constant) when the middle holds
+    two or more levels. So an interior minimum of a cell is *the* unconstrained minimiser of that quadratic
+    (candidate a), and otherwise the minimum lies on the cell's boundary, where Ax or Bx equals a measured
+    value; on such an edge the same argument with one free breakpoint gives one closed-form candidate (b: Ax
+    fixed, c: Bx fixed), and the edge's ends are pairs of measured values (d). Cells whose middle holds fewer
+    than two levels have an SSE that is constant along lines reaching the boundary, and β = 0 is the flat
+    model, which every pair matches or beats. Hence the global minimiser is among O(K²) closed-form
+    candidates; each is scored exactly and the best is kept. No grid resolution and no starting point is
+    involved; candidates outside their own cell are still valid pairs and only add harmless evaluations.
+    """
+    design, kind, anchor = _cell_designs(x)
+    n_batch, k = b.shape
+    out = {name: np.empty(n_batch) for name in ("ax", "bx", "rise", "gain")}
+    chunk = max(1, int(4e6 // (design.shape[0] * k * k + 1)))  # keep the (B, C, K, K)-sized work small
+    eye = np.eye(3)
+    for start in range(0, n_batch, chunk):
+        sl = slice(start, start + chunk)
+        qs, bs = q[sl], b[sl]
+        # Each cell's normal equations (the unused third column of kinds b and c gets an identity row).
+        ql = np.einsum("bkl,clp->bckp", qs, design)
+        normal = np.einsum("ckp,bckq->bcpq", design, ql)
+        normal[:, (kind == 1) | (kind == 2), 2, 2] = 1.0
+        normal[:, kind == 3] = eye
+        rhs = np.einsum("ckp,bk->bcp", design, bs)
+        scale = np.abs(normal).reshape(*normal.shape[:2], -1).max(-1)
+        det = np.linalg.det(normal)
+        singular = ~np.isfinite(det) | (np.abs(det) <= 1e-12 * np.maximum(scale, 1e-300) ** 3)
+        theta = np.linalg.solve(np.where(singular[..., None, None], eye, normal), rhs[..., None])[..., 0]
+        t0, t1, t2 = theta[..., 0], theta[..., 1], theta[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ax = np.select([kind == 0, kind == 2], [-t1 / t2, anchor[:, 1] - t0 / t1], anchor[:, 0])
+            bx = np.select([kind == 0, kind == 1], [(t0 - t1) / t2, anchor[:, 0] + t1 / t0], anchor[:, 1])
+        ok = (np.isfinite(ax) & np.isfinite(bx) & (ax >= x[0] - 1e-9) & (bx <= x[-1] + 1e-9) & (bx - ax > 1e-9)
+              & ~(singular & (kind != 3)))
+        ax = np.where(ok, np.clip(ax, x[0], x[-1]), x[0])  # an infeasible candidate becomes a harmless duplicate
+        bx = np.where(ok, np.clip(bx, x[0], x[-1]), x[-1])
         h = np.clip((x - ax[..., None]) / (bx - ax)[..., None], 0.0, 1.0)
-        g = 1.0 - h
-        wb, sb = w[:, None, :], s[:, None, :]
-        a11, a12, a22 = (wb * g * g).sum(-1), (wb * g * h).sum(-1), (wb * h * h).sum(-1)
-        r1, r2 = (sb * g).sum(-1), (sb * h).sum(-1)
-        det = a11 * a22 - a12**2
-        ay = (a22 * r1 - a12 * r2) / det
-        by = (a11 * r2 - a12 * r1) / det
-        mean = np.where(w > 0, s / np.where(w > 0, w, 1.0), 0.0)[:, None, :]
-        sse = (wb * (mean - ay[..., None] * g - by[..., None] * h) ** 2).sum(-1)
-    sse = np.where(np.isfinite(sse) & (det > 0), sse, np.inf)
-    return ay, by, sse
+        num = np.einsum("bck,bk->bc", h, bs)
+        den = np.einsum("bck,bck->bc", np.einsum("bck,bkl->bcl", h, qs), h)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(den > 1e-12 * np.maximum(np.einsum("bkk->b", qs), 1e-300)[:, None], num**2 / den, 0.0)
+        best = np.argmax(gain, axis=1)
+        rows = np.arange(best.size)
+        out["ax"][sl], out["bx"][sl], out["gain"][sl] = ax[rows, best], bx[rows, best], gain[rows, best]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rise = num[rows, best] / den[rows, best]
+        out["rise"][sl] = np.where(gain[rows, best] > 0, rise, 0.0)
+    return out
+
+
+def pooled_form(w: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Q, b, C) of the pooled model from per-level weights w and sums s, (B, K) each: one intercept for all
+    points, Q = diag(w) − wwᵀ/W, b = s − w·S/W, C = Σ s²/w − S²/W (the between-level sum of squares)."""
+    total_w, total_s = w.sum(-1, keepdims=True), s.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(total_w > 0, total_s / total_w, 0.0)
+        between = np.where(w > 0, s**2 / np.where(w > 0, w, 1.0), 0.0).sum(-1) - (mean * total_s)[:, 0]
+        q = np.einsum("bk,kl->bkl", w, np.eye(w.shape[-1])) - w[:, :, None] * w[:, None, :] / total_w[..., None]
+    return q, s - w * mean, between
+
+
+def offset_terms(n_il: np.ndarray, s_il: np.ndarray, ss_i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image terms of the offset model's (Q, b, C): (I, K·K), (I, K), (I,).
+
+    With an offset u_i per image, SSE(f, u) = Σ_i Σ_points (y − f(x) − u_i)². The best u_i is the mean of the
+    image's residuals, which leaves SSE(f) = C − 2·bᵀf + fᵀQf with, summed over images,
+    Q_i = diag(n_i) − n_i n_iᵀ/N_i, b_i = s_i − n_i·S_i/N_i, C_i = Σ y² − S_i²/N_i (n_i, s_i: the image's point
+    count and sum per level; N_i, S_i their totals). A bootstrap resample's (Q, b, C) is then counts @ terms.
+    """
+    total_n, total_s = n_il.sum(1), s_il.sum(1)
+    q = np.einsum("ik,kl->ikl", n_il, np.eye(n_il.shape[1])) - n_il[:, :, None] * n_il[:, None, :] / total_n[:, None, None]
+    b = s_il - n_il * (total_s / total_n)[:, None]
+    return q.reshape(len(n_il), -1), b, ss_i - total_s**2 / total_n
+
+
+def _scaled(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or x.size < 2 or np.any(np.diff(x) <= 0):
+        raise FitError("the fit needs at least two strictly increasing x values")
+    # Work on x scaled to [0, 1] so the normal equations stay well conditioned for any unit.
+    return (x - x[0]) / (x[-1] - x[0]), float(x[0]), float(x[-1] - x[0])
+
+
+def _finish(x: np.ndarray, lo: float, span: float, r: dict, w: np.ndarray, s: np.ndarray, c: np.ndarray) -> dict:
+    """Breakpoints back to x's units; Ay, By at the level where the residuals sum to zero over all points."""
+    h = np.clip((x - r["ax"][:, None]) / (r["bx"] - r["ax"])[:, None], 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ay = (s.sum(-1) - r["rise"] * (w * h).sum(-1)) / w.sum(-1)
+    return {"ax": lo + span * r["ax"], "bx": lo + span * r["bx"], "ay": ay, "by": ay + r["rise"],
+            "sse": np.maximum(c - r["gain"], 0.0)}
 
 
 def solve_grouped(x: np.ndarray, w: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
-    """Global least-squares fit of the two-breakpoint model, batched, from per-level sufficient statistics.
+    """Global least-squares fit of the pooled two-breakpoint model, batched, from per-level sufficient statistics.
 
     x: (K,) strictly increasing measured x values (K ≥ 2). w: (B, K) number of points (or weights) at each x;
     s: (B, K) the sum of y at each x. Returns arrays of shape (B,): ax, ay, bx, by and ``sse`` (the between-level
     part Σ_k w_k·(ȳ_k − f(x_k))²; the point-level SSE adds the constant within-level sum of squares).
-
-    Why the optimum is global. For fixed (Ax, Bx) the model is linear in (Ay, By), so the profile SSE
-    S(Ax, Bx) = min over (Ay, By) is an exact 2×2 least-squares solve. Partition the feasible set
-    x₁ ≤ Ax < Bx ≤ x_K by which measured levels fall left of Ax, strictly between, and right of Bx. Inside one
-    cell of that partition the middle levels follow a straight line α + βx, and (Ay, By, α, β) ↔
-    (Ay, By, Ax, Bx) is a smooth bijection wherever β ≠ 0; the SSE is a convex quadratic in (Ay, By, α, β)
-    with a unique minimiser when the middle holds two or more levels. So an interior minimum of a cell is
-    *the* unconstrained minimiser of that quadratic (candidate a), and otherwise the minimum lies on the
-    cell's boundary, where Ax or Bx equals a measured value; on such an edge the same argument with one free
-    breakpoint gives one closed-form candidate (b: Ax fixed, c: Bx fixed), and the edge's ends are pairs of
-    measured values (d). Cells whose middle holds fewer than two levels have an SSE that is constant along
-    lines reaching the boundary, and β = 0 is the constant model, which every pair matches or beats. Hence
-    the global minimiser is among O(K²) closed-form candidates; each is scored exactly with S and the best
-    is kept. No grid resolution and no starting point is involved; candidates (a)–(c) outside their own
-    cell are still valid pairs and only add harmless extra evaluations.
+    Exact and global: see ``solve_profile``.
     """
-    x = np.asarray(x, dtype=float)
+    xs, lo, span = _scaled(x)
     w, s = np.atleast_2d(np.asarray(w, dtype=float)), np.atleast_2d(np.asarray(s, dtype=float))
-    if x.ndim != 1 or x.size < 2 or np.any(np.diff(x) <= 0):
-        raise FitError("solve_grouped needs at least two strictly increasing x values")
-    # Work on x scaled to [0, 1] so the normal equations stay well conditioned for any unit.
-    lo, span = x[0], x[-1] - x[0]
-    xs = (x - lo) / span
-    out = {name: np.empty(w.shape[0]) for name in ("ax", "ay", "bx", "by", "sse")}
-    chunk = max(1, int(2e7 // (x.size**3 + 1)))  # keep the (B, C, K) evaluation within a few hundred MB
-    for start in range(0, w.shape[0], chunk):
-        sl = slice(start, start + chunk)
-        ax, bx = _candidates(xs, w[sl], s[sl])
-        ay, by, sse = _levels_fit(xs, w[sl], s[sl], ax, bx)
-        best = np.argmin(sse, axis=1)
-        rows = np.arange(best.size)
-        out["ax"][sl], out["bx"][sl] = lo + span * ax[rows, best], lo + span * bx[rows, best]
-        out["ay"][sl], out["by"][sl], out["sse"][sl] = ay[rows, best], by[rows, best], sse[rows, best]
-    return out
+    q, b, c = pooled_form(w, s)
+    return _finish(xs, lo, span, solve_profile(xs, q, b), w, s, c)
+
+
+def solve_offsets(x: np.ndarray, q: np.ndarray, b: np.ndarray, c: np.ndarray, w: np.ndarray,
+                  s: np.ndarray) -> dict[str, np.ndarray]:
+    """Global least-squares fit of the shared-shape model with one offset per image, batched.
+
+    x: (K,) strictly increasing; q (B, K·K), b (B, K), c (B,): summed ``offset_terms``; w, s (B, K): points and
+    sum of y per level (they place Ay, By at the points' average image level: the offsets sum to zero over
+    points). Returns ax, ay, bx, by and ``sse`` (the within-image SSE: every image at its own level).
+    Exact and global: see ``solve_profile``.
+    """
+    xs, lo, span = _scaled(x)
+    k = xs.size
+    q = np.asarray(q, dtype=float).reshape(-1, k, k)
+    return _finish(xs, lo, span, solve_profile(xs, q, np.atleast_2d(b)), np.atleast_2d(w), np.atleast_2d(s),
+                   np.atleast_1d(c))
 
 
 def _group(x, y, weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
