@@ -31,7 +31,8 @@ from scipy import optimize
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
+READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
 CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
@@ -181,7 +182,8 @@ def offset_terms(n_il: np.ndarray, s_il: np.ndarray, ss_i: np.ndarray) -> tuple[
     count and sum per level; N_i, S_i their totals). A bootstrap resample's (Q, b, C) is then counts @ terms.
     """
     total_n, total_s = n_il.sum(1), s_il.sum(1)
-    q = np.einsum("ik,kl->ikl", n_il, np.eye(n_il.shape[1])) - n_il[:, :, None] * n_il[:, None, :] / total_n[:, None, None]
+    q = (np.einsum("ik,kl->ikl", n_il, np.eye(n_il.shape[1]))
+         - n_il[:, :, None] * n_il[:, None, :] / total_n[:, None, None])
     b = s_il - n_il * (total_s / total_n)[:, None]
     return q.reshape(len(n_il), -1), b, ss_i - total_s**2 / total_n
 
@@ -195,7 +197,8 @@ def _scaled(x: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def _finish(x: np.ndarray, lo: float, span: float, r: dict, w: np.ndarray, s: np.ndarray, c: np.ndarray) -> dict:
-    """Breakpoints back to x's units; Ay, By at the level where the residuals sum to zero over all points."""
+    """Breakpoints back to x's units; Ay, By at the level where Σ_k w_k·(s_k/w_k − f_k) = 0 (for the pooled
+    model: the residuals sum to zero over all points)."""
     h = np.clip((x - r["ax"][:, None]) / (r["bx"] - r["ax"])[:, None], 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ay = (s.sum(-1) - r["rise"] * (w * h).sum(-1)) / w.sum(-1)
@@ -221,9 +224,10 @@ def solve_offsets(x: np.ndarray, q: np.ndarray, b: np.ndarray, c: np.ndarray, w:
                   s: np.ndarray) -> dict[str, np.ndarray]:
     """Global least-squares fit of the shared-shape model with one offset per image, batched.
 
-    x: (K,) strictly increasing; q (B, K·K), b (B, K), c (B,): summed ``offset_terms``; w, s (B, K): points and
-    sum of y per level (they place Ay, By at the points' average image level: the offsets sum to zero over
-    points). Returns ax, ay, bx, by and ``sse`` (the within-image SSE: every image at its own level).
+    x: (K,) strictly increasing; q (B, K·K), b (B, K), c (B,): summed ``offset_terms``; w, s (B, K): per level,
+    Σ_i n_ik/N_i and Σ_i s_ik/N_i over the (drawn) images. They place Ay, By at the average image's level
+    (the offsets average to zero over images, each image counted once however many points it has).
+    Returns ax, ay, bx, by and ``sse`` (the within-image SSE: every image at its own level).
     Exact and global: see ``solve_profile``.
     """
     xs, lo, span = _scaled(x)
@@ -383,40 +387,78 @@ def compare_models(x, y, piece: Piecewise | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# One curve: point estimate, bootstrap over images, fit statistics
+# One curve: point estimate, bootstrap over images, fit statistics, flags
 # ---------------------------------------------------------------------------------------------------------
+
+# What `fit --model` can fit. Every image is measured at every step count, so the default shares the curve's
+# shape across images and gives each image its own level (DESIGN.md, "The four-parameter model").
+FIT_MODELS = {
+    "image_offsets": "y = f(x) + u_image + e: shape (Ax, Bx, By - Ay) shared, one level u per image; the offsets "
+                     "average to zero over images, so Ay and By are the average image's levels",
+    "pooled": "y = f(x) + e: one curve through all points, images ignored",
+}
+MIN_LEVELS_FOR_INTERVALS = 4  # four parameters: with fewer distinct x values the bootstrap only re-draws a fit
+MIN_IMAGES_FOR_INTERVALS = 3  # that passes through every level; with 1-2 images it has nothing to resample
+EFFECT_ALPHA = 0.05
+STOP_FRACTION = 0.01  # "stop paying for steps" once the median gains less than this share of the curve's range
+# Flags that make a curve unfit for the simulator (simulate --profile refuses them without an override).
+REFUSED_FLAGS = ("under_determined", "no_effect", "worse_with_steps")
 
 
 @dataclass
 class CurveFit:
-    """The fit of one (model, mask, jump setting, metric) curve; parameters in raw units of metric and x."""
+    """The fit of one (model, mask, jump setting, metric) curve; parameters in raw units of metric and x.
+
+    ``estimate`` is the fitted model's curve (``model``): for ``image_offsets`` the shared shape at the average
+    image's level, and ``estimate.sse`` its within-image SSE (every image at its own level).
+    """
 
     key: dict
     higher_is_better: bool
+    model: str
     estimate: Piecewise
     ci: dict[str, tuple[float, float]]
     sd: dict[str, float]
-    r2: float
+    r2_within: float  # 1 − SSE/SST after removing each image's mean (and the curve's best offsets)
+    r2_pooled: float  # 1 − SSE/SST over all points, no offsets
+    median_fit: Piecewise  # the paper's way: the four parameters fitted to the per-step medians
+    r2_medians: float
     rmse: float
     n_images: int
     n_points: int
     x_levels: np.ndarray
-    level_stats: pd.DataFrame  # per x level: steps, x, n, mean, median, q25, q75
+    level_stats: pd.DataFrame  # per x level: steps, x, n, mean, median, q25, q75, unet_calls, wall_s
     saturated: bool
     floor_observed: bool
     share_not_saturated: float  # bootstrap resamples whose Bx sits on the upper boundary
     comparison: dict
+    effect: dict  # the paired test of the top of the grid against its bottom (``step_effect``)
+    stop: dict  # where the median stops gaining (``stop_point``)
+    flags: list[dict]  # {"code", "message"}: what a reader must know before using the curve
     points: pd.DataFrame = field(repr=False)  # image_id, x, value (for plots)
+
+    @property
+    def r2(self) -> float:
+        """R² of the fitted model on its own terms: within images for image_offsets, over all points for pooled."""
+        return self.r2_within if self.model == "image_offsets" else self.r2_pooled
+
+    def flagged(self, code: str) -> bool:
+        return any(f["code"] == code for f in self.flags)
 
     def to_dict(self) -> dict:
         e = self.estimate
         params = {name: {"value": getattr(e, name), "ci": list(self.ci[name]), "sd": self.sd[name]}
                   for name in ("ax", "ay", "bx", "by")}
+        m = self.median_fit
         return {
-            **self.key, "higher_is_better": self.higher_is_better, **params,
+            **self.key, "higher_is_better": self.higher_is_better, "fit_model": self.model, **params,
+            "flags": self.flags,
             "saturated": self.saturated, "floor_observed": self.floor_observed,
             "share_not_saturated": self.share_not_saturated,
-            "r2": self.r2, "rmse": self.rmse, "sse": e.sse, "n_images": self.n_images, "n_points": self.n_points,
+            "r2": {"within_image": self.r2_within, "pooled": self.r2_pooled, "medians": self.r2_medians},
+            "rmse": self.rmse, "sse": e.sse, "n_images": self.n_images, "n_points": self.n_points,
+            "median_fit": {"ax": m.ax, "ay": m.ay, "bx": m.bx, "by": m.by, "r2": self.r2_medians},
+            "effect": self.effect, "stop": self.stop,
             "levels": self.level_stats.to_dict(orient="list"),
             "comparison": self.comparison,
         }
@@ -439,55 +481,221 @@ def bootstrap_counts(n_images: int, resamples: int, rng: np.random.Generator) ->
     return np.bincount(flat, minlength=resamples * n_images).reshape(resamples, n_images).astype(float)
 
 
-def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples: int = 200,
-              rng: np.random.Generator | None = None, level: float = 0.95) -> CurveFit:
-    """Fit one curve from ``points`` (columns image_id, steps, x, value) with a bootstrap over images.
+def level_summary(points: pd.DataFrame) -> pd.DataFrame:
+    """Per measured x (increasing): steps, x, n (points), mean, median, q25, q75 of ``value``, and the median
+    ``unet_calls`` and ``wall_s`` (seconds per image) where ``points`` has them (NaN otherwise)."""
+    by_level = points.groupby("x")
+    stats = pd.DataFrame({
+        "steps": by_level["steps"].median().to_numpy(float),
+        "x": np.asarray(sorted(by_level.groups), dtype=float), "n": by_level.size().to_numpy(int),
+        "mean": by_level["value"].mean().to_numpy(), "median": by_level["value"].median().to_numpy(),
+        "q25": by_level["value"].quantile(0.25).to_numpy(), "q75": by_level["value"].quantile(0.75).to_numpy(),
+    })
+    for column in ("unet_calls", "wall_s"):
+        stats[column] = (by_level[column].median().to_numpy(float) if column in points
+                         else np.full(len(stats), np.nan))
+    return stats
 
-    Each resample draws the curve's images with replacement (every row of a drawn image comes along: all its
-    step counts and seeds) and refits exactly; the interval for each parameter is the bootstrap percentile
-    interval at ``level``. R² and RMSE are over all points of the curve.
+
+def stop_point(stats: pd.DataFrame, higher_is_better: bool, fraction: float = STOP_FRACTION) -> dict:
+    """Where to stop paying for steps: the first step count beyond which the per-step median gains less than
+    ``fraction`` of the curve's range (max − min of the medians over the grid), i.e. no later median is better
+    by that much. ``stats`` is ``level_summary``'s table. ``top_of_grid`` is true when that is the last step
+    count: the median was still gaining at the top of the grid."""
+    g = stats["median"].to_numpy(float) * (1.0 if higher_is_better else -1.0)
+    spread = float(g.max() - g.min())
+    best_later = np.append(np.maximum.accumulate(g[::-1])[::-1][1:], -np.inf)
+    gain_after = np.maximum(best_later - g, 0.0)
+    index = int(np.argmax(gain_after < fraction * spread)) if spread > 0 else 0
+    row = stats.iloc[index]
+    return {"steps": int(row["steps"]), "x": float(row["x"]), "unet_calls": float(row["unet_calls"]),
+            "wall_s": float(row["wall_s"]), "median": float(row["median"]),
+            "best_median": float(stats["median"].iloc[int(np.argmax(g))]), "range": spread,
+            "gain_after": float(gain_after[index]), "fraction": fraction, "top_of_grid": index == len(g) - 1}
+
+
+def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFFECT_ALPHA) -> dict:
+    """Do steps change the metric at all? A paired test over images of the top of the grid against its bottom.
+
+    Per image, its mean at the largest x against its mean at the smallest (images measured at both);
+    ``gain`` is signed so that positive is better. Wilcoxon signed-rank test, two-sided (scipy; exact for small
+    samples without ties), with effect sizes: the median gain (raw units), the matched-pairs rank-biserial
+    correlation (Kerby 2014: (R₊ − R₋)/(R₊ + R₋), −1 to 1) and Cohen's d_z (mean gain / its SD). With fewer
+    than 6 images no two-sided result can reach p < 0.05 (n = 5: p ≥ 0.0625), which ``note`` says.
     """
+    from scipy import stats as scipy_stats
+
+    levels = np.unique(points["x"].to_numpy(float))
+    lo, hi = levels[0], levels[-1]
+    per = (points[points["x"].isin([lo, hi])].groupby(["image_id", "x"])["value"].mean().unstack("x").dropna())
+    gain = (per[hi] - per[lo]).to_numpy(float) * (1.0 if higher_is_better else -1.0) if len(per) else np.array([])
+    n = int(gain.size)
+    nonzero = gain[gain != 0]
+    if nonzero.size:
+        with np.errstate(all="ignore"):
+            p = float(scipy_stats.wilcoxon(nonzero).pvalue)
+        ranks = scipy_stats.rankdata(np.abs(nonzero))
+        rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+    else:
+        p, rank_biserial = (1.0 if n else float("nan")), 0.0
+    sd = float(np.std(gain, ddof=1)) if n >= 2 else float("nan")
+    steps_of = points.groupby("x")["steps"].median()
+    return {
+        "test": "wilcoxon_signed_rank", "alternative": "two-sided", "alpha": alpha,
+        "low_steps": int(steps_of[lo]), "high_steps": int(steps_of[hi]), "n_images": n,
+        "better": int((gain > 0).sum()), "worse": int((gain < 0).sum()), "ties": int((gain == 0).sum()),
+        "p_value": p, "median_gain": float(np.median(gain)) if n else float("nan"),
+        "rank_biserial": rank_biserial, "cohens_dz": float(np.mean(gain) / sd) if n >= 2 and sd > 0 else float("nan"),
+        "note": "" if n >= 6 else f"with {n} image(s) no two-sided result can reach p < {alpha:g}",
+    }
+
+
+def curve_flags(curve_effect: dict, n_levels: int, n_images: int, levels: np.ndarray, bx: float,
+                saturated: bool, steps: np.ndarray) -> list[dict]:
+    """The flags a reader must see beside a curve, each {"code", "message"} (message one line)."""
+    flags = []
+    if n_levels < MIN_LEVELS_FOR_INTERVALS or n_images < MIN_IMAGES_FOR_INTERVALS:
+        why = []
+        if n_levels < MIN_LEVELS_FOR_INTERVALS:
+            why.append(f"{n_levels} distinct x value(s) for four parameters (need {MIN_LEVELS_FOR_INTERVALS})")
+        if n_images < MIN_IMAGES_FOR_INTERVALS:
+            why.append(f"{n_images} image(s) to resample (need {MIN_IMAGES_FOR_INTERVALS})")
+        flags.append({"code": "under_determined",
+                      "message": "under-determined, no intervals: " + " and ".join(why)})
+    e = curve_effect
+    p = e["p_value"]
+    test = (f"{e['high_steps']} vs {e['low_steps']} steps: {e['better']} of {e['n_images']} images better, "
+            f"{e['worse']} worse, Wilcoxon p = {p:.2g}, median gain {e['median_gain']:.3g}, "
+            f"rank-biserial {e['rank_biserial']:.2f}" + (f"; {e['note']}" if e["note"] else ""))
+    effect = p == p and p < e["alpha"]
+    if effect and e["rank_biserial"] < 0:
+        flags.append({"code": "worse_with_steps", "message": f"quality gets worse with more steps ({test})"})
+    elif not effect:
+        flags.append({"code": "no_effect", "message": f"no measurable effect of steps ({test})"})
+    if effect and n_levels >= 3:
+        tol = 1e-9 * (levels[-1] - levels[0])
+        if bx <= levels[1] + tol:
+            flags.append({"code": "saturated_in_grid", "message": (
+                f"saturated within the grid: add lower step counts (Bx = {bx:.3g} at or below the second grid "
+                f"point, {steps[1]:g} steps)")})
+        elif not saturated:
+            flags.append({"code": "not_saturated", "message": (
+                f"not saturated within the grid: add higher step counts (Bx = {bx:.3g}, fewer than two grid "
+                f"points at or beyond it)")})
+    return flags
+
+
+def refusal(entry: dict) -> str | None:
+    """Why a fit.json curve entry is unfit for the simulator (one line), or None.
+
+    Version 2 entries carry ``flags`` (``REFUSED_FLAGS``: under-determined, no measurable effect of steps,
+    worse with steps). Version 1 entries have none; their under-determination is judged from ``levels`` and
+    ``n_images`` where present, with the same limits as ``curve_flags``.
+    """
+    flags = entry.get("flags")
+    if isinstance(flags, list):
+        for flag in flags:
+            if isinstance(flag, dict) and flag.get("code") in REFUSED_FLAGS:
+                return str(flag.get("message", flag["code"]))
+        return None
+    n_levels = len((entry.get("levels") or {}).get("x") or []) or None
+    n_images = entry.get("n_images")
+    if (n_levels is not None and n_levels < MIN_LEVELS_FOR_INTERVALS) or (
+            isinstance(n_images, int) and n_images < MIN_IMAGES_FOR_INTERVALS):
+        return (f"under-determined: {n_levels} distinct x value(s) and {n_images} image(s) (need "
+                f"{MIN_LEVELS_FOR_INTERVALS} and {MIN_IMAGES_FOR_INTERVALS})")
+    return None
+
+
+def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples: int = 200,
+              rng: np.random.Generator | None = None, level: float = 0.95,
+              model: str = "image_offsets") -> CurveFit:
+    """Fit one curve from ``points`` (columns image_id, steps, x, value; optionally unet_calls, wall_s).
+
+    ``model`` is ``image_offsets`` (the curve's shape shared, a level per image: the quality of one image at
+    many step counts is a repeated measure) or ``pooled`` (one curve through all points); both by the exact
+    global search of ``solve_profile``. With every image at every step count (and the same number of points
+    at each) the two give the same curve, since image offsets are then orthogonal to the step effect; they
+    differ when cells are missing (dropped NaN, partial sweeps) and in R². Each bootstrap resample draws the
+    curve's images with replacement (every row of a drawn image comes along: all its step counts and seeds,
+    so the resample stays paired) and refits exactly; intervals are percentile intervals at ``level``, and
+    none are computed for an under-determined curve (``curve_flags``).
+    """
+    if model not in FIT_MODELS:
+        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
     rng = rng or np.random.default_rng(0)
+    what = " ".join(f"{k}={v}" for k, v in key.items())
     x, y = points["x"].to_numpy(float), points["value"].to_numpy(float)
     levels, index = np.unique(x, return_inverse=True)
     if levels.size < 2:
-        what = " ".join(f"{k}={v}" for k, v in key.items())
         raise FitError(f"{what}: measured at a single step count ({points['steps'].iloc[0]}); "
                        "a fit needs at least two")
-    estimate = fit_piecewise(x, y)
     images, image_index = np.unique(points["image_id"].to_numpy(str), return_inverse=True)
-    # Per image × level: counts and sums, so a resample's level statistics are one matrix product.
+    # Per image × level: counts and sums, so a resample's statistics are one matrix product.
     n_il = np.zeros((images.size, levels.size))
     s_il = np.zeros((images.size, levels.size))
     np.add.at(n_il, (image_index, index), 1.0)
     np.add.at(s_il, (image_index, index), y)
+    if model == "image_offsets":
+        if not np.any((n_il > 0).sum(1) >= 2):
+            raise FitError(f"{what}: no image is measured at two or more step counts, so per-image offsets "
+                           "leave nothing to fit; use --model pooled")
+        terms = offset_terms(n_il, s_il, np.bincount(image_index, weights=y * y, minlength=images.size))
+
+        level_share = n_il / n_il.sum(1, keepdims=True)  # each image's points per level, as a share of its points
+        mean_part = s_il / n_il.sum(1, keepdims=True)
+
+        def solve(counts):
+            return solve_offsets(levels, counts @ terms[0], counts @ terms[1], counts @ terms[2], counts @ level_share,
+                                 counts @ mean_part)
+    else:
+        def solve(counts):
+            return solve_grouped(levels, counts @ n_il, counts @ s_il)
+
+    best = solve(np.ones((1, images.size)))
+    estimate = Piecewise(*(float(best[n][0]) for n in ("ax", "ay", "bx", "by")), sse=0.0)
+    # Fit statistics from the residuals themselves, for either model.
+    resid = y - estimate(x)
+    per_image = np.bincount(image_index, minlength=images.size)
+    offsets = np.bincount(image_index, weights=resid, minlength=images.size) / per_image
+    image_mean = np.bincount(image_index, weights=y, minlength=images.size) / per_image
+    sse_pooled, sse_within = float(np.sum(resid**2)), float(np.sum((resid - offsets[image_index]) ** 2))
+    sst_pooled, sst_within = float(np.sum((y - y.mean()) ** 2)), float(np.sum((y - image_mean[image_index]) ** 2))
+    estimate = Piecewise(estimate.ax, estimate.ay, estimate.bx, estimate.by,
+                         sse_within if model == "image_offsets" else sse_pooled)
+    stats = level_summary(points)
+    median_fit = fit_piecewise(stats["x"], stats["median"])
+    sst_medians = float(np.sum((stats["median"] - stats["median"].mean()) ** 2))
+
+    effect = step_effect(points, higher_is_better)
+    flags = curve_flags(effect, levels.size, images.size, levels, estimate.bx,
+                        bool(_plateau_seen(estimate.bx, levels, upper=True)), stats["steps"].to_numpy(float))
     names = ("ax", "ay", "bx", "by")
-    if resamples > 0:
-        counts = bootstrap_counts(images.size, resamples, rng)
-        boot = solve_grouped(levels, counts @ n_il, counts @ s_il)
+    ci = {n: (float("nan"), float("nan")) for n in names}
+    sd = {n: float("nan") for n in names}
+    share = float("nan")
+    if resamples > 0 and not any(f["code"] == "under_determined" for f in flags):
+        boot = solve(bootstrap_counts(images.size, resamples, rng))
         alpha = (1 - level) / 2
         ci = {n: (float(np.quantile(boot[n], alpha)), float(np.quantile(boot[n], 1 - alpha))) for n in names}
         sd = {n: float(np.std(boot[n], ddof=1)) if resamples > 1 else float("nan") for n in names}
         share = float(np.mean(~_plateau_seen(boot["bx"], levels, upper=True)))
-    else:
-        ci = {n: (float("nan"), float("nan")) for n in names}
-        sd = {n: float("nan") for n in names}
-        share = float("nan")
-    sst = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - estimate.sse / sst if sst > 0 else float("nan")
-    by_level = points.groupby("x")
-    stats = pd.DataFrame({
-        "steps": by_level["steps"].median().to_numpy(float),
-        "x": levels, "n": by_level.size().to_numpy(int), "mean": by_level["value"].mean().to_numpy(),
-        "median": by_level["value"].median().to_numpy(),
-        "q25": by_level["value"].quantile(0.25).to_numpy(), "q75": by_level["value"].quantile(0.75).to_numpy(),
-    })
+    # The smooth alternatives see what the model sees: for image offsets, each image's mean removed (the
+    # grand mean added back), so between-image spread does not decide the ranking.
+    y_compared = y - image_mean[image_index] + y.mean() if model == "image_offsets" else y
+
+    def ratio(sse, sst):
+        return 1.0 - sse / sst if sst > 0 else float("nan")
+
     return CurveFit(
-        key=key, higher_is_better=higher_is_better, estimate=estimate, ci=ci, sd=sd, r2=r2,
-        rmse=math.sqrt(estimate.sse / y.size), n_images=int(images.size), n_points=int(y.size), x_levels=levels,
-        level_stats=stats, saturated=bool(_plateau_seen(estimate.bx, levels, upper=True)),
+        key=key, higher_is_better=higher_is_better, model=model, estimate=estimate, ci=ci, sd=sd,
+        r2_within=ratio(sse_within, sst_within), r2_pooled=ratio(sse_pooled, sst_pooled), median_fit=median_fit,
+        r2_medians=ratio(median_fit.sse, sst_medians), rmse=math.sqrt(estimate.sse / y.size),
+        n_images=int(images.size), n_points=int(y.size), x_levels=levels, level_stats=stats,
+        saturated=bool(_plateau_seen(estimate.bx, levels, upper=True)),
         floor_observed=bool(_plateau_seen(estimate.ax, levels, upper=False)), share_not_saturated=share,
-        comparison=compare_models(x, y, estimate), points=points[["image_id", "x", "value"]].reset_index(drop=True),
+        comparison=compare_models(x, y_compared), effect=effect, stop=stop_point(stats, higher_is_better),
+        flags=flags, points=points[["image_id", "x", "value"]].reset_index(drop=True),
     )
 
 
@@ -613,7 +821,7 @@ def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, d
 
 
 def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, seed: int = 0,
-               level: float = 0.95) -> list[CurveFit]:
+               level: float = 0.95, model: str = "image_offsets") -> list[CurveFit]:
     """Fit every (model, mask, jump setting, metric) curve of a scores table.
 
     With ``x="wall_s"`` each step count sits at the median seconds per image of its cells in that curve: the
@@ -626,7 +834,9 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
         key = dict(zip(CURVE_KEY, values, strict=True))
         key = {k: (int(v) if k.startswith("jump") else str(v)) for k, v in key.items()}
         points = pd.DataFrame({"image_id": group["image_id"].to_numpy(), "steps": group["steps"].to_numpy(),
-                               "value": group["value"].to_numpy(float), "x": group[x].to_numpy(float)})
+                               "value": group["value"].to_numpy(float), "x": group[x].to_numpy(float),
+                               "unet_calls": group["unet_calls"].to_numpy(float),
+                               "wall_s": group["wall_s"].to_numpy(float)})
         if x == "wall_s":
             points["x"] = points.groupby("steps")["x"].transform("median")
         points["x"] = points["x"].astype(float)
@@ -635,7 +845,7 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
             hib = metrics_mod.METRICS[metric].higher_is_better
         else:
             hib = bool(group["higher_is_better"].iloc[0])
-        curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level))
+        curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves
 
 
@@ -655,7 +865,7 @@ def _clean(value):
 
 
 def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
-                   resamples: int, seed: int, level: float) -> dict:
+                   resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
     """fit.json's content (docs/fit-json.md)."""
     import aaas_profile
 
@@ -683,9 +893,11 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": str(run_dir),
         "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
+        "fit_model": {"name": model, "form": FIT_MODELS[model]},
         "x": {"name": x, "unit": X_UNITS[x]},
         "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
-                      "interval": "percentile"},
+                      "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
+                      "min_images": MIN_IMAGES_FOR_INTERVALS},
         "curves": entries,
         "scales": scales,
         "runtime": summary,
@@ -712,24 +924,28 @@ def load_fit(path: Path) -> dict:
     except json.JSONDecodeError as err:
         raise FitError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     version = document.get("schema_version") if isinstance(document, dict) else None
-    if version != SCHEMA_VERSION:
-        raise FitError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise FitError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads "
+                       f"{', '.join(map(str, READABLE_VERSIONS))}")
     return document
 
 
 def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
-            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True) -> FitResult:
+            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
+            model: str = "image_offsets") -> FitResult:
     """Fit a run folder: writes ``<run>/fit.json`` and, with ``plots``, ``<run>/plots/*.png``."""
     if not 0 < level < 1:
         raise FitError(f"confidence level {level} must be between 0 and 1")
     if resamples < 0:
         raise FitError(f"bootstrap resamples {resamples} must be 0 or more")
+    if model not in FIT_MODELS:
+        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
     run = Path(run)
     scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
-    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level)
+    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
     scales = quality_scales(curves)
     runtime = fit_runtime(scores)
-    document = build_document(run, x, curves, scales, runtime, resamples, seed, level)
+    document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
     path = run / "fit.json"
     write_json(path, document)
     written: list[Path] = []
