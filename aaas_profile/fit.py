@@ -639,7 +639,7 @@ def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples
     if model == "image_offsets":
         if not np.any((n_il > 0).sum(1) >= 2):
             raise FitError(f"{what}: no image is measured at two or more step counts, so per-image offsets "
-                           "leave nothing to fit; use --model pooled")
+                           "leave nothing to fit; use --fit-model pooled")
         terms = offset_terms(n_il, s_il, np.bincount(image_index, weights=y * y, minlength=images.size))
 
         level_share = n_il / n_il.sum(1, keepdims=True)  # each image's points per level, as a share of its points
