@@ -37,7 +37,7 @@ def fit(
 
     The table gives R² within images (each image at its own level), pooled (one level for all) and of the
     fit to the per-step medians (the paper's way), and flags a curve with no measurable effect of steps
-    (paired Wilcoxon test, top of the grid against its bottom), one saturated at the first or second grid
+    (paired Wilcoxon test, top of the grid against its bottom), one saturated before the third grid
     point, or one too small for intervals (fewer than 4 step counts or 3 images). Below it: per metric, the
     step count beyond which the median gains less than 1 % of the curve's range.
 

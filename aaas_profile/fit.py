@@ -574,10 +574,12 @@ def curve_flags(curve_effect: dict, n_levels: int, n_images: int, levels: np.nda
         flags.append({"code": "no_effect", "message": f"no measurable effect of steps ({test})"})
     if effect and n_levels >= 3:
         tol = 1e-9 * (levels[-1] - levels[0])
-        if bx <= levels[1] + tol:
+        # Bx before the third grid point: at most the first two step counts lie on the rise, so its shape
+        # (and Ax) is not resolved; a Bx a hair above the second point is "at" it for any practical purpose.
+        if bx < levels[2] - tol:
             flags.append({"code": "saturated_in_grid", "message": (
-                f"saturated within the grid: add lower step counts (Bx = {bx:.3g} at or below the second grid "
-                f"point, {steps[1]:g} steps)")})
+                f"saturated within the grid: add lower step counts (Bx = {bx:.3g}, before the third grid point "
+                f"at {steps[2]:g} steps: only {int(np.sum(levels < bx - tol))} step count(s) on the rise)")})
         elif not saturated:
             flags.append({"code": "not_saturated", "message": (
                 f"not saturated within the grid: add higher step counts (Bx = {bx:.3g}, fewer than two grid "

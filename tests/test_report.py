@@ -37,10 +37,23 @@ def test_report_holds_every_section_and_no_external_resource(run_folder):
                  "weights sha256", "UNet image-forwards", "ASP selection simulator", "greedy-oracle",
                  "hindsight optimum"):
         assert text in page, text
-    # grid: 2 cells × (original, corrupted, 3 steps); 2 metric panels; the simulator's figures 5 and 6
-    assert page.count("<img") == 2 * (2 + 3) + 2 + 2
+    # grid: 2 cells × (original, corrupted, 3 steps); 2 metric panels; the simulator's figures 5 and 6; and
+    # the lead's grid: 2 cells × (original, corrupted, the steps where metrics stop gaining and the grid's ends)
+    lead, rest = page.split("<h2>Run</h2>")
+    assert lead.count("<img") == 2 * (2 + lead.count(" steps</td>")) and lead.count(" steps</td>") >= 2
+    assert rest.count("<img") == 2 * (2 + 3) + 2 + 2
     for external in ("http://", "https://", "//cdn", "<script", "<link"):
         assert external not in page
+
+
+def test_report_leads_with_where_to_stop_and_the_flags(run_folder):
+    page = report.build(run_folder)
+    lead = page.index("Where to stop paying for steps")
+    assert lead < page.index("<h2>Run</h2>") < page.index("Fitted (Ax, Ay, Bx, By)")
+    # 3 step counts and 3 images: every curve is under-determined and says so, in the lead and the fit table
+    assert page.count("under-determined, no intervals: 3 distinct x value(s) for four parameters (need 4)") >= 8
+    for column in ("stop at steps", "UNet calls", "s per image", "R² within", "R² pooled", "R² medians"):
+        assert column in page, column
 
 
 def test_nothing_to_report_is_one_line(tmp_path):
@@ -76,7 +89,7 @@ def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chro
     chromium.get(page.as_uri())
     images = chromium.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(images) == 14
+    assert len(images) == report.build(run_folder).count("<img")
     assert all(done and width > 0 and height > 0 for done, width, height in images), images
     errors = [entry for entry in chromium.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
     assert errors == []
