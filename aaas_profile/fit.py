@@ -9,6 +9,11 @@ and y a metric value in its raw units::
     f(x) = By                                 for x ≥ Bx
 
 with min(x) ≤ Ax < Bx ≤ max(x). It serves rising (higher-is-better) and falling (lower-is-better) curves alike.
+Every image is measured at every step count, so by default the curve's shape is shared and each image gets its
+own level (``image_offsets``: y = f(x) + u_image + e), as DESIGN.md describes; ``pooled`` fits one curve
+through all points. Both are exact global least-squares fits (``solve_profile``), with a bootstrap over whole
+images, R² within images, pooled and on the per-step medians, a paired test of whether steps matter at all
+(``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
 
 ``fit_run`` fits every (model, mask, jump setting, metric) of a run folder and writes ``fit.json``
 (schema in docs/fit-json.md, ``SCHEMA_VERSION``) and ``plots/*.png``. Everything below it is a pure function
