@@ -153,7 +153,9 @@ def _stops(run: Path, scores: pd.DataFrame | None) -> tuple[list[dict], str]:
         stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
         curves.append({"model": model, "mask": mask, "metric": metric, "higher_is_better": hib,
                        "stop": fit_mod.stop_point(stats, hib), "flags": []})
-    return curves, "scores (no fit.json yet: run `aaas-profile fit` for flags)"
+    why = "its fit.json predates flags: run `aaas-profile fit` again" if fit_path.exists() else (
+        "no fit.json yet: run `aaas-profile fit` for flags")
+    return curves, f"the per-step medians in scores/ ({why})"
 
 
 def _is_flat(curve: dict) -> bool:

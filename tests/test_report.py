@@ -94,3 +94,28 @@ def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chro
     errors = [entry for entry in chromium.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
     assert errors == []
     assert chromium.title.startswith("aaas-profile")
+
+
+def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(tmp_path):
+    import json
+
+    from aaas_profile import fit, runs
+
+    rows = []
+    for i in range(4):
+        for steps, value in ((1, 0.4), (2, 0.6), (5, 0.65), (10, 0.66), (50, 0.66)):
+            rows.append({"run_id": "r", "model": "m", "image_id": f"i{i}", "mask": "thick", "seed": 0,
+                         "steps": steps, "jump_length": 10, "jump_n_sample": 10, "unet_calls": steps,
+                         "wall_s": 0.1 * steps, "device": "cpu", "dtype": "fp32", "batch_size": 4,
+                         "metric": "haarpsi", "value": value + 0.05 * i, "higher_is_better": True})
+    runs.write_part(tmp_path, rows)
+    version_1 = {"schema_version": 1, "x": {"unit": "denoising steps"}, "bootstrap": {"level": 0.95},
+                 "curves": [{"mask": "thick", "metric": "haarpsi", "r2": 0.42, "saturated": True,
+                             **{k: {"value": 1.0, "ci": [0.5, 1.5]} for k in ("ax", "ay", "bx", "by")}}]}
+    (tmp_path / "fit.json").write_text(json.dumps(version_1))
+    assert fit.load_fit(tmp_path)["schema_version"] == 1
+    page = report.build(tmp_path)
+    # The median gains 0.01 of a 0.26 range after 5 steps (> 1 %) and nothing after 10.
+    lead = page[page.index("Where to stop"):page.index("Quality against steps")]
+    assert "<td class=\"\">10</td>" in lead and "its fit.json predates flags" in lead
+    assert "R² pooled" in page and "<td class=\"\">0.42</td>" in page
