@@ -522,7 +522,8 @@ def stop_point(stats: pd.DataFrame, higher_is_better: bool, fraction: float = ST
 def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFFECT_ALPHA) -> dict:
     """Do steps change the metric at all? A paired test over images of the top of the grid against its bottom.
 
-    Per image, its mean at the largest x against its mean at the smallest (images measured at both);
+    Per image, its mean at the largest x against its mean at the smallest (images measured at both; when
+    fewer images reach the largest x, the largest x that as many images share with the smallest as any does);
     ``gain`` is signed so that positive is better. Wilcoxon signed-rank test, two-sided (scipy; exact for small
     samples without ties), with effect sizes: the median gain (raw units), the matched-pairs rank-biserial
     correlation (Kerby 2014: (R₊ − R₋)/(R₊ + R₋), −1 to 1) and Cohen's d_z (mean gain / its SD). With fewer
@@ -530,9 +531,13 @@ def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFF
     """
     from scipy import stats as scipy_stats
 
-    levels = np.unique(points["x"].to_numpy(float))
-    lo, hi = levels[0], levels[-1]
-    per = (points[points["x"].isin([lo, hi])].groupby(["image_id", "x"])["value"].mean().unstack("x").dropna())
+    means = points.groupby(["image_id", "x"])["value"].mean().unstack("x")
+    lo = means.columns[0]
+    # The top: the largest x with as many images paired with the bottom as any x has, so an extended or
+    # unfinished sweep (the top step count for a few images only) still tests on all its images.
+    paired = means.notna().mul(means[lo].notna(), axis=0).sum()
+    hi = paired.index[1:][paired.iloc[1:] == paired.iloc[1:].max()][-1] if len(paired) > 1 else lo
+    per = means[[lo, hi]].dropna()
     gain = (per[hi] - per[lo]).to_numpy(float) * (1.0 if higher_is_better else -1.0) if len(per) else np.array([])
     n = int(gain.size)
     nonzero = gain[gain != 0]

@@ -629,3 +629,13 @@ def test_stop_point_is_where_the_median_stops_gaining_one_percent_of_the_range()
     assert fit.stop_point(falling, higher_is_better=False)["steps"] == 20
     rising = stats.assign(median=np.linspace(0, 1, 6))
     assert fit.stop_point(rising, higher_is_better=True)["top_of_grid"]
+
+
+def test_the_step_effect_uses_the_top_step_count_all_images_share():
+    # An unfinished sweep: 50 steps measured for 3 of 10 images only; the paired test then runs at 20 steps
+    # with all 10 images instead of at 50 steps with 3 (where no result could reach p < 0.05).
+    offsets = np.random.default_rng(4).normal(0, 0.2, 10)
+    rows = offset_rows((1.0, 0.3, 5.0, 0.7), offsets, lambda i: GRID if i < 3 else GRID[:-1], noise=0.01)
+    effect = fit.step_effect(pd.DataFrame(rows).assign(x=lambda d: d["steps"].astype(float)), True)
+    assert (effect["low_steps"], effect["high_steps"], effect["n_images"]) == (1, 25, 10)
+    assert effect["better"] == 10 and effect["p_value"] < 0.01
