@@ -116,7 +116,7 @@ def _grid_table(run: Path, max_cells: int = 6, only_steps: set[int] | None = Non
     if only_steps is not None:
         steps = [s for s in steps if int(s.split("-")[1]) in only_steps]
     header = "<tr><td></td><td>original</td><td>corrupted</td>" + "".join(
-        f"<td>{int(s.split('-')[1])} steps</td>" for s in steps) + "</tr>"
+        f"<td>{int(s.split('-')[1])} step{'' if int(s.split('-')[1]) == 1 else 's'}</td>" for s in steps) + "</tr>"
     rows = []
     for folder in folders:
         cells = [f'<td class="text">{html.escape(folder.name)}</td>']
