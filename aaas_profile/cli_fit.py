@@ -28,9 +28,18 @@ def fit(
     metrics: Annotated[str | None, typer.Option(help="Comma list of metrics to fit. \\[default: all in the run]")] = None,  # noqa: E501
     drop_nan: Annotated[bool, typer.Option("--drop-nan", help="Leave out NaN scores instead of stopping.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write plots/*.png.")] = True,
+    fit_model: Annotated[str, typer.Option(
+        "--fit-model", help="image_offsets: the curve's shape shared, a level per image (every image is measured "
+                            "at every step count); pooled: one curve through all points.")] = "image_offsets",
 ) -> None:
     """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × metric of a run, with
-    bootstrap intervals, an AIC/BIC check against smooth saturating curves, and the runtime model.
+    bootstrap intervals over images, an AIC/BIC check against smooth saturating curves, and the runtime model.
+
+    The table gives R² within images (each image at its own level), pooled (one level for all) and of the
+    fit to the per-step medians (the paper's way), and flags a curve with no measurable effect of steps
+    (paired Wilcoxon test, top of the grid against its bottom), one saturated before the third grid
+    point, or one too small for intervals (fewer than 4 step counts or 3 images). Below it: per metric, the
+    step count beyond which the median gains less than 1 % of the curve's range.
 
     Examples:
 
@@ -40,33 +49,63 @@ def fit(
 
       aaas-profile fit results/celeba-thin --metrics dss,vif --no-plots
 
+      aaas-profile fit results/celeba-thin --fit-model pooled
+
     Writes <run>/fit.json (schema: docs/fit-json.md) and <run>/plots/*.png, one figure per curve and a 2×3
     panel of the six metrics per model × mask.
     """
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     try:
         result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                                 drop_nan=drop_nan, plots=plots)
+                                 drop_nan=drop_nan, plots=plots, model=fit_model)
     except fit_mod.FitError as err:
         fail(str(err))
     _print_summary(result, level)
 
 
+SHORT_FLAGS = {"under_determined": "no CI", "no_effect": "flat", "worse_with_steps": "worse",
+               "saturated_in_grid": "sat. low", "not_saturated": "not sat."}
+
+
+def _r2(value: float) -> str:
+    return "–" if value != value else f"{value:.2f}"
+
+
 def _print_summary(result: fit_mod.FitResult, level: float) -> None:
     unit = fit_mod.X_UNITS[result.x]
-    table = Table(title=f"{result.path} · x = {unit} · {level:.0%} bootstrap intervals over images")
-    for column in ("model", "mask", "metric", "better", "Ax", "Ay", "Bx", "By", "R²", "AIC best", "images"):
-        table.add_column(column, justify="left" if column in ("model", "mask", "metric", "better", "AIC best")
+    model = result.document["fit_model"]["name"]
+    table = Table(title=f"{result.path} · {model} · x = {unit} · {level:.0%} bootstrap intervals over images")
+    columns = ("model", "mask", "metric", "better", "Ax", "Ay", "Bx", "By", "R² within", "R² pooled",
+               "R² medians", "images", "flags")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "mask", "metric", "better", "flags")
                          else "right")
     for c in result.curves:
         e = c.estimate
-        bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else " [yellow](not saturated)[/]")
         table.add_row(
             c.key["model"], c.key["mask"], c.key["metric"], "higher" if c.higher_is_better else "lower",
-            _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]), bx, _interval(e.by, c.ci["by"]),
-            f"{c.r2:.3f}", c.comparison["best_aic"], str(c.n_images),
+            _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]), _interval(e.bx, c.ci["bx"]),
+            _interval(e.by, c.ci["by"]), _r2(c.r2_within), _r2(c.r2_pooled), _r2(c.r2_medians), str(c.n_images),
+            ", ".join(SHORT_FLAGS.get(f["code"], f["code"]) for f in c.flags) or "–",
         )
     console.print(table)
+    for c in result.curves:
+        for flag in c.flags:
+            console.print(f"[yellow]{c.key['model']}/{c.key['mask']}/{c.key['metric']}[/]: {flag['message']}",
+                          highlight=False)
+    stops = Table(title="where to stop paying for steps: beyond this the median gains < 1 % of the curve's range")
+    for column in ("mask", "metric", "steps", "UNet calls", "s per image", "median", "best median", "note"):
+        stops.add_column(column, justify="left" if column in ("mask", "metric", "note") else "right")
+    for c in result.curves:
+        s = c.stop
+        note = "still gaining at the top of the grid" if s["top_of_grid"] else ""
+        if c.flagged("no_effect") or c.flagged("worse_with_steps"):  # no place to stop on such a curve
+            stops.add_row(c.key["mask"], c.key["metric"], "–", "–", "–", "–", f"{s['best_median']:.4g}",
+                          "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
+            continue
+        stops.add_row(c.key["mask"], c.key["metric"], str(s["steps"]), f"{s['unet_calls']:.0f}",
+                      f"{s['wall_s']:.3g}", f"{s['median']:.4g}", f"{s['best_median']:.4g}", note)
+    console.print(stops)
     for entry in result.runtime:
         if "vs_steps" not in entry:
             continue

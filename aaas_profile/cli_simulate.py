@@ -59,6 +59,11 @@ def simulate(
         str | None,
         typer.Option(help="Metric whose curves a --profile uses. \\[default: the profile's first]"),
     ] = None,
+    allow_flagged_profile: Annotated[
+        bool,
+        typer.Option("--allow-flagged-profile", help="Use --profile curves that `fit` flagged as flat (no "
+                     "measurable effect of steps), worse with steps, or under-determined; refused otherwise."),
+    ] = False,
     episodes: Annotated[
         int, typer.Option(help="Evaluation episodes per policy (same task streams for all).")
     ] = 10,
@@ -135,7 +140,7 @@ def simulate(
         if asps is not None:
             asp_set = read_asps_csv(asps)
         elif profile is not None:
-            asp_set = profile_asps(profile, metric=metric, seed=seed)
+            asp_set = profile_asps(profile, metric=metric, seed=seed, allow_flagged=allow_flagged_profile)
         elif preset == "paper":
             asp_set = paper_asps(seed)
         else:
@@ -213,7 +218,8 @@ def _same(asp_set, seed):
 
 
 def _profile_for_seed(profile, metric, seed):
-    return profile_asps(profile, metric=metric, seed=seed)
+    # simulate() already built this profile once and refused flagged curves unless --allow-flagged-profile
+    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True)
 
 
 def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:

@@ -9,6 +9,11 @@ and y a metric value in its raw units::
     f(x) = By                                 for x ≥ Bx
 
 with min(x) ≤ Ax < Bx ≤ max(x). It serves rising (higher-is-better) and falling (lower-is-better) curves alike.
+Every image is measured at every step count, so by default the curve's shape is shared and each image gets its
+own level (``image_offsets``: y = f(x) + u_image + e), as DESIGN.md describes; ``pooled`` fits one curve
+through all points. Both are exact global least-squares fits (``solve_profile``), with a bootstrap over whole
+images, R² within images, pooled and on the per-step medians, a paired test of whether steps matter at all
+(``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
 
 ``fit_run`` fits every (model, mask, jump setting, metric) of a run folder and writes ``fit.json``
 (schema in docs/fit-json.md, ``SCHEMA_VERSION``) and ``plots/*.png``. Everything below it is a pure function
@@ -31,7 +36,8 @@ from scipy import optimize
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
+READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
 CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
@@ -60,132 +66,180 @@ def paper_runtime(t) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _prefix(a: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
+def _cell_designs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cell of the breakpoint partition as a linear design over the K levels (see ``solve_profile``).
+
+    Returns ``design`` (C, K, 3): the model's free columns with the floor's level fixed at 0 (the constant is
+    profiled out, so the level carries no information about the breakpoints), ``kind`` (C,): 0 both
+    breakpoints free, 1 Ax on a measured value, 2 Bx on a measured value, 3 both on measured values, and
+    ``anchor`` (C, 2): the measured Ax and/or Bx a cell fixes (NaN where free).
+    """
+    k = x.size
+    designs, kinds, anchors = [], [], []
+    left = np.arange(k)
+    for i in range(k):  # (a) left levels [0, i], middle [i+1, j) (two or more), right [j, k): By, α, β
+        for j in range(i + 3, k):
+            mid = (left > i) & (left < j)
+            designs.append(np.stack([(left >= j) * 1.0, mid * 1.0, mid * x], axis=1))
+            kinds.append(0)
+            anchors.append((np.nan, np.nan))
+    for a in range(k):  # (b) Ax = x[a], Bx inside (a, j): γ·(x − x[a])₊ on [0, j), By on [j, k)
+        for j in range(a + 2, k):
+            ramp = np.where(left < j, np.maximum(x - x[a], 0.0), 0.0)
+            designs.append(np.stack([ramp, (left >= j) * 1.0, np.zeros(k)], axis=1))
+            kinds.append(1)
+            anchors.append((x[a], np.nan))
+    for i in range(k):  # (c) Bx = x[b], Ax inside (i, b): Ay on [0, i], By + δ·(x − x[b])₋ on [i+1, k)
+        for b in range(i + 2, k):
+            ramp = np.where(left > i, np.minimum(x - x[b], 0.0), 0.0)
+            designs.append(np.stack([(left > i) * 1.0, ramp, np.zeros(k)], axis=1))
+            kinds.append(2)
+            anchors.append((np.nan, x[b]))
+    for a in range(k):  # (d) both breakpoints on measured values
+        for b in range(a + 1, k):
+            designs.append(np.zeros((k, 3)))
+            kinds.append(3)
+            anchors.append((x[a], x[b]))
+    return np.array(designs), np.array(kinds), np.array(anchors)
 
 
-def _candidates(x: np.ndarray, w: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Breakpoint pairs (Ax, Bx), shape (B, C), among which the global optimum lies (see ``solve_grouped``)."""
-    n_batch, k = w.shape
-    p0, p1, p2, py, pxy = (_prefix(a) for a in (w, w * x, w * x * x, s, s * x))
+def solve_profile(x: np.ndarray, q: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Global least-squares breakpoints of the two-breakpoint model under a quadratic form, batched.
 
-    def total(p, lo, hi):  # sums over the levels [lo, hi), one column per (lo, hi) pair
-        lo, hi = np.broadcast_arrays(lo, hi)
-        return p[:, hi] - p[:, lo]
+    The model at the K measured levels is f = c·1 + d·h, h_k = clip((x_k − Ax)/(Bx − Ax), 0, 1). Every model
+    this module fits has a residual sum of squares of the form SSE(f) = C − 2·bᵀf + fᵀQf with Q·1 = 0 and
+    bᵀ1 = 0 once the constant (an intercept, or per-image offsets) is profiled out (``pooled_form``,
+    ``offset_form``). Minimising over the rise d then gives SSE = C − (bᵀh)²/(hᵀQh), a function of (Ax, Bx)
+    alone. x: (K,) strictly increasing, scaled to [0, 1] by the caller; q: (B, K, K); b: (B, K).
+    Returns arrays of shape (B,): ``ax``, ``bx``, ``rise`` (d = By − Ay) and ``gain`` ((bᵀh)²/(hᵀQh), the
+    reduction of the SSE below that of a flat line).
 
-    ax_list, bx_list = [], []
-    # (d) both breakpoints on measured x values.
-    a, b = np.triu_indices(k, 1)
-    ax_list.append(np.broadcast_to(x[a], (n_batch, a.size)))
-    bx_list.append(np.broadcast_to(x[b], (n_batch, b.size)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # (a) both strictly between measured values: left levels [0, i], middle [i+1, j) (two or more levels),
-        # right [j, k). Ay, By are the left and right means, the slope is the middle's least-squares line.
-        i, j = (v.ravel() for v in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
-        keep = j - i >= 3
-        i, j = i[keep], j[keep]
-        ay = total(py, 0, i + 1) / total(p0, 0, i + 1)
-        by = total(py, j, k) / total(p0, j, k)
-        wm, xm, xxm = total(p0, i + 1, j), total(p1, i + 1, j), total(p2, i + 1, j)
-        ym, xym = total(py, i + 1, j), total(pxy, i + 1, j)
-        beta = (wm * xym - xm * ym) / (wm * xxm - xm**2)
-        alpha = (ym - beta * xm) / wm
-        ax_list.append((ay - alpha) / beta)
-        bx_list.append((by - alpha) / beta)
-        # (b) Ax on a measured value x[a], Bx strictly between: f = Ay + γ·(x − x[a])₊ on levels [0, j),
-        # By the mean of [j, k); the middle (a, j) holds one level or more.
-        a, j = (v.ravel() for v in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
-        keep = j - a >= 2
-        a, j = a[keep], j[keep]
-        xa = x[a]
-        wm, xm, xxm = total(p0, a + 1, j), total(p1, a + 1, j), total(p2, a + 1, j)
-        ym, xym = total(py, a + 1, j), total(pxy, a + 1, j)
-        u, uu, uy = xm - xa * wm, xxm - 2 * xa * xm + xa**2 * wm, xym - xa * ym
-        wg, yg = total(p0, 0, j), total(py, 0, j)
-        gamma = (wg * uy - u * yg) / (wg * uu - u**2)
-        ay = (yg - gamma * u) / wg
-        by = total(py, j, k) / total(p0, j, k)
-        ax_list.append(np.broadcast_to(xa, ay.shape))
-        bx_list.append(xa + (by - ay) / gamma)
-        # (c) Bx on a measured value x[b], Ax strictly between: f = By + δ·(x − x[b])₋ on levels [i+1, k),
-        # Ay the mean of [0, i]; the middle (i, b) holds one level or more.
-        i, b = (v.ravel() for v in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
-        keep = b - i >= 2
-        i, b = i[keep], b[keep]
-        xb = x[b]
-        wm, xm, xxm = total(p0, i + 1, b), total(p1, i + 1, b), total(p2, i + 1, b)
-        ym, xym = total(py, i + 1, b), total(pxy, i + 1, b)
-        v, vv, vy = xm - xb * wm, xxm - 2 * xb * xm + xb**2 * wm, xym - xb * ym
-        wg, yg = total(p0, i + 1, k), total(py, i + 1, k)
-        delta = (wg * vy - v * yg) / (wg * vv - v**2)
-        by = (yg - delta * v) / wg
-        ay = total(py, 0, i + 1) / total(p0, 0, i + 1)
-        ax_list.append(xb + (ay - by) / delta)
-        bx_list.append(np.broadcast_to(xb, ay.shape))
-    ax, bx = np.concatenate(ax_list, axis=1), np.concatenate(bx_list, axis=1)
-    ok = np.isfinite(ax) & np.isfinite(bx) & (ax >= x[0] - 1e-9) & (bx <= x[-1] + 1e-9) & (bx - ax > 1e-9)
-    ax = np.where(ok, np.clip(ax, x[0], x[-1]), x[0])  # an infeasible candidate becomes a harmless duplicate
-    bx = np.where(ok, np.clip(bx, x[0], x[-1]), x[-1])
-    return ax, bx
-
-
-def _levels_fit(x, w, s, ax, bx):
-    """For breakpoint pairs (B, C): the least-squares (Ay, By) and the between-level SSE Σ w·(mean − f)²."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    Why the optimum is global. Partition the feasible set x₁ ≤ Ax < Bx ≤ x_K by which measured levels fall
+    left of Ax, strictly between, and right of Bx. Inside one cell the middle levels follow a straight line
+    α + βx, and (Ay, By, α, β) ↔ (Ay, By, Ax, Bx) is a smooth bijection wherever β ≠ 0; the SSE is a convex
+    quadratic in (Ay, By, α, β) with a unique minimiser (up to the profiled constant) when the middle holds
+    two or more levels. So an interior minimum of a cell is *the* unconstrained minimiser of that quadratic
+    (candidate a), and otherwise the minimum lies on the cell's boundary, where Ax or Bx equals a measured
+    value; on such an edge the same argument with one free breakpoint gives one closed-form candidate (b: Ax
+    fixed, c: Bx fixed), and the edge's ends are pairs of measured values (d). Cells whose middle holds fewer
+    than two levels have an SSE that is constant along lines reaching the boundary, and β = 0 is the flat
+    model, which every pair matches or beats. Hence the global minimiser is among O(K²) closed-form
+    candidates; each is scored exactly and the best is kept. No grid resolution and no starting point is
+    involved; candidates outside their own cell are still valid pairs and only add harmless evaluations.
+    """
+    design, kind, anchor = _cell_designs(x)
+    n_batch, k = b.shape
+    out = {name: np.empty(n_batch) for name in ("ax", "bx", "rise", "gain")}
+    chunk = max(1, int(4e6 // (design.shape[0] * k * k + 1)))  # keep the (B, C, K, K)-sized work small
+    eye = np.eye(3)
+    for start in range(0, n_batch, chunk):
+        sl = slice(start, start + chunk)
+        qs, bs = q[sl], b[sl]
+        # Each cell's normal equations (the unused third column of kinds b and c gets an identity row).
+        ql = np.einsum("bkl,clp->bckp", qs, design)
+        normal = np.einsum("ckp,bckq->bcpq", design, ql)
+        normal[:, (kind == 1) | (kind == 2), 2, 2] = 1.0
+        normal[:, kind == 3] = eye
+        rhs = np.einsum("ckp,bk->bcp", design, bs)
+        scale = np.abs(normal).reshape(*normal.shape[:2], -1).max(-1)
+        det = np.linalg.det(normal)
+        singular = ~np.isfinite(det) | (np.abs(det) <= 1e-12 * np.maximum(scale, 1e-300) ** 3)
+        theta = np.linalg.solve(np.where(singular[..., None, None], eye, normal), rhs[..., None])[..., 0]
+        t0, t1, t2 = theta[..., 0], theta[..., 1], theta[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ax = np.select([kind == 0, kind == 2], [-t1 / t2, anchor[:, 1] - t0 / t1], anchor[:, 0])
+            bx = np.select([kind == 0, kind == 1], [(t0 - t1) / t2, anchor[:, 0] + t1 / t0], anchor[:, 1])
+        ok = (np.isfinite(ax) & np.isfinite(bx) & (ax >= x[0] - 1e-9) & (bx <= x[-1] + 1e-9) & (bx - ax > 1e-9)
+              & ~(singular & (kind != 3)))
+        ax = np.where(ok, np.clip(ax, x[0], x[-1]), x[0])  # an infeasible candidate becomes a harmless duplicate
+        bx = np.where(ok, np.clip(bx, x[0], x[-1]), x[-1])
         h = np.clip((x - ax[..., None]) / (bx - ax)[..., None], 0.0, 1.0)
-        g = 1.0 - h
-        wb, sb = w[:, None, :], s[:, None, :]
-        a11, a12, a22 = (wb * g * g).sum(-1), (wb * g * h).sum(-1), (wb * h * h).sum(-1)
-        r1, r2 = (sb * g).sum(-1), (sb * h).sum(-1)
-        det = a11 * a22 - a12**2
-        ay = (a22 * r1 - a12 * r2) / det
-        by = (a11 * r2 - a12 * r1) / det
-        mean = np.where(w > 0, s / np.where(w > 0, w, 1.0), 0.0)[:, None, :]
-        sse = (wb * (mean - ay[..., None] * g - by[..., None] * h) ** 2).sum(-1)
-    sse = np.where(np.isfinite(sse) & (det > 0), sse, np.inf)
-    return ay, by, sse
+        num = np.einsum("bck,bk->bc", h, bs)
+        den = np.einsum("bck,bck->bc", np.einsum("bck,bkl->bcl", h, qs), h)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(den > 1e-12 * np.maximum(np.einsum("bkk->b", qs), 1e-300)[:, None], num**2 / den, 0.0)
+        best = np.argmax(gain, axis=1)
+        rows = np.arange(best.size)
+        out["ax"][sl], out["bx"][sl], out["gain"][sl] = ax[rows, best], bx[rows, best], gain[rows, best]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rise = num[rows, best] / den[rows, best]
+        out["rise"][sl] = np.where(gain[rows, best] > 0, rise, 0.0)
+    return out
+
+
+def pooled_form(w: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Q, b, C) of the pooled model from per-level weights w and sums s, (B, K) each: one intercept for all
+    points, Q = diag(w) − wwᵀ/W, b = s − w·S/W, C = Σ s²/w − S²/W (the between-level sum of squares)."""
+    total_w, total_s = w.sum(-1, keepdims=True), s.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(total_w > 0, total_s / total_w, 0.0)
+        between = np.where(w > 0, s**2 / np.where(w > 0, w, 1.0), 0.0).sum(-1) - (mean * total_s)[:, 0]
+        q = np.einsum("bk,kl->bkl", w, np.eye(w.shape[-1])) - w[:, :, None] * w[:, None, :] / total_w[..., None]
+    return q, s - w * mean, between
+
+
+def offset_terms(n_il: np.ndarray, s_il: np.ndarray, ss_i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image terms of the offset model's (Q, b, C): (I, K·K), (I, K), (I,).
+
+    With an offset u_i per image, SSE(f, u) = Σ_i Σ_points (y − f(x) − u_i)². The best u_i is the mean of the
+    image's residuals, which leaves SSE(f) = C − 2·bᵀf + fᵀQf with, summed over images,
+    Q_i = diag(n_i) − n_i n_iᵀ/N_i, b_i = s_i − n_i·S_i/N_i, C_i = Σ y² − S_i²/N_i (n_i, s_i: the image's point
+    count and sum per level; N_i, S_i their totals). A bootstrap resample's (Q, b, C) is then counts @ terms.
+    """
+    total_n, total_s = n_il.sum(1), s_il.sum(1)
+    q = (np.einsum("ik,kl->ikl", n_il, np.eye(n_il.shape[1]))
+         - n_il[:, :, None] * n_il[:, None, :] / total_n[:, None, None])
+    b = s_il - n_il * (total_s / total_n)[:, None]
+    return q.reshape(len(n_il), -1), b, ss_i - total_s**2 / total_n
+
+
+def _scaled(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or x.size < 2 or np.any(np.diff(x) <= 0):
+        raise FitError("the fit needs at least two strictly increasing x values")
+    # Work on x scaled to [0, 1] so the normal equations stay well conditioned for any unit.
+    return (x - x[0]) / (x[-1] - x[0]), float(x[0]), float(x[-1] - x[0])
+
+
+def _finish(x: np.ndarray, lo: float, span: float, r: dict, w: np.ndarray, s: np.ndarray, c: np.ndarray) -> dict:
+    """Breakpoints back to x's units; Ay, By at the level where Σ_k w_k·(s_k/w_k − f_k) = 0 (for the pooled
+    model: the residuals sum to zero over all points)."""
+    h = np.clip((x - r["ax"][:, None]) / (r["bx"] - r["ax"])[:, None], 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ay = (s.sum(-1) - r["rise"] * (w * h).sum(-1)) / w.sum(-1)
+    return {"ax": lo + span * r["ax"], "bx": lo + span * r["bx"], "ay": ay, "by": ay + r["rise"],
+            "sse": np.maximum(c - r["gain"], 0.0)}
 
 
 def solve_grouped(x: np.ndarray, w: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
-    """Global least-squares fit of the two-breakpoint model, batched, from per-level sufficient statistics.
+    """Global least-squares fit of the pooled two-breakpoint model, batched, from per-level sufficient statistics.
 
     x: (K,) strictly increasing measured x values (K ≥ 2). w: (B, K) number of points (or weights) at each x;
     s: (B, K) the sum of y at each x. Returns arrays of shape (B,): ax, ay, bx, by and ``sse`` (the between-level
     part Σ_k w_k·(ȳ_k − f(x_k))²; the point-level SSE adds the constant within-level sum of squares).
-
-    Why the optimum is global. For fixed (Ax, Bx) the model is linear in (Ay, By), so the profile SSE
-    S(Ax, Bx) = min over (Ay, By) is an exact 2×2 least-squares solve. Partition the feasible set
-    x₁ ≤ Ax < Bx ≤ x_K by which measured levels fall left of Ax, strictly between, and right of Bx. Inside one
-    cell of that partition the middle levels follow a straight line α + βx, and (Ay, By, α, β) ↔
-    (Ay, By, Ax, Bx) is a smooth bijection wherever β ≠ 0; the SSE is a convex quadratic in (Ay, By, α, β)
-    with a unique minimiser when the middle holds two or more levels. So an interior minimum of a cell is
-    *the* unconstrained minimiser of that quadratic (candidate a), and otherwise the minimum lies on the
-    cell's boundary, where Ax or Bx equals a measured value; on such an edge the same argument with one free
-    breakpoint gives one closed-form candidate (b: Ax fixed, c: Bx fixed), and the edge's ends are pairs of
-    measured values (d). Cells whose middle holds fewer than two levels have an SSE that is constant along
-    lines reaching the boundary, and β = 0 is the constant model, which every pair matches or beats. Hence
-    the global minimiser is among O(K²) closed-form candidates; each is scored exactly with S and the best
-    is kept. No grid resolution and no starting point is involved; candidates (a)–(c) outside their own
-    cell are still valid pairs and only add harmless extra evaluations.
+    Exact and global: see ``solve_profile``.
     """
-    x = np.asarray(x, dtype=float)
+    xs, lo, span = _scaled(x)
     w, s = np.atleast_2d(np.asarray(w, dtype=float)), np.atleast_2d(np.asarray(s, dtype=float))
-    if x.ndim != 1 or x.size < 2 or np.any(np.diff(x) <= 0):
-        raise FitError("solve_grouped needs at least two strictly increasing x values")
-    # Work on x scaled to [0, 1] so the normal equations stay well conditioned for any unit.
-    lo, span = x[0], x[-1] - x[0]
-    xs = (x - lo) / span
-    out = {name: np.empty(w.shape[0]) for name in ("ax", "ay", "bx", "by", "sse")}
-    chunk = max(1, int(2e7 // (x.size**3 + 1)))  # keep the (B, C, K) evaluation within a few hundred MB
-    for start in range(0, w.shape[0], chunk):
-        sl = slice(start, start + chunk)
-        ax, bx = _candidates(xs, w[sl], s[sl])
-        ay, by, sse = _levels_fit(xs, w[sl], s[sl], ax, bx)
-        best = np.argmin(sse, axis=1)
-        rows = np.arange(best.size)
-        out["ax"][sl], out["bx"][sl] = lo + span * ax[rows, best], lo + span * bx[rows, best]
-        out["ay"][sl], out["by"][sl], out["sse"][sl] = ay[rows, best], by[rows, best], sse[rows, best]
-    return out
+    q, b, c = pooled_form(w, s)
+    return _finish(xs, lo, span, solve_profile(xs, q, b), w, s, c)
+
+
+def solve_offsets(x: np.ndarray, q: np.ndarray, b: np.ndarray, c: np.ndarray, w: np.ndarray,
+                  s: np.ndarray) -> dict[str, np.ndarray]:
+    """Global least-squares fit of the shared-shape model with one offset per image, batched.
+
+    x: (K,) strictly increasing; q (B, K·K), b (B, K), c (B,): summed ``offset_terms``; w, s (B, K): per level,
+    Σ_i n_ik/N_i and Σ_i s_ik/N_i over the (drawn) images. They place Ay, By at the average image's level
+    (the offsets average to zero over images, each image counted once however many points it has).
+    Returns ax, ay, bx, by and ``sse`` (the within-image SSE: every image at its own level).
+    Exact and global: see ``solve_profile``.
+    """
+    xs, lo, span = _scaled(x)
+    k = xs.size
+    q = np.asarray(q, dtype=float).reshape(-1, k, k)
+    return _finish(xs, lo, span, solve_profile(xs, q, np.atleast_2d(b)), np.atleast_2d(w), np.atleast_2d(s),
+                   np.atleast_1d(c))
 
 
 def _group(x, y, weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -338,40 +392,78 @@ def compare_models(x, y, piece: Piecewise | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# One curve: point estimate, bootstrap over images, fit statistics
+# One curve: point estimate, bootstrap over images, fit statistics, flags
 # ---------------------------------------------------------------------------------------------------------
+
+# What `fit --model` can fit. Every image is measured at every step count, so the default shares the curve's
+# shape across images and gives each image its own level (DESIGN.md, "The four-parameter model").
+FIT_MODELS = {
+    "image_offsets": "y = f(x) + u_image + e: shape (Ax, Bx, By - Ay) shared, one level u per image; the offsets "
+                     "average to zero over images, so Ay and By are the average image's levels",
+    "pooled": "y = f(x) + e: one curve through all points, images ignored",
+}
+MIN_LEVELS_FOR_INTERVALS = 4  # four parameters: with fewer distinct x values the bootstrap only re-draws a fit
+MIN_IMAGES_FOR_INTERVALS = 3  # that passes through every level; with 1-2 images it has nothing to resample
+EFFECT_ALPHA = 0.05
+STOP_FRACTION = 0.01  # "stop paying for steps" once the median gains less than this share of the curve's range
+# Flags that make a curve unfit for the simulator (simulate --profile refuses them without an override).
+REFUSED_FLAGS = ("under_determined", "no_effect", "worse_with_steps")
 
 
 @dataclass
 class CurveFit:
-    """The fit of one (model, mask, jump setting, metric) curve; parameters in raw units of metric and x."""
+    """The fit of one (model, mask, jump setting, metric) curve; parameters in raw units of metric and x.
+
+    ``estimate`` is the fitted model's curve (``model``): for ``image_offsets`` the shared shape at the average
+    image's level, and ``estimate.sse`` its within-image SSE (every image at its own level).
+    """
 
     key: dict
     higher_is_better: bool
+    model: str
     estimate: Piecewise
     ci: dict[str, tuple[float, float]]
     sd: dict[str, float]
-    r2: float
+    r2_within: float  # 1 − SSE/SST after removing each image's mean (and the curve's best offsets)
+    r2_pooled: float  # 1 − SSE/SST over all points, no offsets
+    median_fit: Piecewise  # the paper's way: the four parameters fitted to the per-step medians
+    r2_medians: float
     rmse: float
     n_images: int
     n_points: int
     x_levels: np.ndarray
-    level_stats: pd.DataFrame  # per x level: steps, x, n, mean, median, q25, q75
+    level_stats: pd.DataFrame  # per x level: steps, x, n, mean, median, q25, q75, unet_calls, wall_s
     saturated: bool
     floor_observed: bool
     share_not_saturated: float  # bootstrap resamples whose Bx sits on the upper boundary
     comparison: dict
+    effect: dict  # the paired test of the top of the grid against its bottom (``step_effect``)
+    stop: dict  # where the median stops gaining (``stop_point``)
+    flags: list[dict]  # {"code", "message"}: what a reader must know before using the curve
     points: pd.DataFrame = field(repr=False)  # image_id, x, value (for plots)
+
+    @property
+    def r2(self) -> float:
+        """R² of the fitted model on its own terms: within images for image_offsets, over all points for pooled."""
+        return self.r2_within if self.model == "image_offsets" else self.r2_pooled
+
+    def flagged(self, code: str) -> bool:
+        return any(f["code"] == code for f in self.flags)
 
     def to_dict(self) -> dict:
         e = self.estimate
         params = {name: {"value": getattr(e, name), "ci": list(self.ci[name]), "sd": self.sd[name]}
                   for name in ("ax", "ay", "bx", "by")}
+        m = self.median_fit
         return {
-            **self.key, "higher_is_better": self.higher_is_better, **params,
+            **self.key, "higher_is_better": self.higher_is_better, "fit_model": self.model, **params,
+            "flags": self.flags,
             "saturated": self.saturated, "floor_observed": self.floor_observed,
             "share_not_saturated": self.share_not_saturated,
-            "r2": self.r2, "rmse": self.rmse, "sse": e.sse, "n_images": self.n_images, "n_points": self.n_points,
+            "r2": {"within_image": self.r2_within, "pooled": self.r2_pooled, "medians": self.r2_medians},
+            "rmse": self.rmse, "sse": e.sse, "n_images": self.n_images, "n_points": self.n_points,
+            "median_fit": {"ax": m.ax, "ay": m.ay, "bx": m.bx, "by": m.by, "r2": self.r2_medians},
+            "effect": self.effect, "stop": self.stop,
             "levels": self.level_stats.to_dict(orient="list"),
             "comparison": self.comparison,
         }
@@ -394,55 +486,228 @@ def bootstrap_counts(n_images: int, resamples: int, rng: np.random.Generator) ->
     return np.bincount(flat, minlength=resamples * n_images).reshape(resamples, n_images).astype(float)
 
 
-def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples: int = 200,
-              rng: np.random.Generator | None = None, level: float = 0.95) -> CurveFit:
-    """Fit one curve from ``points`` (columns image_id, steps, x, value) with a bootstrap over images.
+def level_summary(points: pd.DataFrame) -> pd.DataFrame:
+    """Per measured x (increasing): steps, x, n (points), mean, median, q25, q75 of ``value``, and the median
+    ``unet_calls`` and ``wall_s`` (seconds per image) where ``points`` has them (NaN otherwise)."""
+    by_level = points.groupby("x")
+    stats = pd.DataFrame({
+        "steps": by_level["steps"].median().to_numpy(float),
+        "x": np.asarray(sorted(by_level.groups), dtype=float), "n": by_level.size().to_numpy(int),
+        "mean": by_level["value"].mean().to_numpy(), "median": by_level["value"].median().to_numpy(),
+        "q25": by_level["value"].quantile(0.25).to_numpy(), "q75": by_level["value"].quantile(0.75).to_numpy(),
+    })
+    for column in ("unet_calls", "wall_s"):
+        stats[column] = (by_level[column].median().to_numpy(float) if column in points
+                         else np.full(len(stats), np.nan))
+    return stats
 
-    Each resample draws the curve's images with replacement (every row of a drawn image comes along: all its
-    step counts and seeds) and refits exactly; the interval for each parameter is the bootstrap percentile
-    interval at ``level``. R² and RMSE are over all points of the curve.
+
+def stop_point(stats: pd.DataFrame, higher_is_better: bool, fraction: float = STOP_FRACTION) -> dict:
+    """Where to stop paying for steps: the first step count beyond which the per-step median gains less than
+    ``fraction`` of the curve's range (max − min of the medians over the grid), i.e. no later median is better
+    by that much. ``stats`` is ``level_summary``'s table. ``top_of_grid`` is true when that is the last step
+    count: the median was still gaining at the top of the grid."""
+    g = stats["median"].to_numpy(float) * (1.0 if higher_is_better else -1.0)
+    spread = float(g.max() - g.min())
+    best_later = np.append(np.maximum.accumulate(g[::-1])[::-1][1:], -np.inf)
+    gain_after = np.maximum(best_later - g, 0.0)
+    index = int(np.argmax(gain_after < fraction * spread)) if spread > 0 else 0
+    row = stats.iloc[index]
+    return {"steps": int(row["steps"]), "x": float(row["x"]), "unet_calls": float(row["unet_calls"]),
+            "wall_s": float(row["wall_s"]), "median": float(row["median"]),
+            "best_median": float(stats["median"].iloc[int(np.argmax(g))]), "range": spread,
+            "gain_after": float(gain_after[index]), "fraction": fraction, "top_of_grid": index == len(g) - 1}
+
+
+def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFFECT_ALPHA) -> dict:
+    """Do steps change the metric at all? A paired test over images of the top of the grid against its bottom.
+
+    Per image, its mean at the largest x against its mean at the smallest (images measured at both; when
+    fewer images reach the largest x, the largest x that as many images share with the smallest as any does);
+    ``gain`` is signed so that positive is better. Wilcoxon signed-rank test, two-sided (scipy; exact for small
+    samples without ties), with effect sizes: the median gain (raw units), the matched-pairs rank-biserial
+    correlation (Kerby 2014: (R₊ − R₋)/(R₊ + R₋), −1 to 1) and Cohen's d_z (mean gain / its SD). With fewer
+    than 6 images no two-sided result can reach p < 0.05 (n = 5: p ≥ 0.0625), which ``note`` says.
     """
+    from scipy import stats as scipy_stats
+
+    means = points.groupby(["image_id", "x"])["value"].mean().unstack("x")
+    lo = means.columns[0]
+    # The top: the largest x with as many images paired with the bottom as any x has, so an extended or
+    # unfinished sweep (the top step count for a few images only) still tests on all its images.
+    paired = means.notna().mul(means[lo].notna(), axis=0).sum()
+    hi = paired.index[1:][paired.iloc[1:] == paired.iloc[1:].max()][-1] if len(paired) > 1 else lo
+    per = means[[lo, hi]].dropna()
+    gain = (per[hi] - per[lo]).to_numpy(float) * (1.0 if higher_is_better else -1.0) if len(per) else np.array([])
+    n = int(gain.size)
+    nonzero = gain[gain != 0]
+    if nonzero.size:
+        with np.errstate(all="ignore"):
+            p = float(scipy_stats.wilcoxon(nonzero).pvalue)
+        ranks = scipy_stats.rankdata(np.abs(nonzero))
+        rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+    else:
+        p, rank_biserial = (1.0 if n else float("nan")), 0.0
+    sd = float(np.std(gain, ddof=1)) if n >= 2 else float("nan")
+    steps_of = points.groupby("x")["steps"].median()
+    return {
+        "test": "wilcoxon_signed_rank", "alternative": "two-sided", "alpha": alpha,
+        "low_steps": int(steps_of[lo]), "high_steps": int(steps_of[hi]), "n_images": n,
+        "better": int((gain > 0).sum()), "worse": int((gain < 0).sum()), "ties": int((gain == 0).sum()),
+        "p_value": p, "median_gain": float(np.median(gain)) if n else float("nan"),
+        "rank_biserial": rank_biserial, "cohens_dz": float(np.mean(gain) / sd) if n >= 2 and sd > 0 else float("nan"),
+        "note": "" if n >= 6 else f"with {n} image(s) no two-sided result can reach p < {alpha:g}",
+    }
+
+
+def curve_flags(curve_effect: dict, n_levels: int, n_images: int, levels: np.ndarray, bx: float,
+                saturated: bool, steps: np.ndarray) -> list[dict]:
+    """The flags a reader must see beside a curve, each {"code", "message"} (message one line)."""
+    flags = []
+    if n_levels < MIN_LEVELS_FOR_INTERVALS or n_images < MIN_IMAGES_FOR_INTERVALS:
+        why = []
+        if n_levels < MIN_LEVELS_FOR_INTERVALS:
+            why.append(f"{n_levels} distinct x value(s) for four parameters (need {MIN_LEVELS_FOR_INTERVALS})")
+        if n_images < MIN_IMAGES_FOR_INTERVALS:
+            why.append(f"{n_images} image(s) to resample (need {MIN_IMAGES_FOR_INTERVALS})")
+        flags.append({"code": "under_determined",
+                      "message": "under-determined, no intervals: " + " and ".join(why)})
+    e = curve_effect
+    p = e["p_value"]
+    test = (f"{e['high_steps']} vs {e['low_steps']} steps: {e['better']} of {e['n_images']} images better, "
+            f"{e['worse']} worse, Wilcoxon p = {p:.2g}, median gain {e['median_gain']:.3g}, "
+            f"rank-biserial {e['rank_biserial']:.2f}" + (f"; {e['note']}" if e["note"] else ""))
+    effect = p == p and p < e["alpha"]
+    if effect and e["rank_biserial"] < 0:
+        flags.append({"code": "worse_with_steps", "message": f"quality gets worse with more steps ({test})"})
+    elif not effect:
+        flags.append({"code": "no_effect", "message": f"no measurable effect of steps ({test})"})
+    if effect and n_levels >= 3:
+        tol = 1e-9 * (levels[-1] - levels[0])
+        # Bx before the third grid point: at most the first two step counts lie on the rise, so its shape
+        # (and Ax) is not resolved; a Bx a hair above the second point is "at" it for any practical purpose.
+        if bx < levels[2] - tol:
+            flags.append({"code": "saturated_in_grid", "message": (
+                f"saturated within the grid: add lower step counts (Bx = {bx:.3g}, before the third grid point "
+                f"at {steps[2]:g} steps: only {int(np.sum(levels < bx - tol))} step count(s) on the rise)")})
+        elif not saturated:
+            flags.append({"code": "not_saturated", "message": (
+                f"not saturated within the grid: add higher step counts (Bx = {bx:.3g}, fewer than two grid "
+                f"points at or beyond it)")})
+    return flags
+
+
+def refusal(entry: dict) -> str | None:
+    """Why a fit.json curve entry is unfit for the simulator (one line), or None.
+
+    Version 2 entries carry ``flags`` (``REFUSED_FLAGS``: under-determined, no measurable effect of steps,
+    worse with steps). Version 1 entries have none; their under-determination is judged from ``levels`` and
+    ``n_images`` where present, with the same limits as ``curve_flags``.
+    """
+    flags = entry.get("flags")
+    if isinstance(flags, list):
+        for flag in flags:
+            if isinstance(flag, dict) and flag.get("code") in REFUSED_FLAGS:
+                return str(flag.get("message", flag["code"]))
+        return None
+    n_levels = len((entry.get("levels") or {}).get("x") or []) or None
+    n_images = entry.get("n_images")
+    if (n_levels is not None and n_levels < MIN_LEVELS_FOR_INTERVALS) or (
+            isinstance(n_images, int) and n_images < MIN_IMAGES_FOR_INTERVALS):
+        return (f"under-determined: {n_levels} distinct x value(s) and {n_images} image(s) (need "
+                f"{MIN_LEVELS_FOR_INTERVALS} and {MIN_IMAGES_FOR_INTERVALS})")
+    return None
+
+
+def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples: int = 200,
+              rng: np.random.Generator | None = None, level: float = 0.95,
+              model: str = "image_offsets") -> CurveFit:
+    """Fit one curve from ``points`` (columns image_id, steps, x, value; optionally unet_calls, wall_s).
+
+    ``model`` is ``image_offsets`` (the curve's shape shared, a level per image: the quality of one image at
+    many step counts is a repeated measure) or ``pooled`` (one curve through all points); both by the exact
+    global search of ``solve_profile``. With every image at every step count (and the same number of points
+    at each) the two give the same curve, since image offsets are then orthogonal to the step effect; they
+    differ when cells are missing (dropped NaN, partial sweeps) and in R². Each bootstrap resample draws the
+    curve's images with replacement (every row of a drawn image comes along: all its step counts and seeds,
+    so the resample stays paired) and refits exactly; intervals are percentile intervals at ``level``, and
+    none are computed for an under-determined curve (``curve_flags``).
+    """
+    if model not in FIT_MODELS:
+        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
     rng = rng or np.random.default_rng(0)
+    what = " ".join(f"{k}={v}" for k, v in key.items())
     x, y = points["x"].to_numpy(float), points["value"].to_numpy(float)
     levels, index = np.unique(x, return_inverse=True)
     if levels.size < 2:
-        what = " ".join(f"{k}={v}" for k, v in key.items())
         raise FitError(f"{what}: measured at a single step count ({points['steps'].iloc[0]}); "
                        "a fit needs at least two")
-    estimate = fit_piecewise(x, y)
     images, image_index = np.unique(points["image_id"].to_numpy(str), return_inverse=True)
-    # Per image × level: counts and sums, so a resample's level statistics are one matrix product.
+    # Per image × level: counts and sums, so a resample's statistics are one matrix product.
     n_il = np.zeros((images.size, levels.size))
     s_il = np.zeros((images.size, levels.size))
     np.add.at(n_il, (image_index, index), 1.0)
     np.add.at(s_il, (image_index, index), y)
+    if model == "image_offsets":
+        if not np.any((n_il > 0).sum(1) >= 2):
+            raise FitError(f"{what}: no image is measured at two or more step counts, so per-image offsets "
+                           "leave nothing to fit; use --fit-model pooled")
+        terms = offset_terms(n_il, s_il, np.bincount(image_index, weights=y * y, minlength=images.size))
+
+        level_share = n_il / n_il.sum(1, keepdims=True)  # each image's points per level, as a share of its points
+        mean_part = s_il / n_il.sum(1, keepdims=True)
+
+        def solve(counts):
+            return solve_offsets(levels, counts @ terms[0], counts @ terms[1], counts @ terms[2], counts @ level_share,
+                                 counts @ mean_part)
+    else:
+        def solve(counts):
+            return solve_grouped(levels, counts @ n_il, counts @ s_il)
+
+    best = solve(np.ones((1, images.size)))
+    estimate = Piecewise(*(float(best[n][0]) for n in ("ax", "ay", "bx", "by")), sse=0.0)
+    # Fit statistics from the residuals themselves, for either model.
+    resid = y - estimate(x)
+    per_image = np.bincount(image_index, minlength=images.size)
+    offsets = np.bincount(image_index, weights=resid, minlength=images.size) / per_image
+    image_mean = np.bincount(image_index, weights=y, minlength=images.size) / per_image
+    sse_pooled, sse_within = float(np.sum(resid**2)), float(np.sum((resid - offsets[image_index]) ** 2))
+    sst_pooled, sst_within = float(np.sum((y - y.mean()) ** 2)), float(np.sum((y - image_mean[image_index]) ** 2))
+    estimate = Piecewise(estimate.ax, estimate.ay, estimate.bx, estimate.by,
+                         sse_within if model == "image_offsets" else sse_pooled)
+    stats = level_summary(points)
+    median_fit = fit_piecewise(stats["x"], stats["median"])
+    sst_medians = float(np.sum((stats["median"] - stats["median"].mean()) ** 2))
+
+    effect = step_effect(points, higher_is_better)
+    flags = curve_flags(effect, levels.size, images.size, levels, estimate.bx,
+                        bool(_plateau_seen(estimate.bx, levels, upper=True)), stats["steps"].to_numpy(float))
     names = ("ax", "ay", "bx", "by")
-    if resamples > 0:
-        counts = bootstrap_counts(images.size, resamples, rng)
-        boot = solve_grouped(levels, counts @ n_il, counts @ s_il)
+    ci = {n: (float("nan"), float("nan")) for n in names}
+    sd = {n: float("nan") for n in names}
+    share = float("nan")
+    if resamples > 0 and not any(f["code"] == "under_determined" for f in flags):
+        boot = solve(bootstrap_counts(images.size, resamples, rng))
         alpha = (1 - level) / 2
         ci = {n: (float(np.quantile(boot[n], alpha)), float(np.quantile(boot[n], 1 - alpha))) for n in names}
         sd = {n: float(np.std(boot[n], ddof=1)) if resamples > 1 else float("nan") for n in names}
         share = float(np.mean(~_plateau_seen(boot["bx"], levels, upper=True)))
-    else:
-        ci = {n: (float("nan"), float("nan")) for n in names}
-        sd = {n: float("nan") for n in names}
-        share = float("nan")
-    sst = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - estimate.sse / sst if sst > 0 else float("nan")
-    by_level = points.groupby("x")
-    stats = pd.DataFrame({
-        "steps": by_level["steps"].median().to_numpy(float),
-        "x": levels, "n": by_level.size().to_numpy(int), "mean": by_level["value"].mean().to_numpy(),
-        "median": by_level["value"].median().to_numpy(),
-        "q25": by_level["value"].quantile(0.25).to_numpy(), "q75": by_level["value"].quantile(0.75).to_numpy(),
-    })
+    # The smooth alternatives see what the model sees: for image offsets, each image's mean removed (the
+    # grand mean added back), so between-image spread does not decide the ranking.
+    y_compared = y - image_mean[image_index] + y.mean() if model == "image_offsets" else y
+
+    def ratio(sse, sst):
+        return 1.0 - sse / sst if sst > 0 else float("nan")
+
     return CurveFit(
-        key=key, higher_is_better=higher_is_better, estimate=estimate, ci=ci, sd=sd, r2=r2,
-        rmse=math.sqrt(estimate.sse / y.size), n_images=int(images.size), n_points=int(y.size), x_levels=levels,
-        level_stats=stats, saturated=bool(_plateau_seen(estimate.bx, levels, upper=True)),
+        key=key, higher_is_better=higher_is_better, model=model, estimate=estimate, ci=ci, sd=sd,
+        r2_within=ratio(sse_within, sst_within), r2_pooled=ratio(sse_pooled, sst_pooled), median_fit=median_fit,
+        r2_medians=ratio(median_fit.sse, sst_medians), rmse=math.sqrt(estimate.sse / y.size),
+        n_images=int(images.size), n_points=int(y.size), x_levels=levels, level_stats=stats,
+        saturated=bool(_plateau_seen(estimate.bx, levels, upper=True)),
         floor_observed=bool(_plateau_seen(estimate.ax, levels, upper=False)), share_not_saturated=share,
-        comparison=compare_models(x, y, estimate), points=points[["image_id", "x", "value"]].reset_index(drop=True),
+        comparison=compare_models(x, y_compared), effect=effect, stop=stop_point(stats, higher_is_better),
+        flags=flags, points=points[["image_id", "x", "value"]].reset_index(drop=True),
     )
 
 
@@ -568,7 +833,7 @@ def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, d
 
 
 def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, seed: int = 0,
-               level: float = 0.95) -> list[CurveFit]:
+               level: float = 0.95, model: str = "image_offsets") -> list[CurveFit]:
     """Fit every (model, mask, jump setting, metric) curve of a scores table.
 
     With ``x="wall_s"`` each step count sits at the median seconds per image of its cells in that curve: the
@@ -581,7 +846,9 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
         key = dict(zip(CURVE_KEY, values, strict=True))
         key = {k: (int(v) if k.startswith("jump") else str(v)) for k, v in key.items()}
         points = pd.DataFrame({"image_id": group["image_id"].to_numpy(), "steps": group["steps"].to_numpy(),
-                               "value": group["value"].to_numpy(float), "x": group[x].to_numpy(float)})
+                               "value": group["value"].to_numpy(float), "x": group[x].to_numpy(float),
+                               "unet_calls": group["unet_calls"].to_numpy(float),
+                               "wall_s": group["wall_s"].to_numpy(float)})
         if x == "wall_s":
             points["x"] = points.groupby("steps")["x"].transform("median")
         points["x"] = points["x"].astype(float)
@@ -590,7 +857,7 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
             hib = metrics_mod.METRICS[metric].higher_is_better
         else:
             hib = bool(group["higher_is_better"].iloc[0])
-        curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level))
+        curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves
 
 
@@ -610,7 +877,7 @@ def _clean(value):
 
 
 def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
-                   resamples: int, seed: int, level: float) -> dict:
+                   resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
     """fit.json's content (docs/fit-json.md)."""
     import aaas_profile
 
@@ -638,9 +905,11 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": str(run_dir),
         "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
+        "fit_model": {"name": model, "form": FIT_MODELS[model]},
         "x": {"name": x, "unit": X_UNITS[x]},
         "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
-                      "interval": "percentile"},
+                      "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
+                      "min_images": MIN_IMAGES_FOR_INTERVALS},
         "curves": entries,
         "scales": scales,
         "runtime": summary,
@@ -667,24 +936,28 @@ def load_fit(path: Path) -> dict:
     except json.JSONDecodeError as err:
         raise FitError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     version = document.get("schema_version") if isinstance(document, dict) else None
-    if version != SCHEMA_VERSION:
-        raise FitError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise FitError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads "
+                       f"{', '.join(map(str, READABLE_VERSIONS))}")
     return document
 
 
 def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
-            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True) -> FitResult:
+            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
+            model: str = "image_offsets") -> FitResult:
     """Fit a run folder: writes ``<run>/fit.json`` and, with ``plots``, ``<run>/plots/*.png``."""
     if not 0 < level < 1:
         raise FitError(f"confidence level {level} must be between 0 and 1")
     if resamples < 0:
         raise FitError(f"bootstrap resamples {resamples} must be 0 or more")
+    if model not in FIT_MODELS:
+        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
     run = Path(run)
     scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
-    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level)
+    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
     scales = quality_scales(curves)
     runtime = fit_runtime(scores)
-    document = build_document(run, x, curves, scales, runtime, resamples, seed, level)
+    document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
     path = run / "fit.json"
     write_json(path, document)
     written: list[Path] = []

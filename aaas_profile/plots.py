@@ -1,8 +1,11 @@
 """PNG figures of fitted quality curves (matplotlib, Agg backend: no display needed).
 
-One figure per curve (model × mask × jump setting × metric): the per-image values, the per-step median with
-its interquartile band, the fitted broken line with (Ax, Ay) and (Bx, By) marked and their bootstrap
-intervals as error bars. One 2×3 panel per (model, mask, jump setting) with all six metrics, like Figure 3 of
+One figure per curve (model × mask × jump setting × metric): each image's values joined by a thin line (an
+image is measured at every step count), the per-step median with its interquartile band, the fitted broken
+line with (Ax, Ay) and (Bx, By) marked and their bootstrap intervals as error bars, where the median stops
+gaining (dotted), the three R² (within images, pooled, medians) and the curve's flags in red. A grid that
+spans more than a factor of 20 (1 to 50 steps) is drawn on a log x axis, so the low end stays visible.
+One 2×3 panel per (model, mask, jump setting) with all six metrics, like Figure 3 of
 Du et al. (2023).
 """
 
@@ -30,16 +33,42 @@ def _curve_stem(key: dict) -> str:
     return "_".join(_slug(v) for v in (key["model"], key["mask"], jumps))
 
 
+def flag_label(curve: CurveFit, flag: dict) -> str:
+    """A flag as a short label for a plot (the full message is in fit.json and the fit table)."""
+    code = flag["code"]
+    if code == "no_effect":
+        return f"no measurable effect of steps (p = {curve.effect['p_value']:.2g})"
+    if code == "worse_with_steps":
+        return f"worse with more steps (p = {curve.effect['p_value']:.2g})"
+    if code == "saturated_in_grid":
+        return "saturated within the grid: add lower step counts"
+    if code == "not_saturated":
+        return "not saturated within the grid: add higher step counts"
+    if code == "under_determined":
+        return f"no intervals: {curve.x_levels.size} step counts, {curve.n_images} image(s)"
+    return code
+
+
 def draw_curve(ax, curve: CurveFit, x: str = "steps", title: str | None = None) -> None:
     """Draw one fitted curve on a matplotlib Axes."""
     e, stats, pts = curve.estimate, curve.level_stats, curve.points
+    lo, hi = stats["x"].iloc[0], stats["x"].iloc[-1]
+    log_x = lo > 0 and hi / lo >= 20
     rng = np.random.default_rng(0)  # a little horizontal jitter so overlapping images stay visible
-    span = stats["x"].iloc[-1] - stats["x"].iloc[0]
-    jitter = rng.uniform(-0.006, 0.006, len(pts)) * span
-    ax.scatter(pts["x"] + jitter, pts["value"], s=6, color="0.55", alpha=0.35, linewidths=0, label="per image")
+    jitter = rng.uniform(-0.006, 0.006, len(pts))
+    xs = pts["x"] * (1 + 3 * jitter) if log_x else pts["x"] + jitter * (hi - lo)
+    for _, one in pts.assign(xs=xs).sort_values("x").groupby("image_id"):
+        ax.plot(one["xs"], one["value"], "-", color="0.6", lw=0.5, alpha=0.5, zorder=1)
+    ax.scatter(xs, pts["value"], s=6, color="0.55", alpha=0.45, linewidths=0, label="per image", zorder=2)
     ax.fill_between(stats["x"], stats["q25"], stats["q75"], color="tab:blue", alpha=0.2, label="IQR")
     ax.plot(stats["x"], stats["median"], "o-", color="tab:blue", ms=3.5, lw=1.2, label="median")
-    grid = np.linspace(stats["x"].iloc[0], stats["x"].iloc[-1], 400)
+    if log_x:
+        ax.set_xscale("log")
+        crowded = np.any(np.diff(np.log(stats["x"])) < np.log(1.4))  # e.g. 20 and 25 on a 1-50 axis
+        ax.set_xticks(stats["x"], [f"{v:g}" for v in stats["x"]], rotation=90 if crowded else 0,
+                      fontsize=7 if crowded else None)
+        ax.minorticks_off()
+    grid = np.geomspace(lo, hi, 400) if log_x else np.linspace(lo, hi, 400)
     ax.plot(grid, e(grid), color="tab:red", lw=2, label="fit")
     for name, (px, py) in (("A", (e.ax, e.ay)), ("B", (e.bx, e.by))):
         cx, cy = curve.ci[name.lower() + "x"], curve.ci[name.lower() + "y"]
@@ -48,14 +77,18 @@ def draw_curve(ax, curve: CurveFit, x: str = "steps", title: str | None = None) 
         ax.errorbar([px], [py], xerr=xerr, yerr=yerr, fmt="s", color="black", ms=5, capsize=3, zorder=5)
         ax.annotate(f"{name} ({px:.4g}, {py:.4g})", (px, py), textcoords="offset points",
                     xytext=(6, -12 if name == "A" and not curve.higher_is_better else 6), fontsize=7)
-    if not curve.saturated:
-        ax.text(0.98, 0.02, "not saturated in range", transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, color="tab:red")
+    stop = curve.stop
+    ax.axvline(stop["x"], color="tab:green", ls=":", lw=1.2, label=f"stop: {stop['steps']} steps")
+    labels = [flag_label(curve, f) for f in curve.flags]
+    if labels:
+        ax.text(0.98, 0.02 if curve.higher_is_better else 0.98, "\n".join(labels), transform=ax.transAxes,
+                ha="right", va="bottom" if curve.higher_is_better else "top", fontsize=7, color="tab:red")
     better = "higher" if curve.higher_is_better else "lower"
     ax.set_xlabel(X_UNITS[x])
     ax.set_ylabel(f"{curve.key['metric']} (unitless, {better} is better)")
     ax.set_title(title or curve.key["metric"], fontsize=10)
-    ax.text(0.02, 0.98 if curve.higher_is_better else 0.02, f"R² = {curve.r2:.3f}", transform=ax.transAxes,
+    r2 = f"R² within {curve.r2_within:.2f} · pooled {curve.r2_pooled:.2f} · medians {curve.r2_medians:.2f}"
+    ax.text(0.02, 0.98 if curve.higher_is_better else 0.02, r2, transform=ax.transAxes,
             ha="left", va="top" if curve.higher_is_better else "bottom", fontsize=7)
     ax.grid(alpha=0.3)
 
@@ -84,7 +117,7 @@ def plot_panel(curves: list[CurveFit], path: Path, x: str = "steps") -> Path:
             ax.set_title(f"{metric}: not measured", fontsize=10)
     key = curves[0].key
     fig.suptitle(f"{key['model']} · mask {key['mask']} · jumps {key['jump_length']}/{key['jump_n_sample']}: "
-                 "quality against compute (points: images, band: IQR, red: four-parameter fit)", fontsize=11)
+                 "quality against compute (grey: images, band: IQR, red: four-parameter fit, green: stop)", fontsize=11)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.91, wspace=0.28, hspace=0.32)
     fig.savefig(path)
     plt.close(fig)

@@ -4,6 +4,9 @@ Every image is embedded as a data URI, so ``report.html`` can be mailed, archive
 page loads nothing from the network (no fonts, scripts or style sheets from elsewhere). Each section appears
 only when the run folder holds its data:
 
+- where to stop (first): per metric, the step count beyond which the per-step median gains less than 1 % of
+  the curve's range, its UNet calls and seconds per image, the curve's flags from ``fit.json``, and the
+  image grid at those step counts (``fit.stop_point``; from ``scores/`` alone when there is no fit yet);
 - run: ``manifest.json`` and ``config.toml`` (model, device, versions, time taken, UNet calls);
 - outputs: ``images/<cell>/`` as the paper's Figure 2 (original, corrupted, the output at each step count);
 - quality: the sweep's per-step medians from ``scores/``, the 2×3 metric panels from ``plots/*_panel.png``
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aaas_profile import fit as fit_mod
 from aaas_profile import runs
 
 STYLE = """
@@ -35,6 +39,7 @@ figure { margin: .8rem 0 1.4rem; } figure img { max-width: 100%; border: 1px sol
 figcaption { color: #555; font-size: .9rem; }
 .grid td { padding: 2px; border: none; text-align: center; font-size: .8rem; }
 .grid img { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
+.flag { color: #a40000; } .lead { background: #f7f9fc; border: 1px solid #d8e0ec; padding: .2rem 1rem .6rem; }
 @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } figure, table { break-inside: avoid; } }
 """
 
@@ -48,7 +53,8 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = ()) -> str:
+def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = (), flag_column: str | None = None) -> str:
+    """An HTML table; ``flag_column``'s cells are shown as warnings unless they read "–"."""
     head = "".join(f'<th class="{"text" if c in text_columns else ""}">{html.escape(str(c))}</th>'
                    for c in frame.columns)
     rows = []
@@ -56,7 +62,10 @@ def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = ()) -> str:
         cells = []
         for column, value in zip(frame.columns, row, strict=True):
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
-            cells.append(f'<td class="{"text" if column in text_columns else ""}">{html.escape(text)}</td>')
+            css = "text" if column in text_columns else ""
+            if column == flag_column and text != "–":
+                css += " flag"
+            cells.append(f'<td class="{css}">{html.escape(text)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -99,14 +108,15 @@ def run_section(run: Path, scores: pd.DataFrame | None) -> str:
     return section
 
 
-def grid_section(run: Path, max_cells: int = 6) -> str:
-    """The paper's Figure 2: per saved cell, the original, the corrupted input and each step count's output."""
+def _grid_table(run: Path, max_cells: int = 6, only_steps: set[int] | None = None) -> str:
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
     if not folders:
         return ""
-    steps = sorted({p.stem for f in folders for p in f.glob("steps-*.png")})
+    steps = sorted({p.stem for f in folders for p in f.glob("steps-*.png")}, key=lambda s: int(s.split("-")[1]))
+    if only_steps is not None:
+        steps = [s for s in steps if int(s.split("-")[1]) in only_steps]
     header = "<tr><td></td><td>original</td><td>corrupted</td>" + "".join(
-        f"<td>{int(s.split('-')[1])} steps</td>" for s in steps) + "</tr>"
+        f"<td>{int(s.split('-')[1])} step{'' if int(s.split('-')[1]) == 1 else 's'}</td>" for s in steps) + "</tr>"
     rows = []
     for folder in folders:
         cells = [f'<td class="text">{html.escape(folder.name)}</td>']
@@ -115,9 +125,82 @@ def grid_section(run: Path, max_cells: int = 6) -> str:
             cells.append(f'<td><img src="{data_uri(path)}" alt="{html.escape(folder.name)} {name}"></td>'
                          if path.exists() else "<td>–</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='grid'>{header}{''.join(rows)}</table>"
+
+
+def grid_section(run: Path, max_cells: int = 6) -> str:
+    """The paper's Figure 2: per saved cell, the original, the corrupted input and each step count's output."""
+    table = _grid_table(run, max_cells)
+    if not table:
+        return ""
     return ("<h2>Outputs across step counts</h2><p class='muted'>Grey in the corrupted input marks the pixels "
-            "to generate (mask 0); the rest is kept.</p>"
-            f"<table class='grid'>{header}{''.join(rows)}</table>")
+            f"to generate (mask 0); the rest is kept.</p>{table}")
+
+
+def _stops(run: Path, scores: pd.DataFrame | None) -> tuple[list[dict], str]:
+    """Per curve: key, direction, stop point, flags, R² within; from fit.json, else from the scores alone."""
+    fit_path = run / "fit.json"
+    if fit_path.exists():
+        document = json.loads(fit_path.read_text())
+        curves = [c for c in document.get("curves", []) if isinstance(c.get("stop"), dict)]
+        if curves:
+            return curves, "fit.json"
+    if scores is None or not len(scores):
+        return [], ""
+    curves = []
+    for (model, mask, metric), group in scores.groupby(["model", "mask", "metric"], sort=True):
+        hib = bool(group["higher_is_better"].iloc[0])
+        stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
+        curves.append({"model": model, "mask": mask, "metric": metric, "higher_is_better": hib,
+                       "stop": fit_mod.stop_point(stats, hib), "flags": []})
+    why = "its fit.json predates flags: run `aaas-profile fit` again" if fit_path.exists() else (
+        "no fit.json yet: run `aaas-profile fit` for flags")
+    return curves, f"the per-step medians in scores/ ({why})"
+
+
+def _is_flat(curve: dict) -> bool:
+    return any(f.get("code") in ("no_effect", "worse_with_steps") for f in curve.get("flags") or [])
+
+
+def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
+    """The page's lead: where each metric stops paying for steps, with the image grid at those steps."""
+    curves, source = _stops(run, scores)
+    if not curves:
+        return ""
+    rows = []
+    for c in curves:
+        s = c["stop"]
+        flags = [f.get("message", f.get("code", "")) for f in c.get("flags") or []]
+        if s.get("top_of_grid") and not _is_flat(c):
+            flags.append("still gaining at the top of the grid: add higher step counts")
+        r2 = c.get("r2")
+        flat = _is_flat(c)  # a curve without an effect of steps has no place to stop
+        rows.append({
+            "mask": c["mask"], "metric": c["metric"], "better": "higher" if c["higher_is_better"] else "lower",
+            "stop at steps": "–" if flat else str(s["steps"]),
+            "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
+            "s per image": "–" if flat or s.get("wall_s") is None else f"{s['wall_s']:.3g}",
+            "median there": f"{s['median']:.4g}", "best median": f"{s['best_median']:.4g}",
+            "R² within": (f"{r2['within_image']:.2f}" if isinstance(r2, dict) and r2.get("within_image") is not None
+                          else "–"),
+            "flags": "; ".join(flags) or "–",
+        })
+    frame = pd.DataFrame(rows)
+    table = _table(frame, ("mask", "metric", "better", "flags"), flag_column="flags")
+    steps = {int(c["stop"]["steps"]) for c in curves if not _is_flat(c)}
+    levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
+    if scores is not None and len(scores):
+        levels = sorted({int(v) for v in scores["steps"].unique()})
+    if levels:
+        steps |= {levels[0], levels[-1]}
+    grid = _grid_table(run, max_cells=4, only_steps=steps)
+    return ("<section class='lead'><h2>Where to stop paying for steps</h2>"
+            "<p>Per metric, the step count beyond which the median over images gains less than 1 % of the "
+            "curve's range (best minus worst per-step median): more steps cost UNet calls and seconds but buy "
+            f"almost nothing. Seconds are per image as measured in this run. Source: {html.escape(source)}.</p>"
+            + table
+            + (f"<h3>Outputs at those step counts (and the grid's ends)</h3>{grid}" if grid else "")
+            + "</section>")
 
 
 def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
@@ -139,14 +222,24 @@ def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
                 low, high = part.get("ci") or (None, None)
                 row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}, {high:.4g}]"
                                                                      if low is not None and high is not None else ""))
-            row["R²"] = curve.get("r2") if curve.get("r2") is not None else float("nan")
+            r2 = curve.get("r2")
+            if isinstance(r2, dict):  # schema 2: within images, pooled, per-step medians
+                for name, label in (("within_image", "R² within"), ("pooled", "R² pooled"),
+                                    ("medians", "R² medians")):
+                    row[label] = r2.get(name) if r2.get(name) is not None else float("nan")
+            else:  # schema 1: one pooled R²
+                row["R² pooled"] = r2 if r2 is not None else float("nan")
             row["saturated"] = "yes" if curve.get("saturated") else "no"
+            row["flags"] = "; ".join(f.get("message", "") for f in curve.get("flags") or []) or "–"
             rows.append(row)
         if rows:
             unit = fit.get("x", {}).get("unit", "steps")
+            model = (fit.get("fit_model") or {}).get("name", "pooled")
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
-                         f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals</h3>"
-                         + _table(pd.DataFrame(rows), ("mask", "metric", "Ax", "Ay", "Bx", "By", "saturated")))
+                         f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
+                         f"model {html.escape(model)}</h3>"
+                         + _table(pd.DataFrame(rows), ("mask", "metric", "Ax", "Ay", "Bx", "By", "saturated",
+                                                       "flags"), flag_column="flags"))
     return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
 
 
@@ -182,8 +275,8 @@ def build(run: Path) -> str:
     if not run.is_dir():
         raise ReportError(f"{run} is not a run folder")
     scores = runs.read_scores(run) if runs.part_files(run) else None
-    sections = [run_section(run, scores) if (run / "manifest.json").exists() else "", grid_section(run),
-                quality_section(run, scores), simulator_section(run)]
+    sections = [stop_section(run, scores), run_section(run, scores) if (run / "manifest.json").exists() else "",
+                grid_section(run), quality_section(run, scores), simulator_section(run)]
     if not any(sections):
         raise ReportError(f"{run} holds no manifest, scores, images, fit or simulator results to report")
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

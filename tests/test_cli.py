@@ -117,4 +117,4 @@ def test_help_explains_the_step_grid():
     assert result.exit_code == 0
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
     assert "Use divisors of the 1000 training steps" in text
-    assert "[default: 10,20,25,50," in text
+    assert "[default: 1,2,5,10,20,25,50:" in text

@@ -311,7 +311,8 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin"))
     result = fit.fit_run(tmp_path, resamples=50, plots=False)
     document = fit.load_fit(tmp_path)
-    assert document["schema_version"] == fit.SCHEMA_VERSION == 1
+    assert document["schema_version"] == fit.SCHEMA_VERSION == 2
+    assert document["fit_model"]["name"] == "image_offsets"
     assert document == json.loads(json.dumps(result.document))
     assert len(document["curves"]) == 12
     for curve, entry in zip(result.curves, document["curves"], strict=True):
@@ -319,7 +320,9 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
         assert entry["ax"]["value"] == curve.estimate.ax
         assert entry["bx"]["ci"] == list(curve.ci["bx"])
         assert entry["n_images"] == 20 and entry["n_points"] == 20 * len(STEPS)
-        assert 0.8 < entry["r2"] <= 1
+        assert entry["fit_model"] == "image_offsets" and entry["flags"] == []
+        assert 0.8 < entry["r2"]["within_image"] <= 1 and 0.8 < entry["r2"]["medians"] <= 1
+        assert entry["r2"]["pooled"] < entry["r2"]["within_image"]  # image offsets count against pooled R²
         assert entry["levels"]["x"] == [float(s) for s in STEPS]
         unit = entry["unit_scale"]
         assert 0 <= unit["ay"] <= 1 and 0 <= unit["by"] <= 1
@@ -341,7 +344,7 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
     # A fit.json of another schema version is refused in one line.
     document["schema_version"] = 99
     (tmp_path / "fit.json").write_text(json.dumps(document))
-    with pytest.raises(fit.FitError, match="schema_version 99"):
+    with pytest.raises(fit.FitError, match="schema_version 99, this aaas-profile reads 1, 2"):
         fit.load_fit(tmp_path / "fit.json")
 
 
@@ -458,3 +461,181 @@ def test_command_on_an_empty_folder(app, tmp_path):
     result = CliRunner().invoke(app, ["fit", str(tmp_path)])
     assert result.exit_code == 2
     assert "no scores" in result.output
+
+
+# --- per-image offsets, flags, where to stop -------------------------------------------------------------
+
+GRID = (1, 2, 5, 10, 20, 25, 50)  # the sweep's default grid
+
+
+def offset_rows(truth, offsets, steps_of, noise=0.01, metric="haarpsi", seed=0):
+    """Rows for one curve: image i measured at ``steps_of(i)``, value = curve + offsets[i] + noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, offset in enumerate(offsets):
+        for t in steps_of(i):
+            rows.append({
+                "run_id": "test", "model": "m", "image_id": f"img{i:03d}", "mask": "thick", "seed": 0,
+                "steps": int(t), "jump_length": 10, "jump_n_sample": 10, "unet_calls": int(t),
+                "wall_s": 0.01 * t, "device": "cpu", "dtype": "fp32", "batch_size": 8, "metric": metric,
+                "value": float(fit.piecewise(t, *truth) + offset + rng.normal(0, noise)),
+                "higher_is_better": METRICS[metric].higher_is_better,
+            })
+    return rows
+
+
+def brute_force_offsets_sse(x, y, image, n=121):
+    """Least within-image SSE over a dense grid of breakpoint pairs, by explicit regression on image dummies."""
+    grid = np.unique(np.concatenate([np.linspace(x.min(), x.max(), n), np.unique(x)]))
+    dummies = (image[:, None] == np.unique(image)[None]).astype(float)
+    best = np.inf
+    for a in grid:
+        for b in grid[grid > a]:
+            h = np.clip((x - a) / (b - a), 0, 1)
+            design = np.column_stack([dummies, h])
+            resid = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+            best = min(best, float(resid @ resid))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_offset_fit_is_exact_on_unbalanced_data(seed):
+    # Images measured at different subsets of the grid, rough data: the offset fit's within-image SSE is the
+    # global optimum (never beaten by a dense grid of breakpoints with every image's level re-fitted).
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(6):
+        steps = np.sort(rng.choice(GRID, size=rng.integers(2, 8), replace=False))
+        for t in steps:
+            rows.append({"image_id": f"i{i}", "steps": int(t), "x": float(t),
+                         "value": rng.normal(i) + np.sin(t / rng.uniform(3, 20))})
+    table = pd.DataFrame(rows)
+    curve = fit.fit_curve(table, {"metric": "dss"}, True, resamples=0)
+    grid = brute_force_offsets_sse(table["x"].to_numpy(), table["value"].to_numpy(), table["image_id"].to_numpy())
+    assert curve.estimate.sse <= grid + 1e-9
+    assert curve.estimate.sse == pytest.approx(grid, rel=0.05)  # and the grid gets close to it
+    # The reported SSE is the within-image SSE at the reported curve (each image's level re-fitted).
+    resid = table["value"] - curve.estimate(table["x"])
+    within = resid - resid.groupby(table["image_id"]).transform("mean")
+    assert curve.estimate.sse == pytest.approx(float((within**2).sum()), rel=1e-9)
+
+
+def test_offsets_and_pooled_agree_when_every_image_has_every_step_count():
+    # Balanced: image offsets are orthogonal to the step effect, so both models give the same curve (to
+    # rounding; both are exact), while R² within images is far above the pooled R².
+    offsets = np.random.default_rng(1).normal(0, 0.3, 20)
+    table = pd.DataFrame(offset_rows((3.0, 0.4, 15.0, 0.7), offsets, lambda i: GRID, noise=0.02))
+    table["x"] = table["steps"].astype(float)
+    a = fit.fit_curve(table, {"metric": "haarpsi"}, True, resamples=0, model="image_offsets")
+    b = fit.fit_curve(table, {"metric": "haarpsi"}, True, resamples=0, model="pooled")
+    for name in ("ax", "ay", "bx", "by"):
+        assert getattr(a.estimate, name) == pytest.approx(getattr(b.estimate, name), rel=1e-9, abs=1e-12)
+    assert a.r2_within > 0.9 and a.r2_pooled < 0.5
+    assert a.r2 == a.r2_within and b.r2 == b.r2_pooled
+
+
+def test_offset_fit_recovers_a_known_curve_where_the_pooled_fit_does_not(tmp_path):
+    # Large image-to-image offsets (SD 0.3 against a rise of 0.3) and a sweep that measured the low end of
+    # the grid (1, 2, 5 steps) only for the first half of the images, which happen to be the darker, lower-
+    # scoring ones: pooled level means at 1-5 steps then describe other images than those at 10-50 steps.
+    truth = (3.0, 0.4, 15.0, 0.7)
+    offsets = np.sort(np.random.default_rng(5).normal(0, 0.3, 30))
+    offsets -= offsets.mean()  # the truth is the average image's curve
+    rows = offset_rows(truth, offsets, lambda i: GRID if i < 15 else GRID[3:], noise=0.02)
+    runs.write_part(tmp_path, rows)
+    offset = fit.fit_run(tmp_path, resamples=200, plots=False).curves[0]
+    pooled = fit.fit_run(tmp_path, resamples=200, plots=False, model="pooled").curves[0]
+    for i, name in enumerate(("ax", "ay", "bx", "by")):
+        lo, hi = offset.ci[name]
+        assert lo <= truth[i] <= hi, (name, offset.ci[name])
+    missed = [name for i, name in enumerate(("ax", "ay", "bx", "by"))
+              if not pooled.ci[name][0] <= truth[i] <= pooled.ci[name][1]]
+    assert {"ax", "ay"} <= set(missed), pooled.ci
+    assert offset.estimate.ay == pytest.approx(truth[1], abs=0.02)
+    assert pooled.estimate.ay < truth[1] - 0.1  # biased by the low-scoring images alone at the low end
+    assert fit.load_fit(tmp_path)["curves"][0]["fit_model"] == "pooled"
+
+
+def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
+    from aaas_profile.sim.asps import SimError, profile_asps
+
+    # The metric does not depend on steps at all: image levels and noise only.
+    offsets = np.random.default_rng(2).normal(0, 0.2, 12)
+    rows = offset_rows((1.0, 0.5, 50.0, 0.5), offsets, lambda i: GRID, noise=0.05, metric="vif")
+    rows += offset_rows((2.0, 0.3, 10.0, 0.8), offsets, lambda i: GRID, noise=0.02, metric="dss")
+    runs.write_part(tmp_path, rows)
+    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    dss, vif = result.curves
+    assert vif.flagged("no_effect") and vif.effect["p_value"] >= 0.05
+    assert "no measurable effect of steps (50 vs 1 steps" in vif.flags[0]["message"]
+    assert not dss.flags and dss.effect["p_value"] < 0.001 and dss.effect["better"] == 12
+    assert dss.effect["rank_biserial"] == 1.0
+    entry = json.loads(result.path.read_text())["curves"][1]
+    assert entry["flags"][0]["code"] == "no_effect"
+    with pytest.raises(SimError) as err:
+        profile_asps(result.path, metric="vif")
+    assert "no measurable effect of steps" in one_line(err) and "--allow-flagged-profile" in one_line(err)
+    assert len(profile_asps(result.path, metric="vif", allow_flagged=True).sid) == 20
+    assert len(profile_asps(result.path, metric="dss").sid) == 20
+
+
+def test_two_step_counts_get_no_intervals(tmp_path):
+    rows = offset_rows((5.0, 0.3, 20.0, 0.8), np.zeros(10), lambda i: (10, 20), noise=0.02)
+    runs.write_part(tmp_path, rows)
+    result = fit.fit_run(tmp_path, resamples=100, plots=True)
+    (curve,) = result.curves
+    assert all(np.isnan(curve.ci[name]).all() for name in ("ax", "ay", "bx", "by"))
+    assert curve.flags[0] == {"code": "under_determined", "message": "under-determined, no intervals: 2 distinct "
+                              "x value(s) for four parameters (need 4)"}
+    entry = fit.load_fit(tmp_path)["curves"][0]
+    assert entry["ax"]["ci"] == [None, None] and entry["flags"][0]["code"] == "under_determined"
+
+
+def test_one_image_at_two_step_counts_is_flagged_and_refused(tmp_path):
+    # Issue 15: 1 image × 2 step counts fitted with R² 1.000 and zero-width intervals, and simulate took it.
+    from aaas_profile.sim.asps import SimError, profile_asps
+
+    runs.write_part(tmp_path, offset_rows((5.0, 0.3, 20.0, 0.8), [0.0], lambda i: (5, 10)))
+    result = fit.fit_run(tmp_path, resamples=100, plots=False)
+    (curve,) = result.curves
+    assert curve.flags[0]["message"] == ("under-determined, no intervals: 2 distinct x value(s) for four "
+                                         "parameters (need 4) and 1 image(s) to resample (need 3)")
+    assert np.isnan(curve.ci["bx"]).all()
+    with pytest.raises(SimError) as err:
+        profile_asps(result.path, metric="haarpsi")
+    assert "under-determined" in one_line(err)
+
+
+def test_a_curve_saturated_at_the_second_grid_point_asks_for_lower_step_counts():
+    offsets = np.random.default_rng(3).normal(0, 0.1, 10)
+    # The whole rise happens between the first two grid points (1 and 2 steps), as with the bundled models.
+    table = pd.DataFrame(offset_rows((1.0, 0.3, 2.0, 0.7), offsets, lambda i: GRID, noise=0.01))
+    table["x"] = table["steps"].astype(float)
+    curve = fit.fit_curve(table, {"metric": "haarpsi"}, True, resamples=0)
+    assert curve.estimate.bx == pytest.approx(2.0, abs=0.1)
+    assert [f["code"] for f in curve.flags] == ["saturated_in_grid"]
+    assert curve.flags[0]["message"].startswith("saturated within the grid: add lower step counts")
+
+
+def test_stop_point_is_where_the_median_stops_gaining_one_percent_of_the_range():
+    stats = pd.DataFrame({"steps": [1, 2, 5, 10, 20, 50], "x": [1, 2, 5, 10, 20, 50],
+                          "median": [0.46, 0.60, 0.647, 0.650, 0.6505, 0.652],
+                          "unet_calls": [1, 2, 5, 10, 20, 50], "wall_s": [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]})
+    stop = fit.stop_point(stats, higher_is_better=True)
+    # range 0.192, 1 % = 0.00192: after 5 steps the median still gains 0.005; after 10 steps only 0.002 > 0.00192;
+    # after 20 steps 0.0015 < 0.00192.
+    assert stop["steps"] == 20 and stop["wall_s"] == 2.0 and not stop["top_of_grid"]
+    falling = stats.assign(median=-stats["median"])
+    assert fit.stop_point(falling, higher_is_better=False)["steps"] == 20
+    rising = stats.assign(median=np.linspace(0, 1, 6))
+    assert fit.stop_point(rising, higher_is_better=True)["top_of_grid"]
+
+
+def test_the_step_effect_uses_the_top_step_count_all_images_share():
+    # An unfinished sweep: 50 steps measured for 3 of 10 images only; the paired test then runs at 20 steps
+    # with all 10 images instead of at 50 steps with 3 (where no result could reach p < 0.05).
+    offsets = np.random.default_rng(4).normal(0, 0.2, 10)
+    rows = offset_rows((1.0, 0.3, 5.0, 0.7), offsets, lambda i: GRID if i < 3 else GRID[:-1], noise=0.01)
+    effect = fit.step_effect(pd.DataFrame(rows).assign(x=lambda d: d["steps"].astype(float)), True)
+    assert (effect["low_steps"], effect["high_steps"], effect["n_images"]) == (1, 25, 10)
+    assert effect["better"] == 10 and effect["p_value"] < 0.01

@@ -1,6 +1,7 @@
 """The report page: built from a real sweep + fit + simulator run folder, opened in headless Chromium."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,24 @@ def test_report_holds_every_section_and_no_external_resource(run_folder):
                  "weights sha256", "UNet image-forwards", "ASP selection simulator", "greedy-oracle",
                  "hindsight optimum"):
         assert text in page, text
-    # grid: 2 cells × (original, corrupted, 3 steps); 2 metric panels; the simulator's figures 5 and 6
-    assert page.count("<img") == 2 * (2 + 3) + 2 + 2
+    # grid: 2 cells × (original, corrupted, 3 steps); 2 metric panels; the simulator's figures 5 and 6; and
+    # the lead's grid: 2 cells × (original, corrupted, the steps where metrics stop gaining and the grid's ends)
+    lead, rest = page.split("<h2>Run</h2>")
+    columns = len(re.findall(r"\d+ steps?</td>", lead))  # the step counts shown in the lead's grid
+    assert lead.count("<img") == 2 * (2 + columns) and columns >= 2
+    assert rest.count("<img") == 2 * (2 + 3) + 2 + 2
     for external in ("http://", "https://", "//cdn", "<script", "<link"):
         assert external not in page
+
+
+def test_report_leads_with_where_to_stop_and_the_flags(run_folder):
+    page = report.build(run_folder)
+    lead = page.index("Where to stop paying for steps")
+    assert lead < page.index("<h2>Run</h2>") < page.index("Fitted (Ax, Ay, Bx, By)")
+    # 3 step counts and 3 images: every curve is under-determined and says so, in the lead and the fit table
+    assert page.count("under-determined, no intervals: 3 distinct x value(s) for four parameters (need 4)") >= 8
+    for column in ("stop at steps", "UNet calls", "s per image", "R² within", "R² pooled", "R² medians"):
+        assert column in page, column
 
 
 def test_nothing_to_report_is_one_line(tmp_path):
@@ -76,8 +91,33 @@ def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chro
     chromium.get(page.as_uri())
     images = chromium.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(images) == 14
+    assert len(images) == report.build(run_folder).count("<img")
     assert all(done and width > 0 and height > 0 for done, width, height in images), images
     errors = [entry for entry in chromium.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
     assert errors == []
     assert chromium.title.startswith("aaas-profile")
+
+
+def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(tmp_path):
+    import json
+
+    from aaas_profile import fit, runs
+
+    rows = []
+    for i in range(4):
+        for steps, value in ((1, 0.4), (2, 0.6), (5, 0.65), (10, 0.66), (50, 0.66)):
+            rows.append({"run_id": "r", "model": "m", "image_id": f"i{i}", "mask": "thick", "seed": 0,
+                         "steps": steps, "jump_length": 10, "jump_n_sample": 10, "unet_calls": steps,
+                         "wall_s": 0.1 * steps, "device": "cpu", "dtype": "fp32", "batch_size": 4,
+                         "metric": "haarpsi", "value": value + 0.05 * i, "higher_is_better": True})
+    runs.write_part(tmp_path, rows)
+    version_1 = {"schema_version": 1, "x": {"unit": "denoising steps"}, "bootstrap": {"level": 0.95},
+                 "curves": [{"mask": "thick", "metric": "haarpsi", "r2": 0.42, "saturated": True,
+                             **{k: {"value": 1.0, "ci": [0.5, 1.5]} for k in ("ax", "ay", "bx", "by")}}]}
+    (tmp_path / "fit.json").write_text(json.dumps(version_1))
+    assert fit.load_fit(tmp_path)["schema_version"] == 1
+    page = report.build(tmp_path)
+    # The median gains 0.01 of a 0.26 range after 5 steps (> 1 %) and nothing after 10.
+    lead = page[page.index("Where to stop"):page.index("Quality against steps")]
+    assert "<td class=\"\">10</td>" in lead and "its fit.json predates flags" in lead
+    assert "R² pooled" in page and "<td class=\"\">0.42</td>" in page

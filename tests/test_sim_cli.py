@@ -156,3 +156,19 @@ def test_invalid_files_are_one_line_errors(tmp_path):
 def test_help_has_examples():
     result = runner.invoke(app, ["simulate", "--help"])
     assert result.exit_code == 0 and "Examples" in result.output and "--profile" in result.output
+
+
+def test_a_flagged_profile_is_refused_in_one_line_unless_allowed(tmp_path):
+    # fit.json schema 2 flags a flat curve; simulate refuses it with the flag's reason, or uses it on request.
+    fit = tmp_path / "fit.json"
+    curve = {"model": "m", "mask": "thick", "metric": "vif", "scale01": {"ax": 1, "ay": 0.0, "bx": 2, "by": 0.1},
+             "flags": [{"code": "no_effect", "message": "no measurable effect of steps (50 vs 1 steps: Wilcoxon "
+                                                        "p = 0.43)"}]}
+    fit.write_text(json.dumps({"schema_version": 2, "curves": [curve]}))
+    result = runner.invoke(app, ["simulate", "--policy", "crash-avoid", "--profile", str(fit), *FAST])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    text = " ".join(result.output.split())
+    assert "curve m/thick/vif: no measurable effect of steps" in text and "--allow-flagged-profile" in text
+    result = runner.invoke(app, ["simulate", "--policy", "crash-avoid", "--profile", str(fit),
+                                 "--allow-flagged-profile", *FAST])
+    assert result.exit_code == 0, result.output

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aaas_profile.fit import refusal as fit_refusal
+
 # The paper preset (DESIGN.md, "The simulator"): grids the hidden parameters are drawn from.
 PAPER_N_ASPS = 20
 PAPER_CAPACITIES = np.arange(400, 1501, 100)
@@ -155,6 +157,7 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
             row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
         except (KeyError, TypeError, ValueError):
             raise SimError(f"profile {path}: curve {i} lacks scale01 with numeric ax, ay, bx, by") from None
+        row["refusal"] = fit_refusal(curve)
         curves.append(row)
     coef = None
     runtime = data.get("runtime")
@@ -175,13 +178,16 @@ def profile_asps(
     seed: int = 0,
     task_steps: tuple[int, ...] = tuple(range(100, 251, 10)),
     reference_runtime_s: float | None = None,
+    allow_flagged: bool = False,
 ) -> AspSet:
     """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric``.
 
-    Curves are ordered by (model, mask); capacities are drawn from the paper's grid with ``seed``. The
-    measured runtime polynomial keeps its shape but is rescaled so that the largest task takes
-    ``reference_runtime_s`` (the paper's runtime at 250 steps by default): a profiled model runs an image in
-    seconds, and without the rescale the paper's arrival rate would leave every ASP idle.
+    A curve that ``fit`` flagged as under-determined, flat ("no measurable effect of steps") or getting worse
+    with steps is refused with its reason unless ``allow_flagged``. Curves are ordered by (model, mask);
+    capacities are drawn from the paper's grid with ``seed``. The measured runtime polynomial keeps its shape
+    but is rescaled so that the largest task takes ``reference_runtime_s`` (the paper's runtime at 250 steps by
+    default): a profiled model runs an image in seconds, and without the rescale the paper's arrival rate would
+    leave every ASP idle.
     """
     from aaas_profile.sim.env import paper_runtime_s, polynomial
 
@@ -197,6 +203,12 @@ def profile_asps(
     chosen = sorted((c for c in curves if c["metric"] == metric), key=lambda c: (c["model"], c["mask"]))
     if not chosen:
         raise SimError(f"profile {path} has no curve for metric {metric!r}; it has {', '.join(metrics)}")
+    for c in chosen:  # a flat or under-determined curve would drive the simulator with noise
+        if c["refusal"] and not allow_flagged:
+            raise SimError(f"profile {path}: curve {c['model']}/{c['mask']}/{metric}: {c['refusal']}; "
+                           "pass --allow-flagged-profile to simulate it anyway")
+        if c["refusal"]:
+            notes.append(f"flagged curve used on request: {c['model']}/{c['mask']}/{metric}: {c['refusal']}")
     rng = np.random.default_rng(seed)
     picks = [chosen[i % len(chosen)] for i in range(n)]
     runtime_coef = None
