@@ -3,13 +3,15 @@
 Every policy is evaluated on the same task streams (the evaluation seeds), so the comparison is paired and
 the hindsight optimum of each stream is solved once. Outputs per policy: ``episodes.parquet`` (one row per
 evaluation episode); for the requested policy also ``summary.json``, ``figure6.png`` and, for SAC,
-``training.parquet``, ``figure5.png`` and ``checkpoint.pt``.
+``training.parquet``, ``figure5.png`` and ``checkpoint.pt``. Every run also writes the ASP table it used to
+``sim/asps.csv`` (the columns ``--asps`` reads), so it can be repeated on exactly those ASPs.
 
 Columns of ``episodes.parquet``: policy, episode, stream_seed, reward (episode sum), crashes (crash events),
 interrupted (running tasks lost in crashes), dropped (tasks that arrived at a full ASP), finished (tasks
-served and never lost), finished_gain (Σ f(t) − Ay over finished tasks), mean_reward_per_finished
-(finished_gain / finished), optimum (hindsight optimum of the stream, or its upper bound), optimum_exact,
-fraction_of_optimum (reward / optimum), steps (tasks in the episode).
+served, never lost and done by the episode's end, as the authors count them), running (served tasks still
+running at the end; finished + running is every task served and never lost), finished_gain (Σ f(t) − Ay
+over finished tasks), mean_reward_per_finished (finished_gain / finished), optimum (hindsight optimum of the
+stream, or its upper bound), optimum_exact, fraction_of_optimum (reward / optimum), steps (tasks in the episode).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aaas_profile.sim.asps import AspSet, SimError
+from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
 from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
 from aaas_profile.sim.optimum import Optimum, hindsight_optimum
@@ -86,7 +88,7 @@ def evaluate(env: AspSelectionEnv, policy: Policy, seeds: list[int], optima: dic
         rows.append({
             "policy": policy.name, "episode": i, "stream_seed": s, "reward": stats["reward"],
             "crashes": stats["crashes"], "interrupted": stats["interrupted"], "dropped": stats["dropped"],
-            "finished": finished, "finished_gain": stats["finished_gain"],
+            "finished": finished, "running": stats["running"], "finished_gain": stats["finished_gain"],
             "mean_reward_per_finished": stats["finished_gain"] / finished if finished else 0.0,
             "optimum": opt.bound if opt else np.nan, "optimum_exact": bool(opt.exact) if opt else False,
             "fraction_of_optimum": stats["reward"] / opt.bound if opt and opt.bound > 0 else np.nan,
@@ -148,6 +150,7 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
     env = AspSelectionEnv(asps, config)
     folder = Path(out) / "sim" / options.policy
     folder.mkdir(parents=True, exist_ok=True)
+    asps_csv = write_asps_csv(asps, Path(out) / "sim" / "asps.csv")  # so the run can be repeated on its ASPs
     seeds = eval_seeds(options.seed, options.episodes)
     result_notes = list(asps.notes)
 
@@ -182,7 +185,7 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         progress.stop()
 
     episodes = pd.concat(tables.values(), ignore_index=True)
-    files = []
+    files = [asps_csv]
     for name, table in tables.items():
         sub = Path(out) / "sim" / name
         sub.mkdir(parents=True, exist_ok=True)
