@@ -65,7 +65,7 @@ def simulate(
     ] = 10,
     train_episodes: Annotated[
         int, typer.Option("--train-episodes", help="SAC training episodes (≈1,000 env steps each).")
-    ] = 120,
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the ASP draw, the task streams and the agent.")] = 0,
     horizon: Annotated[
         float,

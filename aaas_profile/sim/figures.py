@@ -1,8 +1,9 @@
 """The paper's simulator figures as PNG (matplotlib, Agg backend).
 
-Figure 5: SAC's learning curve (reward per episode against environment steps) with each baseline's mean
-evaluation reward as a level. Figure 6: bars of crash events and of the mean reward per finished task, per
-policy, with the standard deviation over evaluation episodes as error bars.
+Figure 5: SAC's learning curve (reward per episode against environment steps, and against training wall
+seconds on the top axis) with each baseline's mean evaluation reward as a level. Figure 6: bars of crash
+events and of the mean reward per finished task, per policy, with the standard deviation over evaluation
+episodes as error bars.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 COLORS = {"random": "tab:gray", "round-robin": "tab:brown", "crash-avoid": "tab:blue",
@@ -21,7 +23,7 @@ COLORS = {"random": "tab:gray", "round-robin": "tab:brown", "crash-avoid": "tab:
 
 def figure5_learning_curve(training: pd.DataFrame, levels: dict[str, float], path: Path,
                            optimum: float | None = None, selected_episode: int | None = None) -> Path:
-    """``training`` has episode, env_steps, train_reward and eval_reward; ``levels`` maps policy → mean.
+    """``training`` has episode, env_steps, wall_s, train_reward and eval_reward; ``levels`` maps policy → mean.
 
     ``selected_episode`` marks the validation point of the actor that was evaluated.
     """
@@ -43,6 +45,13 @@ def figure5_learning_curve(training: pd.DataFrame, levels: dict[str, float], pat
     if optimum is not None:
         ax.axhline(optimum, ls=":", lw=1.2, color=COLORS["optimum"], label="hindsight optimum (bound)")
     ax.set_xlabel("environment steps (tasks assigned)")
+    if "wall_s" in training and training["wall_s"].notna().all() and len(training) > 1:
+        # A second x axis in training wall seconds; steps and seconds are both increasing, so interpolation
+        # maps one onto the other.
+        steps, seconds = training["env_steps"].to_numpy(float), training["wall_s"].to_numpy(float)
+        top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, steps, seconds),
+                                                   lambda x: np.interp(x, seconds, steps)))
+        top.set_xlabel("training wall time (s, one CPU thread)", fontsize=8)
     ax.set_ylabel("episode reward")
     ax.set_title("Learning curve (cf. Du et al. 2023, Fig. 5)")
     low = min([*levels.values(), float(training["train_reward"].quantile(0.1))]) if len(training) else 0
