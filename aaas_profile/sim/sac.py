@@ -307,12 +307,11 @@ class DiscreteSAC:
     def logits(self, obs: torch.Tensor, x: torch.Tensor, actor: nn.Module | None = None) -> torch.Tensor:
         """The policy's logits for observations ``obs`` (features ``x``), the crash mask applied if enabled.
 
-        The mask subtracts ``CRASH_MASK`` from the ASPs the task does not fit, unless it fits none (then every
-        choice crashes, and the actor's own logits choose)."""
+        The mask subtracts ``CRASH_MASK`` from the ASPs the task does not fit. When it fits none, every logit
+        drops by the same amount and π is the actor's own (every choice crashes; the actor picks which)."""
         logits = (self.actor if actor is None else actor)(x)
         if self.config.mask_crashes:
-            ok = fits(obs, self.n_actions, self.steps_ratio)
-            logits = logits - CRASH_MASK * (~ok & ok.any(dim=1, keepdim=True))
+            logits = logits - CRASH_MASK * ~fits(obs, self.n_actions, self.steps_ratio)
         return logits
 
     @torch.no_grad()
