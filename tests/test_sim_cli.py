@@ -40,6 +40,10 @@ def test_smoke_every_policy(tmp_path, policy):
     assert summary["policies"][policy]["reward"]["mean"] == pytest.approx(table["reward"].iloc[0])
     if policy == "sac":
         assert (folder / "checkpoint.pt").exists() and (folder / "figure5.png").exists()
+        training = pd.read_parquet(folder / "training.parquet")
+        (point,) = summary["sac_learning"]["curve"]  # one training episode, validated at its end
+        assert point["env_steps"] == training["env_steps"].iloc[-1] > 0
+        assert point["wall_s"] == training["wall_s"].iloc[-1] == pytest.approx(summary["train_seconds"])
 
 
 def test_baselines_optimum_and_checkpoint(tmp_path):
