@@ -242,3 +242,15 @@ def test_a_checkpoint_for_another_number_of_asps_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "trained for 3 ASPs, this set has 20" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_agod_preset_runs_on_its_table_and_writes_it(tmp_path):
+    from aaas_profile.sim.asps import preset_asps, read_asps_csv
+
+    result = runner.invoke(app, ["simulate", "--policy", "greedy-oracle", "--preset", "agod", "--seed", "0",
+                                 "--out", str(tmp_path), "--no-baselines", *FAST])
+    assert result.exit_code == 0, result.output
+    assert "agod preset, seed 0" in " ".join(result.output.split())
+    written = read_asps_csv(tmp_path / "sim" / "asps.csv")
+    expected = preset_asps("agod", 0)
+    assert written.capacity.tolist() == expected.capacity.tolist() and written.by.tolist() == expected.by.tolist()
