@@ -115,7 +115,10 @@ def main() -> None:
                     "python": platform.python_version(), "machine": platform.machine(),
                     "load_average_1min": _load()})
     for key, value in results.items():
-        print(f"{key:36s} {value:,.1f}" if isinstance(value, float) else f"{key:36s} {value}")
+        if isinstance(value, float):
+            print(f"{key:36s} {value:,.3f}" if abs(value) < 10 else f"{key:36s} {value:,.1f}")
+        else:
+            print(f"{key:36s} {value}")
     out = Path("results/bench/sim.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
