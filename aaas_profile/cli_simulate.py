@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aaas_profile.sim import runner
-from aaas_profile.sim.asps import SimError, paper_asps, profile_asps, read_asps_csv
+from aaas_profile.sim.asps import SimError, preset_asps, profile_asps, read_asps_csv
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.policies import POLICIES
 from aaas_profile.terminal import console, fail
@@ -41,8 +41,9 @@ def simulate(
     preset: Annotated[
         str,
         typer.Option(
-            help="ASP set when neither --profile nor --asps is given: 'paper' "
-            "(20 ASPs drawn from the paper's grids with --seed)."
+            help="ASP set when neither --profile nor --asps is given, drawn with --seed as the authors' code "
+            "draws it: 'paper' (capacities 400-1500, Du et al. 2023) or 'agod' (capacities 400-900, "
+            "the follow-up's D2SAC paper)."
         ),
     ] = "paper",
     profile: Annotated[
@@ -69,7 +70,7 @@ def simulate(
     ] = 10,
     train_episodes: Annotated[
         int, typer.Option("--train-episodes", help="SAC training episodes (≈1,000 env steps each).")
-    ] = 120,
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the ASP draw, the task streams and the agent.")] = 0,
     horizon: Annotated[
         float,
@@ -82,7 +83,7 @@ def simulate(
         Path | None,
         typer.Option(
             help="Run folder; outputs go to <out>/sim/<policy>/. "
-            "\\[default: results/paper, or the profile's folder]"
+            "\\[default: results/<preset>, results/<csv name>, or the profile's folder]"
         ),
     ] = None,
     baselines: Annotated[bool, typer.Option(help="Also evaluate every baseline as a reference.")] = True,
@@ -124,6 +125,8 @@ def simulate(
 
         aaas-profile simulate --policy greedy-oracle --episodes 20 --seed 1
 
+        aaas-profile simulate --policy sac --preset agod --episodes 20
+
         aaas-profile simulate --policy crash-avoid --asps my_asps.csv --out results/mine
 
         aaas-profile simulate --profile results/run1/fit.json --metric haarpsi --policy sac
@@ -141,15 +144,13 @@ def simulate(
             asp_set = read_asps_csv(asps)
         elif profile is not None:
             asp_set = profile_asps(profile, metric=metric, seed=seed, allow_flagged=allow_flagged_profile)
-        elif preset == "paper":
-            asp_set = paper_asps(seed)
         else:
-            fail(f"unknown preset {preset!r}; the only preset is 'paper' (or give --profile / --asps)")
+            asp_set = preset_asps(preset, seed)
         if out is None:
             out = (
                 profile.parent
                 if profile is not None
-                else Path("results") / ("paper" if asps is None else asps.stem)
+                else Path("results") / (preset if asps is None else asps.stem)
             )
         options = runner.SimOptions(
             policy=policy,
@@ -167,7 +168,7 @@ def simulate(
             fail("--horizon must be positive")
         config = SimConfig(horizon_s=horizon)
         if seeds is not None:
-            _run_seeds(seeds, ray, asp_set, asps, profile, metric, out, options, config)
+            _run_seeds(seeds, ray, asp_set, asps, profile, metric, preset, out, options, config)
             return
         if ray is not None:
             fail("--ray runs seeds in parallel: give --seeds too")
@@ -179,7 +180,7 @@ def simulate(
     _print_summary(result, asp_set.source, seed, episodes)
 
 
-def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) -> None:
+def _run_seeds(text, ray, asp_set, asps, profile, metric, preset, out, options, config) -> None:
     from functools import partial
 
     from aaas_profile.sim.seeds import SUMMARY, simulate_seeds
@@ -194,7 +195,7 @@ def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) 
     elif profile is not None:
         make_asps = partial(_profile_for_seed, profile, metric)
     else:
-        make_asps = paper_asps
+        make_asps = partial(preset_asps, preset)
     try:
         _, summary = simulate_seeds(make_asps, Path(out), options, config, seed_list, ray_address=ray)
     except SimError as err:

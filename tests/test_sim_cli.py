@@ -40,6 +40,10 @@ def test_smoke_every_policy(tmp_path, policy):
     assert summary["policies"][policy]["reward"]["mean"] == pytest.approx(table["reward"].iloc[0])
     if policy == "sac":
         assert (folder / "checkpoint.pt").exists() and (folder / "figure5.png").exists()
+        training = pd.read_parquet(folder / "training.parquet")
+        (point,) = summary["sac_learning"]["curve"]  # one training episode, validated at its end
+        assert point["env_steps"] == training["env_steps"].iloc[-1] > 0
+        assert point["wall_s"] == training["wall_s"].iloc[-1] == pytest.approx(summary["train_seconds"])
 
 
 def test_baselines_optimum_and_checkpoint(tmp_path):
@@ -172,3 +176,94 @@ def test_a_flagged_profile_is_refused_in_one_line_unless_allowed(tmp_path):
     result = runner.invoke(app, ["simulate", "--policy", "crash-avoid", "--profile", str(fit),
                                  "--allow-flagged-profile", *FAST])
     assert result.exit_code == 0, result.output
+# -- paths only the real command line reaches (issue 18, item 7) --------------------------------------------
+
+def real_app():
+    from aaas_profile.cli import app as project_app
+
+    return project_app
+
+
+SEEDS_FAST = ["--policy", "greedy-oracle", "--episodes", "2", "--no-optimum", "--horizon", "100000"]
+
+
+def seeds_run(tmp_path, *extra):
+    result = runner.invoke(real_app(), ["simulate", *SEEDS_FAST, "--seeds", "0-2", "--out", str(tmp_path), *extra])
+    assert result.exit_code == 0, result.output
+    return pd.read_parquet(tmp_path / "sim" / "greedy-oracle" / "seeds.parquet")
+
+
+def test_seeds_run_each_seed_on_its_own_asps_and_aggregate_them(tmp_path):
+    from aaas_profile.sim.asps import preset_asps, read_asps_csv
+
+    table = seeds_run(tmp_path)
+    assert sorted(table["seed"].unique()) == [0, 1, 2]
+    for k in range(3):
+        own = pd.read_parquet(tmp_path / f"seed-{k}" / "sim" / "greedy-oracle" / "episodes.parquet")
+        mine = table[(table["seed"] == k) & (table["policy"] == "greedy-oracle")]
+        assert mine["reward"].tolist() == own["reward"].tolist()  # the same computation: bit for bit
+        written = read_asps_csv(tmp_path / f"seed-{k}" / "sim" / "asps.csv")
+        assert written.capacity.tolist() == preset_asps("paper", k).capacity.tolist()
+    assert table.groupby("seed")["reward"].mean().nunique() == 3  # three ASP tables, three results
+    summary = pd.read_parquet(tmp_path / "sim" / "greedy-oracle" / "seeds_summary.parquet").set_index("policy")
+    oracle = table[table["policy"] == "greedy-oracle"]
+    assert summary.loc["greedy-oracle", "mean_reward"] == pytest.approx(oracle["reward"].mean(), rel=1e-12)
+
+
+def test_seeds_on_local_ray_match_the_serial_run(tmp_path):  # 7 s with Ray's local start (measured under load)
+    serial = seeds_run(tmp_path / "serial")
+    on_ray = seeds_run(tmp_path / "ray", "--ray", "local")
+    key = ["seed", "policy", "episode"]
+    serial, on_ray = serial.sort_values(key).reset_index(drop=True), on_ray.sort_values(key).reset_index(drop=True)
+    assert on_ray["reward"].tolist() == serial["reward"].tolist()  # the same computation: bit for bit
+
+
+def test_checkpoint_is_evaluated_without_training(tmp_path, monkeypatch):
+    from aaas_profile.sim import AspSelectionEnv, SimConfig, preset_asps, sac
+    from aaas_profile.sim.runner import eval_seeds, run_episode
+
+    result = runner.invoke(real_app(), ["simulate", "--out", str(tmp_path / "trained"), "--no-baselines", *FAST])
+    assert result.exit_code == 0, result.output
+    ckpt = tmp_path / "trained" / "sim" / "sac" / "checkpoint.pt"
+    agent = sac.DiscreteSAC.load(ckpt)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("simulate --checkpoint ran a training step")
+
+    monkeypatch.setattr(sac, "train", no_training)
+    monkeypatch.setattr(sac.DiscreteSAC, "update", no_training)
+    result = runner.invoke(real_app(), ["simulate", "--out", str(tmp_path / "eval"), "--checkpoint", str(ckpt),
+                                        "--no-baselines", *FAST])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "eval" / "sim" / "sac"
+    assert not (folder / "training.parquet").exists() and not (folder / "checkpoint.pt").exists()
+    # the evaluation is the checkpoint's best-validated actor, greedy, on the evaluation stream
+    env = AspSelectionEnv(preset_asps("paper", 0), SimConfig(horizon_s=100_000))
+    expected = run_episode(env, sac.SacPolicy(agent, best=True), eval_seeds(0, 1)[0])["reward"]
+    assert pd.read_parquet(folder / "episodes.parquet")["reward"].tolist() == [expected]
+
+
+def test_a_checkpoint_for_another_number_of_asps_is_refused(tmp_path):
+    csv = tmp_path / "three.csv"
+    csv.write_text("sid,ax,ay,bx,by,capacity\na,0,0.1,150,0.6,500\nb,50,0,240,0.95,1500\nc,0,0,200,0.9,800\n")
+    result = runner.invoke(real_app(), ["simulate", "--asps", str(csv), "--out", str(tmp_path / "three"),
+                                        "--no-baselines", *FAST])
+    assert result.exit_code == 0, result.output
+    ckpt = tmp_path / "three" / "sim" / "sac" / "checkpoint.pt"
+    result = runner.invoke(real_app(), ["simulate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "twenty"),
+                                        "--no-baselines", *FAST])
+    assert result.exit_code == 2
+    assert "trained for 3 ASPs, this set has 20" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_agod_preset_runs_on_its_table_and_writes_it(tmp_path):
+    from aaas_profile.sim.asps import preset_asps, read_asps_csv
+
+    result = runner.invoke(app, ["simulate", "--policy", "greedy-oracle", "--preset", "agod", "--seed", "0",
+                                 "--out", str(tmp_path), "--no-baselines", *FAST])
+    assert result.exit_code == 0, result.output
+    assert "agod preset, seed 0" in " ".join(result.output.split())
+    written = read_asps_csv(tmp_path / "sim" / "asps.csv")
+    expected = preset_asps("agod", 0)
+    assert written.capacity.tolist() == expected.capacity.tolist() and written.by.tolist() == expected.by.tolist()

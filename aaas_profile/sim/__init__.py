@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from aaas_profile.sim.asps import AspSet, SimError, paper_asps, profile_asps, read_asps_csv, read_fit_profile
+from aaas_profile.sim.asps import (
+    AspSet,
+    SimError,
+    paper_asps,
+    preset_asps,
+    profile_asps,
+    read_asps_csv,
+    read_fit_profile,
+    write_asps_csv,
+)
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig, crash_penalty, paper_runtime_s, quality_gain
 
 ENV_ID = "aaas/AspSelection-v0"
@@ -15,5 +24,6 @@ if ENV_ID not in gym.registry:
 
 __all__ = [
     "ENV_ID", "AspSelectionEnv", "AspSet", "SimConfig", "SimError", "crash_penalty", "paper_asps",
-    "paper_runtime_s", "profile_asps", "quality_gain", "read_asps_csv", "read_fit_profile",
+    "paper_runtime_s", "preset_asps", "profile_asps", "quality_gain", "read_asps_csv", "read_fit_profile",
+    "write_asps_csv",
 ]

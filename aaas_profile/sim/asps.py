@@ -15,13 +15,17 @@ import numpy as np
 
 from aaas_profile.fit import refusal as fit_refusal
 
-# The paper preset (DESIGN.md, "The simulator"): grids the hidden parameters are drawn from.
+# The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
+# (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
 PAPER_N_ASPS = 20
-PAPER_CAPACITIES = np.arange(400, 1501, 100)
-PAPER_AX = np.arange(0, 91, 10).astype(float)
-PAPER_AY = np.round(np.arange(0, 0.451, 0.05), 2)
-PAPER_BX = np.arange(150, 241, 10).astype(float)
-PAPER_BY = np.round(np.arange(0.5, 0.951, 0.05), 2)
+PAPER_CAPACITIES = np.arange(400, 1600, 100)  # 400, 500, …, 1500
+AGOD_CAPACITIES = np.arange(400, 1000, 100)  # 400, …, 900: the follow-up's smaller grid (Du et al., TMC 2024)
+PRESET_CAPACITIES = {"paper": PAPER_CAPACITIES, "agod": AGOD_CAPACITIES}
+PAPER_AX = np.arange(0, 100, 10).astype(float)
+PAPER_AY = np.round(np.arange(0.0, 0.5, 0.05), 2)
+PAPER_BX = np.arange(150, 250, 10).astype(float)
+PAPER_BY = np.round(np.arange(0.5, 1.0, 0.05), 2)
+N_USERS = 1_000  # user locations the authors draw before the ASPs (unused here, but they consume the generator)
 
 CSV_COLUMNS = ("sid", "ax", "ay", "bx", "by", "capacity")
 
@@ -76,15 +80,41 @@ class AspSet:
                              "by": self.by, "capacity": self.capacity})
 
 
-def paper_asps(seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
-    """The paper's ASP set: capacities and hidden curve parameters drawn uniformly from DESIGN.md's grids."""
-    rng = np.random.default_rng(seed)
+def preset_asps(preset: str = "paper", seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
+    """A preset's ASP set, drawn exactly as the authors' code draws it, so ``seed`` 0 is their seed-0 table.
+
+    The legacy ``numpy.random.seed(seed)`` generator (here a private ``RandomState(seed)``: the same numbers,
+    no side effects on the global one) draws 1,000 user locations, each ``randint((0, 0), (100, 100),
+    size=(1, 2))``; then, per ASP in order, ax, ay, bx, by, the capacity (``choice`` over each grid) and one
+    more location. ``arange``'s float grids carry values such as 0.15000000000000002, so ay and by are
+    rounded to 2 decimals. Presets: ``paper`` (capacities 400–1500; Du et al. 2023) and ``agod``
+    (capacities 400–900; Du et al., "Diffusion-based Reinforcement Learning for Edge-enabled AI-Generated
+    Content Services", IEEE TMC 2024).
+    """
+    if preset not in PRESET_CAPACITIES:
+        raise SimError(f"unknown preset {preset!r}; choose from {', '.join(PRESET_CAPACITIES)}")
+    rng = np.random.RandomState(seed)
+    for _ in range(N_USERS):
+        rng.randint((0, 0), (100, 100), size=(1, 2))
+    ax, ay, bx, by, capacity = ([] for _ in range(5))
+    for _ in range(n):
+        # choice() draws an index, so the rounded grids give the authors' values, rounded
+        ax.append(rng.choice(PAPER_AX))
+        ay.append(rng.choice(PAPER_AY))
+        bx.append(rng.choice(PAPER_BX))
+        by.append(rng.choice(PAPER_BY))
+        capacity.append(rng.choice(PRESET_CAPACITIES[preset]))
+        rng.randint((0, 0), (100, 100), size=(1, 2))  # the ASP's location
     return AspSet(
         sid=tuple(f"asp{i:02d}" for i in range(n)),
-        ax=rng.choice(PAPER_AX, n), ay=rng.choice(PAPER_AY, n),
-        bx=rng.choice(PAPER_BX, n), by=rng.choice(PAPER_BY, n),
-        capacity=rng.choice(PAPER_CAPACITIES, n), source=f"paper preset, seed {seed}",
+        ax=np.asarray(ax), ay=np.asarray(ay), bx=np.asarray(bx), by=np.asarray(by),
+        capacity=np.asarray(capacity), source=f"{preset} preset, seed {seed}",
     )
+
+
+def paper_asps(seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
+    """The paper preset (``preset_asps("paper", seed)``): the authors' own table for ``seed``."""
+    return preset_asps("paper", seed, n)
 
 
 def read_asps_csv(path: Path) -> AspSet:
@@ -121,6 +151,16 @@ def read_asps_csv(path: Path) -> AspSet:
         by=numbers["by"],
         source=f"table {path.name}",
     )
+
+
+def write_asps_csv(asps: AspSet, path: Path) -> Path:
+    """Write ``asps`` as the CSV table :func:`read_asps_csv` reads (atomically: temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    asps.table().to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
 
 
 def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:

@@ -87,8 +87,9 @@ class AspSelectionEnv(gym.Env):
 
     ``asps`` defaults to the paper preset drawn with ``asp_seed``. ``info`` at the last step carries the
     episode's totals under ``"episode_stats"``: reward, crashes, interrupted (lost) tasks, dropped tasks,
-    finished tasks (served and never lost; tasks still running when the stream ends finish undisturbed) and
-    the summed gain of the finished tasks.
+    finished tasks (served, and done by the last task's arrival), the summed gain of the finished tasks, and
+    ``running`` (served tasks still running when the episode ends). The authors' summaries count a task
+    still running at the end as not finished; so does ``finished`` here (its reward was earned all the same).
     """
 
     metadata = {"render_modes": []}
@@ -171,6 +172,7 @@ class AspSelectionEnv(gym.Env):
             "accepted": 0,
             "finished": 0,
             "finished_gain": 0.0,
+            "running": 0,
             "steps": 0,
         }
         return self._observation(), {"n_tasks": n_tasks}
@@ -214,9 +216,8 @@ class AspSelectionEnv(gym.Env):
         terminated = self.k >= len(tasks)
         info = {"crashed": crashed, "lost": lost}
         if terminated:
-            # No task arrives any more: everything still running finishes undisturbed.
-            stats["finished"] += int(self._active.sum())
-            stats["finished_gain"] += float(self._task_gain[self._active].sum())
+            # The episode ends at the last arrival: what still runs is counted apart (the authors' rule).
+            stats["running"] = int(self._active.sum())
             info["episode_stats"] = dict(stats)
         else:
             self._release(tasks.arrival_s[self.k])

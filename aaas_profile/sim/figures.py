@@ -1,8 +1,9 @@
 """The paper's simulator figures as PNG (matplotlib, Agg backend).
 
-Figure 5: SAC's learning curve (reward per episode against environment steps) with each baseline's mean
-evaluation reward as a level. Figure 6: bars of crash events and of the mean reward per finished task, per
-policy, with the standard deviation over evaluation episodes as error bars.
+Figure 5: SAC's learning curve (reward per episode against environment steps, and against training wall
+seconds on the top axis) with each baseline's mean evaluation reward as a level. Figure 6: bars of crash
+events and of the mean reward per finished task, per policy, with the standard deviation over evaluation
+episodes as error bars.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 COLORS = {"random": "tab:gray", "round-robin": "tab:brown", "crash-avoid": "tab:blue",
           "greedy-oracle": "tab:green", "sac": "tab:red", "optimum": "black"}
@@ -21,7 +24,7 @@ COLORS = {"random": "tab:gray", "round-robin": "tab:brown", "crash-avoid": "tab:
 
 def figure5_learning_curve(training: pd.DataFrame, levels: dict[str, float], path: Path,
                            optimum: float | None = None, selected_episode: int | None = None) -> Path:
-    """``training`` has episode, env_steps, train_reward and eval_reward; ``levels`` maps policy → mean.
+    """``training`` has episode, env_steps, wall_s, train_reward and eval_reward; ``levels`` maps policy → mean.
 
     ``selected_episode`` marks the validation point of the actor that was evaluated.
     """
@@ -43,10 +46,21 @@ def figure5_learning_curve(training: pd.DataFrame, levels: dict[str, float], pat
     if optimum is not None:
         ax.axhline(optimum, ls=":", lw=1.2, color=COLORS["optimum"], label="hindsight optimum (bound)")
     ax.set_xlabel("environment steps (tasks assigned)")
+    if "wall_s" in training and training["wall_s"].notna().all() and len(training) > 1:
+        # A second x axis in training wall seconds; steps and seconds are both increasing, so interpolation
+        # maps one onto the other.
+        steps = np.concatenate([[0.0], training["env_steps"].to_numpy(float)])
+        seconds = np.concatenate([[0.0], training["wall_s"].to_numpy(float)])
+        top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, steps, seconds),
+                                                   lambda x: np.interp(x, seconds, steps)))
+        ticks = MaxNLocator(6).tick_values(0.0, seconds[-1])
+        top.set_xticks(ticks[ticks <= seconds[-1]])  # beyond the last episode the map is flat: no ticks there
+        top.set_xlabel("training wall time (s, one CPU thread)", fontsize=8)
     ax.set_ylabel("episode reward")
     ax.set_title("Learning curve (cf. Du et al. 2023, Fig. 5)")
     low = min([*levels.values(), float(training["train_reward"].quantile(0.1))]) if len(training) else 0
-    ax.set_ylim(bottom=min(low, 0) - 20)
+    high = max([*levels.values(), optimum or 0.0, float(training["train_reward"].max()) if len(training) else 0])
+    ax.set_ylim(bottom=min(low, 0) - 20, top=high + 0.05 * (high - min(low, 0)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

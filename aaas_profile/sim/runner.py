@@ -3,27 +3,28 @@
 Every policy is evaluated on the same task streams (the evaluation seeds), so the comparison is paired and
 the hindsight optimum of each stream is solved once. Outputs per policy: ``episodes.parquet`` (one row per
 evaluation episode); for the requested policy also ``summary.json``, ``figure6.png`` and, for SAC,
-``training.parquet``, ``figure5.png`` and ``checkpoint.pt``.
+``training.parquet``, ``figure5.png`` and ``checkpoint.pt``. Every run also writes the ASP table it used to
+``sim/asps.csv`` (the columns ``--asps`` reads), so it can be repeated on exactly those ASPs.
 
 Columns of ``episodes.parquet``: policy, episode, stream_seed, reward (episode sum), crashes (crash events),
 interrupted (running tasks lost in crashes), dropped (tasks that arrived at a full ASP), finished (tasks
-served and never lost), finished_gain (Σ f(t) − Ay over finished tasks), mean_reward_per_finished
-(finished_gain / finished), optimum (hindsight optimum of the stream, or its upper bound), optimum_exact,
-fraction_of_optimum (reward / optimum), steps (tasks in the episode).
+served, never lost and done by the episode's end, as the authors count them), running (served tasks still
+running at the end; finished + running is every task served and never lost), finished_gain (Σ f(t) − Ay
+over finished tasks), mean_reward_per_finished (finished_gain / finished), optimum (hindsight optimum of the
+stream, or its upper bound), optimum_exact, fraction_of_optimum (reward / optimum), steps (tasks in the episode).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from aaas_profile.sim.asps import AspSet, SimError
+from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
 from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
 from aaas_profile.sim.optimum import Optimum, hindsight_optimum
@@ -57,6 +58,17 @@ def train_seed(seed: int) -> int:
     return seed * 100_000
 
 
+def first_reaching(training: pd.DataFrame, level: float) -> dict | None:
+    """The first validation point whose greedy reward reaches ``level``: its episode, env steps and wall
+    seconds of training (validation included); ``None`` when none does. ``training`` is :func:`sac.train`'s
+    rows (``eval_reward`` is NaN between validation points)."""
+    reached = training[training["eval_reward"] >= level]
+    if reached.empty:
+        return None
+    row = reached.iloc[0]
+    return {"episode": int(row["episode"]), "env_steps": int(row["env_steps"]), "wall_s": float(row["wall_s"])}
+
+
 def run_episode(env: AspSelectionEnv, policy: Policy, stream_seed: int) -> dict:
     """One episode on the stream ``reset(seed=stream_seed)``; returns the environment's episode totals."""
     obs, _ = env.reset(seed=stream_seed)
@@ -86,7 +98,7 @@ def evaluate(env: AspSelectionEnv, policy: Policy, seeds: list[int], optima: dic
         rows.append({
             "policy": policy.name, "episode": i, "stream_seed": s, "reward": stats["reward"],
             "crashes": stats["crashes"], "interrupted": stats["interrupted"], "dropped": stats["dropped"],
-            "finished": finished, "finished_gain": stats["finished_gain"],
+            "finished": finished, "running": stats["running"], "finished_gain": stats["finished_gain"],
             "mean_reward_per_finished": stats["finished_gain"] / finished if finished else 0.0,
             "optimum": opt.bound if opt else np.nan, "optimum_exact": bool(opt.exact) if opt else False,
             "fraction_of_optimum": stats["reward"] / opt.bound if opt and opt.bound > 0 else np.nan,
@@ -112,7 +124,7 @@ class SimOptions:
 
     policy: str = "sac"
     episodes: int = 10  # evaluation episodes per policy
-    train_episodes: int = 120  # SAC training episodes (≈ 1,000 env steps each)
+    train_episodes: int = 30  # SAC training episodes (≈ 1,000 env steps each)
     seed: int = 0
     baselines: bool = True  # evaluate every baseline beside the policy, as reference levels
     optimum: bool = True
@@ -120,7 +132,7 @@ class SimOptions:
     resume: bool = False  # continue SAC training from sim/sac/checkpoint.pt
     checkpoint: Path | None = None  # evaluate this SAC checkpoint instead of training
     auto_alpha: bool = False
-    eval_every: int = 5
+    eval_every: int = 2  # validate every 2 training episodes (3 greedy episodes: about a second)
     torch_threads: int = 1  # SAC's networks are small: one thread is fastest and leaves other cores alone
 
 
@@ -148,6 +160,7 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
     env = AspSelectionEnv(asps, config)
     folder = Path(out) / "sim" / options.policy
     folder.mkdir(parents=True, exist_ok=True)
+    asps_csv = write_asps_csv(asps, Path(out) / "sim" / "asps.csv")  # so the run can be repeated on its ASPs
     seeds = eval_seeds(options.seed, options.episodes)
     result_notes = list(asps.notes)
 
@@ -182,7 +195,20 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         progress.stop()
 
     episodes = pd.concat(tables.values(), ignore_index=True)
-    files = []
+    learning = None
+    if training is not None and len(training):
+        # The learning curve on both axes, and when the validated greedy reward first reached 97 % of the greedy
+        # oracle's on the same validation streams.
+        oracle = float(np.mean([run_episode(env, make_baseline("greedy-oracle"), s)["reward"]
+                                for s in validation_seeds(options.seed)]))
+        points = training.dropna(subset=["eval_reward"])
+        learning = {
+            "greedy_oracle_validation_reward": oracle,
+            "first_97pct_of_oracle": first_reaching(training, 0.97 * oracle),
+            "curve": [{"episode": int(r.episode), "env_steps": int(r.env_steps), "wall_s": float(r.wall_s),
+                       "validation_reward": float(r.eval_reward)} for r in points.itertuples()],
+        }
+    files = [asps_csv]
     for name, table in tables.items():
         sub = Path(out) / "sim" / name
         sub.mkdir(parents=True, exist_ok=True)
@@ -211,6 +237,7 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         "train_seconds": train_seconds,
         "train_env_steps": env_steps,
         "sac_selected_actor": sac_selected,
+        "sac_learning": learning,
         "optimum": {
             "mean": float(np.mean([o.bound for o in optima.values()])) if optima else None,
             "exact_episodes": n_exact,
@@ -250,7 +277,6 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
 
     from aaas_profile.sim.sac import DiscreteSAC, SacConfig, SacPolicy, train
 
-    torch.set_num_threads(options.torch_threads)
     obs_dim = env.observation_space.shape[0]
     checkpoint = folder / "checkpoint.pt"
     if options.checkpoint is not None:
@@ -277,7 +303,6 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
 
     progress.start("train sac", options.train_episodes)
     progress.advance(agent.episodes)
-    start = time.perf_counter()
     rows = train(
         env,
         agent,
@@ -287,18 +312,15 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
         eval_fn=validate,
         eval_every=options.eval_every,
         on_episode=lambda row: progress.advance(1, reward=row["train_reward"]),
+        threads=options.torch_threads,
     )
-    seconds = time.perf_counter() - start
     progress.stop()
     if not checkpoint.exists():
         agent.save(checkpoint)
     training = pd.DataFrame(rows)
     if previous is not None:
-        seconds += float(previous["seconds"].sum())
         training = pd.concat([previous, training], ignore_index=True)
-    elif len(training):
-        seconds = float(training["seconds"].sum())
-    return SacPolicy(agent, best=True), training, seconds, agent.env_steps
+    return SacPolicy(agent, best=True), training, agent.wall_s, agent.env_steps
 
 
 def _load_agent(path: Path, obs_dim: int, n_actions: int):
