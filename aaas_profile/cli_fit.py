@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
-from aaas_profile.terminal import console, fail
+from aaas_profile.terminal import console, err_console, fail
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
+    """The estimate, and its interval on a second line, so that a table of them fits 80 columns."""
     if ci[0] != ci[0]:  # NaN: no bootstrap
         return f"{value:.4g}"
-    return f"{value:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]"
+    return f"{value:.4g}\n[{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
 def fit(
@@ -54,19 +56,26 @@ def fit(
 
 def _print_summary(result: fit_mod.FitResult, level: float) -> None:
     unit = fit_mod.X_UNITS[result.x]
-    table = Table(title=f"{result.path} · x = {unit} · {level:.0%} bootstrap intervals over images")
-    for column in ("model", "mask", "metric", "better", "Ax", "Ay", "Bx", "By", "R²", "AIC best", "images"):
-        table.add_column(column, justify="left" if column in ("model", "mask", "metric", "better", "AIC best")
-                         else "right")
+    console.print(f"[bold]{result.path}[/] · x = {unit} · {level:.0%} bootstrap intervals over images "
+                  "(↑ higher is better, ↓ lower)", highlight=False)
+    groups: dict[tuple, list] = {}
     for c in result.curves:
-        e = c.estimate
-        bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else " [yellow](not saturated)[/]")
-        table.add_row(
-            c.key["model"], c.key["mask"], c.key["metric"], "higher" if c.higher_is_better else "lower",
-            _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]), bx, _interval(e.by, c.ci["by"]),
-            f"{c.r2:.3f}", c.comparison["best_aic"], str(c.n_images),
-        )
-    console.print(table)
+        groups.setdefault((c.key["model"], c.key["mask"]), []).append(c)
+    for (model, mask), curves in groups.items():  # one narrow table per model × mask: readable at 80 columns
+        table = Table(title=f"{model} · {mask} · {curves[0].n_images} images", box=box.SIMPLE_HEAD,
+                      title_justify="left", pad_edge=False)
+        table.add_column("metric", no_wrap=True)
+        for column in ("Ax", "Ay", "Bx", "By"):
+            table.add_column(column, justify="right")
+        table.add_column("R²", justify="right", no_wrap=True)
+        table.add_column("AIC best", no_wrap=True)
+        for c in curves:
+            e = c.estimate
+            bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else "\n[yellow]not saturated[/]")
+            table.add_row(f"{c.key['metric']} {'↑' if c.higher_is_better else '↓'}", _interval(e.ax, c.ci["ax"]),
+                          _interval(e.ay, c.ci["ay"]), bx, _interval(e.by, c.ci["by"]), f"{c.r2:.3f}",
+                          c.comparison["best_aic"])
+        console.print(table)
     for entry in result.runtime:
         if "vs_steps" not in entry:
             continue
@@ -75,4 +84,6 @@ def _print_summary(result: fit_mod.FitResult, level: float) -> None:
         terms = terms.replace("·t^0", "").replace("·t^1", "·t")
         console.print(f"runtime {entry['model']} ({entry['device']}, {entry['dtype']}): {terms} s per image "
                       f"(R² {entry['vs_steps']['r2']:.3f})", highlight=False)
+        if "warning" in entry:
+            err_console.print(f"[yellow]warning:[/] {entry['warning']}", highlight=False, soft_wrap=True)
     console.print(f"wrote {result.path} and {len(result.plots)} plots", highlight=False)

@@ -59,6 +59,11 @@ def simulate(
         str | None,
         typer.Option(help="Metric whose curves a --profile uses. \\[default: the profile's first]"),
     ] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(help="Task runtime model with --profile: 'profile' (the fit's measured model, rescaled) or "
+                     "'paper' ((0.001·t² + 2.5·t − 14)·60 s), the fallback when the measured one is unusable."),
+    ] = "profile",
     episodes: Annotated[
         int, typer.Option(help="Evaluation episodes per policy (same task streams for all).")
     ] = 10,
@@ -131,11 +136,17 @@ def simulate(
         fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     if profile is not None and asps is not None:
         fail("give --profile or --asps, not both")
+    if runtime not in ("profile", "paper"):
+        fail(f"--runtime {runtime!r}: choose profile or paper")
+    if runtime == "paper" and profile is None:
+        fail("--runtime only applies to --profile (the other ASP sets use the paper's runtime model already)")
+    if not horizon > 0:
+        fail(f"--horizon must be positive, got {horizon:g}")
     try:
         if asps is not None:
             asp_set = read_asps_csv(asps)
         elif profile is not None:
-            asp_set = profile_asps(profile, metric=metric, seed=seed)
+            asp_set = profile_asps(profile, metric=metric, seed=seed, measured_runtime=runtime == "profile")
         elif preset == "paper":
             asp_set = paper_asps(seed)
         else:
@@ -158,11 +169,9 @@ def simulate(
             checkpoint=checkpoint,
             auto_alpha=auto_alpha,
         )
-        if not horizon > 0:
-            fail("--horizon must be positive")
         config = SimConfig(horizon_s=horizon)
         if seeds is not None:
-            _run_seeds(seeds, ray, asp_set, asps, profile, metric, out, options, config)
+            _run_seeds(seeds, ray, asp_set, asps, profile, metric, out, options, config, runtime == "profile")
             return
         if ray is not None:
             fail("--ray runs seeds in parallel: give --seeds too")
@@ -174,7 +183,7 @@ def simulate(
     _print_summary(result, asp_set.source, seed, episodes)
 
 
-def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) -> None:
+def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config, measured_runtime) -> None:
     from functools import partial
 
     from aaas_profile.sim.seeds import SUMMARY, simulate_seeds
@@ -187,7 +196,7 @@ def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config) 
     if asps is not None:  # a fixed table: the seed varies the task streams and the agent only
         make_asps = partial(_same, asp_set)
     elif profile is not None:
-        make_asps = partial(_profile_for_seed, profile, metric)
+        make_asps = partial(_profile_for_seed, profile, metric, measured_runtime)
     else:
         make_asps = paper_asps
     try:
@@ -212,8 +221,8 @@ def _same(asp_set, seed):
     return asp_set
 
 
-def _profile_for_seed(profile, metric, seed):
-    return profile_asps(profile, metric=metric, seed=seed)
+def _profile_for_seed(profile, metric, measured_runtime, seed):
+    return profile_asps(profile, metric=metric, seed=seed, measured_runtime=measured_runtime)
 
 
 def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:

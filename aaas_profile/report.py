@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from aaas_profile import runs
+from aaas_profile.errors import UserError
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b; max-width: 1180px;
@@ -39,7 +40,7 @@ figcaption { color: #555; font-size: .9rem; }
 """
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A folder that cannot be reported on; the message is one line."""
 
 

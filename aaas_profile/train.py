@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from aaas_profile.datasets import data_licence
+from aaas_profile.errors import UserError, not_found
 from aaas_profile.images import ImageError, list_images, min_side, open_image, pil_to_rgb
 
 SCHEDULE = {  # Ho et al. (2020); equal to aaas_profile.models.DEFAULT_SCHEDULE
@@ -61,7 +62,7 @@ TRAJECTORY_KEYS = (
 )
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """Training input or state that cannot be used; the message is one line."""
 
 
@@ -150,7 +151,7 @@ def load_training_images(folder: Path | str, resolution: int) -> list[torch.Tens
     at its own size. TrainError for a missing or empty folder or an image under ``min_side(resolution)``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise TrainError(f"{folder}: image folder does not exist")
+        raise TrainError(not_found(folder, "image folder", folder=True))
     paths = list_images(folder)
     if not paths:
         raise TrainError(f"{folder}: no images (expected .png, .jpg, .jpeg or .bmp files directly in it)")
