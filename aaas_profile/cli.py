@@ -91,7 +91,7 @@ def sweep(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. \\[default: auto]")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, or fp16/bf16 on CUDA. \\[default: fp32]")] = None,
     save_images: Annotated[int | None, typer.Option(help="Save PNGs (original, corrupted, each step count) of this many cells. \\[default: 4]")] = None,  # noqa: E501
-    out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<data folder>-<digest of model, data, eta, dtype, metrics, resampling>, so the same command resumes]")] = None,  # noqa: E501
+    out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<data folder>-<digest of model, data, eta, dtype, metrics>, so the same command resumes]")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options (flags override it).")] = None,  # noqa: E501
     shard: Annotated[str | None, typer.Option(help="Run shard INDEX/COUNT (e.g. 0/4) of the cells into the same --out; read from RANK/WORLD_SIZE (torchrun) or SLURM_ARRAY_TASK_ID/COUNT when not given.")] = None,  # noqa: E501
     ray: Annotated[str | None, typer.Option(help="Run the shards as Ray tasks (one GPU each): 'local' starts Ray here, 'auto' joins a running cluster, or ray://HOST:PORT. Needs aaas-profile[ray].")] = None,  # noqa: E501
@@ -112,7 +112,7 @@ def sweep(
 
     Writes results/<run>/ (config.toml, manifest.json, scores/part-*.parquet, images/). Running the same
     command again resumes: finished cells are skipped (without --out the folder's name is a digest of the
-    model, data, eta, dtype, metrics and resampling, so it is the same folder again). Any number of processes
+    model, data, eta, dtype and metrics, so it is the same folder again). Any number of processes
     may share one --out (shards: --shard, torchrun, SLURM arrays, --ray; or the same command started twice):
     each cell is computed once.
     """
@@ -240,7 +240,7 @@ app.command("train")(cli_train.train)
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder (from sweep, fit and/or simulate).")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the page. \\[default: <run>/report.html]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the page (a folder: FOLDER/report.html). \\[default: <run>/report.html]")] = None,  # noqa: E501
 ) -> None:
     """Write one self-contained HTML page of a run: configuration, outputs across step counts, the metric
     curves with their fits, and the simulator's results (each section when its data exists).

@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
+from aaas_profile.errors import UserError
 from aaas_profile.terminal import console, err_console, fail
 
 
@@ -49,7 +50,7 @@ def fit(
     try:
         result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
                                  drop_nan=drop_nan, plots=plots)
-    except fit_mod.FitError as err:
+    except UserError as err:
         fail(str(err))
     _print_summary(result, level)
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aaas_profile.errors import UserError
 from aaas_profile.sim import runner
-from aaas_profile.sim.asps import SimError, paper_asps, profile_asps, read_asps_csv
+from aaas_profile.sim.asps import paper_asps, profile_asps, read_asps_csv
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.policies import POLICIES
 from aaas_profile.terminal import console, fail
@@ -176,7 +178,7 @@ def simulate(
         if ray is not None:
             fail("--ray runs seeds in parallel: give --seeds too")
         result = runner.simulate(asp_set, out, options, config=config, progress=RichProgress())
-    except SimError as err:
+    except UserError as err:
         fail(str(err))
     except KeyboardInterrupt:
         fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
@@ -201,16 +203,16 @@ def _run_seeds(text, ray, asp_set, asps, profile, metric, out, options, config, 
         make_asps = paper_asps
     try:
         _, summary = simulate_seeds(make_asps, Path(out), options, config, seed_list, ray_address=ray)
-    except SimError as err:
+    except UserError as err:
         fail(str(err))
     table = Table(title=f"simulate · {len(seed_list)} seeds × {options.episodes} evaluation episodes "
-                        "(mean ± std over episodes; ± std of the seeds' means)")
-    table.add_column("policy")
+                        "(mean, ± std over episodes, (± std of the seeds' means))", box=box.SIMPLE_HEAD)
+    table.add_column("policy", no_wrap=True)
     for column in SUMMARY:
-        table.add_column(column, justify="right")
+        table.add_column(_HEADERS.get(column, column), justify="right")
     for policy in summary.index:
         row = summary.loc[policy]
-        table.add_row(policy, *(f"{row[('mean', c)]:.3g} ± {row[('std_episodes', c)]:.2g} "
+        table.add_row(policy, *(f"{row[('mean', c)]:.3g}\n± {row[('std_episodes', c)]:.2g}\n"
                                 f"(± {row[('std_of_seed_means', c)]:.2g})" for c in SUMMARY))
     console.print(table)
     console.print(f"wrote {Path(out) / 'sim' / options.policy / 'seeds.parquet'} and seeds_summary.parquet",
@@ -225,23 +227,29 @@ def _profile_for_seed(profile, metric, measured_runtime, seed):
     return profile_asps(profile, metric=metric, seed=seed, measured_runtime=measured_runtime)
 
 
+# Short column headers, so the summary tables fit 80 columns (a log, CI, a pipe).
+_HEADERS = {"mean_reward_per_finished": "reward/finished", "fraction_of_optimum": "of optimum",
+            "interrupted": "interrupted"}
+
+
 def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:
-    table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)")
+    table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)",
+                  box=box.SIMPLE_HEAD)
     for column in (
         "policy",
         "reward",
         "crashes",
         "interrupted",
         "finished",
-        "reward / finished",
+        "reward/finished",
         "of optimum",
     ):
-        table.add_column(column, justify="left" if column == "policy" else "right")
+        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=column == "policy")
     s = result.summary
 
-    def cell(p, c, fmt):
+    def cell(p, c, fmt):  # the std on a second line: keeps the table within 80 columns
         mean, std = s.loc[p, ("mean", c)], s.loc[p, ("std", c)]
-        return "–" if mean != mean else f"{mean:{fmt}} ± {std:{fmt}}"
+        return "–" if mean != mean else f"{mean:{fmt}}\n± {std:{fmt}}"
 
     for p in s.index:
         table.add_row(

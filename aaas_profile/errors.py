@@ -77,5 +77,5 @@ def not_found(path: Path, what: str, folder: bool, hint: str = "") -> str:
     elif not folder and path.is_dir():
         message = f"{path} is a folder, not a file: give the {what} itself"
     else:
-        message = f"{path}: no such {what}; check the path"
+        message = f"{path}: {what} does not exist; check the path"
     return message + (f" ({hint})" if hint else "")

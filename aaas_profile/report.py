@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from aaas_profile import runs
-from aaas_profile.errors import UserError
+from aaas_profile.errors import UserError, check_writable
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b; max-width: 1180px;
@@ -195,7 +195,15 @@ def build(run: Path) -> str:
 
 
 def write(run: Path, out: Path | None = None) -> Path:
-    """Write ``run``/report.html (or ``out``) atomically and return its path."""
+    """Write ``run``/report.html (or ``out``; ``out``/report.html when ``out`` is a folder) atomically and
+    return its path. Checks that the page can be written there before building it."""
     path = Path(out) if out else Path(run) / "report.html"
+    if path.is_dir():
+        path = path / "report.html"
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ReportError(f"--out {out}: {path.parent} is a file, not a folder; choose another --out")
+    if not path.parent.exists():
+        raise ReportError(f"--out {out}: the folder {path.parent} does not exist; create it or choose another --out")
+    check_writable(path.parent, "--out")
     runs.write_atomic(path, build(run))
     return path

@@ -306,7 +306,7 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
 
 def default_out(config: SweepConfig, model: LoadedModel) -> Path:
     """``results/<model>-<data folder>-<8 hex>``: the hex is a digest of what a run folder must keep fixed
-    (model, data folder, the FIXED settings, the resampling setting), so running the same command again
+    (model, data folder and the FIXED settings: eta, dtype, metrics), so running the same command again
     resumes the same folder, and adding step counts, seeds, masks or images extends it."""
     import hashlib
 

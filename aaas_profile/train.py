@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from aaas_profile.datasets import data_licence
-from aaas_profile.errors import UserError, not_found
+from aaas_profile.errors import UserError, check_writable, not_found
 from aaas_profile.images import ImageError, list_images, min_side, open_image, pil_to_rgb
 
 SCHEDULE = {  # Ho et al. (2020); equal to aaas_profile.models.DEFAULT_SCHEDULE
@@ -97,6 +97,10 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "layers_per_block"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise TrainError(f"warmup-steps must be ≥ 0 (0: no warm-up), got {self.warmup_steps}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise TrainError(f"time-limit must be positive, got {self.time_limit_s / 60:g} minutes")
         if not 0 < self.lr < 1:
             raise TrainError(f"lr must be in (0, 1), got {self.lr}")
         if not 0 <= self.ema_decay < 1:
@@ -123,6 +127,7 @@ class TrainResult:
     precision: str
     parameters: int
     stopped_early: bool  # the time limit ended the run before `steps`
+    resumed_from: int = 0  # the checkpoint's step this run continued from (0: a fresh start)
 
 
 def build_unet(config: TrainConfig):
@@ -228,6 +233,7 @@ def train(
     resume: bool = True,
     command: str | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
     **overrides,
 ) -> TrainResult:
     """Train (or continue training) a DDPM on the images in `data_dir`; save a diffusers folder in `out`.
@@ -239,6 +245,7 @@ def train(
         config: hyper-parameters; keyword `overrides` (``resolution=64, steps=500, ...``) replace its fields.
         command: recorded in the model card (default: this Python call).
         on_step: called after every step with (step done, total steps, loss).
+        on_resume: called with the checkpoint's step when training continues from one.
 
     Returns a TrainResult. Raises TrainError (one line) on bad input.
     """
@@ -256,6 +263,12 @@ def train(
         given = ", ".join(f"{k}={v!r}" for k, v in asdict(config).items() if v != getattr(TrainConfig(), k))
         command = f"aaas_profile.train.train({str(data_dir)!r}, {str(out)!r}{', ' if given else ''}{given})"
     data_dir, out = Path(data_dir), Path(out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file; give a folder for the model, e.g. models/NAME")
+    if any((out / name).exists() for name in ("config.toml", "scores", "fit.json")):
+        raise TrainError(f"--out {out} is a sweep's run folder; give a folder of its own for the model, e.g. "
+                         "models/NAME")
+    check_writable(out, "--out")  # before loading anything, not after training
     try:
         device = pick_device(config.device)
     except SweepError as err:
@@ -289,6 +302,8 @@ def train(
         scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         start, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
+        if on_resume is not None:
+            on_resume(start)
     if start > config.steps:
         raise TrainError(f"{state_path}: checkpoint is at step {start}, beyond --steps {config.steps}")
 
@@ -346,14 +361,16 @@ def train(
         seconds = seconds_before
 
     # The pipeline folder: EMA weights in fp16 safetensors, the training schedule, model_index.json.
-    saved = build_unet(config).to(torch.float16)  # built in fp32, cast before any weights are in it
+    # Built in fp32, cast before any weights are in it. nn.Module's own cast: diffusers' ModelMixin.to warns
+    # "modules ... should be kept in float32: []" for every UNet2DModel, whose list of such modules is empty.
+    saved = torch.nn.Module.to(build_unet(config), torch.float16)
     saved.load_state_dict({k: v.detach().to("cpu", torch.float16) for k, v in ema.state_dict().items()})
     pipeline = DDPMPipeline(unet=saved, scheduler=scheduler)
     pipeline.save_pretrained(out, safe_serialization=True)
     result = TrainResult(
         out=out, steps=step, loss=float(np.mean(losses[-100:])) if losses else math.nan, seconds=seconds,
         device=_device_name(device), precision=precision, parameters=sum(p.numel() for p in saved.parameters()),
-        stopped_early=stopped_early,
+        stopped_early=stopped_early, resumed_from=start,
     )
     (out / "README.md").write_text(
         model_card(result, config, data_dir, images, losses, command), encoding="utf-8"
