@@ -117,6 +117,8 @@ def sweep(
     each cell is computed once.
     """
     errors = UserError
+    if shards is not None and shards < 1:
+        fail(f"--shards must be ≥ 1, got {shards}")
     if shards is not None and ray is None:
         fail(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per process")
     if ray is not None:

@@ -124,7 +124,11 @@ def grid_section(run: Path, max_cells: int = 6) -> str:
 def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
     parts = []
     if scores is not None and len(scores):
-        medians = (scores.groupby(["mask", "metric", "steps"])["value"].median().unstack("steps").reset_index())
+        # Two resampling settings in one run are shown apart, never pooled into one median.
+        jumps = ["jump_length", "jump_n_sample"] if len(scores[["jump_length", "jump_n_sample"]]
+                                                        .drop_duplicates()) > 1 else []
+        medians = (scores.groupby([*jumps, "mask", "metric", "steps"])["value"].median().unstack("steps")
+                   .reset_index())
         medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
         parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
     for panel in sorted((run / "plots").glob("*_panel.png")):

@@ -311,7 +311,7 @@ def default_out(config: SweepConfig, model: LoadedModel) -> Path:
     import hashlib
 
     identity = {"model": model.name, "data": str(Path(config.data).resolve()),
-                **{k: getattr(config, k) for k in FIXED}}
+                **{k: getattr(config, k) for k in FIXED if k != "data"}}  # the folder, however it was written
     digest = hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()[:8]
     return Path("results") / _slug(f"{model.name}-{Path(config.data).resolve().name}-{digest}")
 

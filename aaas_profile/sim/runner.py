@@ -287,8 +287,12 @@ def _num(value) -> float | None:
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no temp file outlives a failed run
+        raise
     return path
 
 
