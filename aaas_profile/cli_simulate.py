@@ -228,23 +228,17 @@ def _profile_for_seed(profile, metric, measured_runtime, seed):
 
 
 # Short column headers, so the summary tables fit 80 columns (a log, CI, a pipe).
-_HEADERS = {"mean_reward_per_finished": "reward/finished", "fraction_of_optimum": "of optimum",
-            "interrupted": "interrupted"}
+_HEADERS = {"mean_reward_per_finished": "reward /\nfinished", "fraction_of_optimum": "of\noptimum",
+            "interrupted": "inter-\nrupted", "finished": "fin-\nished"}
 
 
 def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:
     table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)",
                   box=box.SIMPLE_HEAD)
-    for column in (
-        "policy",
-        "reward",
-        "crashes",
-        "interrupted",
-        "finished",
-        "reward/finished",
-        "of optimum",
-    ):
-        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=column == "policy")
+    for column in ("policy", "reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",
+                   "fraction_of_optimum"):
+        table.add_column(_HEADERS.get(column, column), justify="left" if column == "policy" else "right",
+                         no_wrap=True)
     s = result.summary
 
     def cell(p, c, fmt):  # the std on a second line: keeps the table within 80 columns

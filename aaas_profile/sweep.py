@@ -163,6 +163,8 @@ def parse_ints(text: str, what: str) -> list[int]:
                 values.extend(range(int(lo), int(hi) + 1))
             else:
                 values.append(int(item))
+    except SweepError:
+        raise
     except ValueError:
         raise SweepError(f"--{what}: expected integers like 10,20,50 or 0-3, got '{text}'") from None
     return values
@@ -300,8 +302,18 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
         for image in images:
             for seed in config.seeds:
                 spec.make(model.resolution, Cell(0, image.image_id, spec, seed).mask_seed)
-    return Prepared(config, out, model, images, masks, device,
-                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard, warnings)
+    prepared = Prepared(config, out, model, images, masks, device,
+                        RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard, warnings)
+    if next(plan(prepared, runs.done_cells(out) if out.is_dir() else set()), None) is not None:
+        _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
+    return prepared
+
+
+def _check_writable_run(prepared: Prepared) -> None:
+    """Raise UserError unless every folder the sweep writes in takes files (check first, write last)."""
+    run_dir = prepared.run_dir
+    for folder in (run_dir, runs.scores_dir(run_dir), *([run_dir / "images"] if prepared.config.save_images else [])):
+        check_writable(folder, "--out")
 
 
 def default_out(config: SweepConfig, model: LoadedModel) -> Path:
@@ -506,9 +518,7 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     planned_calls = sum(calls[item.steps] for batch in todo for item in batch)
     if not todo:  # nothing to do: write nothing (a finished run on a read-only disk resumes cleanly)
         return SweepResult(run_dir, config, 0, total_cells, 0.0, 0, summarise(runs.read_scores(run_dir)))
-    # Check first, write last: every folder the sweep writes in must take files before anything changes.
-    for folder in (run_dir, runs.scores_dir(run_dir), *([run_dir / "images"] if config.save_images else [])):
-        check_writable(folder, "--out")
+    _check_writable_run(prepared)  # check first, write last (again: prepare may have been long ago)
     run_dir.mkdir(parents=True, exist_ok=True)
     invocation = _write_run_files(prepared, done_before=len(done.keys))
 
