@@ -225,7 +225,7 @@ def models_command(ctx: typer.Context) -> None:
 
     table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
     for column in ("name", "source", "resolution", "licence", "weights", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # at 80 columns long paths break across lines, never cut
     for card in cards().values():
         folder = find_weights(card, download=False)
         source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"

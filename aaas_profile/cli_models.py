@@ -51,7 +51,7 @@ def import_repaint(
     info = loaded.describe()
     table = Table(title=f"imported {file.name} as model '{name}'", show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # long paths break across lines, never cut
     table.add_row("config", f"{cfg.name}: {cfg.description}")
     table.add_row("folder", str(folder))
     table.add_row("card", str(folder.parent / f"{name}.toml"))

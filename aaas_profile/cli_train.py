@@ -98,8 +98,8 @@ def train(
     finally:
         progress.stop()
     table = Table(title=f"trained {result.out}")
-    table.add_column("")
-    table.add_column("", justify="right")
+    table.add_column("", no_wrap=True)
+    table.add_column("", overflow="fold")  # a long path breaks across lines instead of losing its end
     for key, value in (
         ("steps", f"{result.steps}" + (" (time limit)" if result.stopped_early else "")
          + (f", resumed from step {result.resumed_from}" if result.resumed_from else "")),

@@ -313,7 +313,7 @@ def test_sweep_refuses_a_folder_that_is_not_a_run_and_train_refuses_a_run(model_
 
 def test_simulate_refuses_sac_options_with_a_baseline(tmp_path):
     one_line_error(invoke("simulate", "--policy", "random", "--checkpoint", tmp_path / "c.pt", *SIM_FAST,
-                          "--out", tmp_path), "--checkpoint", "only apply to --policy sac")
+                          "--out", tmp_path), "--checkpoint only applies to --policy sac")
     one_line_error(invoke("simulate", "--policy", "sac", "--train-episodes", "0", *SIM_FAST, "--out", tmp_path),
                    "untrained")
 
@@ -374,6 +374,7 @@ def test_train_says_from_which_step_it_resumed_and_prints_no_dtype_warning(image
     text = " ".join(again.output.split())
     assert "resuming from the checkpoint at step 2 of 3" in text and "resumed from step 2" in text
     assert "float32" not in first.output + again.output
+    assert "…" not in again.output  # the summary's long paths break across lines at 80 columns, never cut
 
 
 def test_check_writable_probes_for_real(tmp_path):

@@ -138,8 +138,8 @@ def check_options(options: SimOptions) -> None:
                                           ("--resume", options.resume), ("--auto-alpha", options.auto_alpha))
                  if value]
         if given:
-            raise SimError(f"{', '.join(given)} only apply to --policy sac, not {options.policy}; drop them or "
-                           "use --policy sac")
+            raise SimError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --policy sac, "
+                           f"not {options.policy}; drop {'it' if len(given) == 1 else 'them'} or use --policy sac")
         return
     if options.checkpoint is not None and options.resume:
         raise SimError("--checkpoint evaluates a trained agent and --resume trains one further: give one of them")
