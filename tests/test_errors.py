@@ -3,6 +3,7 @@ read-only folder), silent wrong results, messages, options accepted and ignored,
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -367,10 +368,18 @@ def test_summary_tables_are_readable_at_80_columns(model_dir, image_dir, tmp_pat
 def test_train_says_from_which_step_it_resumed_and_prints_no_dtype_warning(image_dir, tmp_path):
     args = ["train", "--data", image_dir, "--out", tmp_path / "m", "--resolution", "16", "--channels", "8,16",
             "--batch-size", "2", "--warmup-steps", "1", "--checkpoint-every", "1", "--device", "cpu"]
-    first = CliRunner().invoke(app, [str(a) for a in [*args, "--steps", "2"]])
-    assert first.exit_code == 0, first.output
-    again = CliRunner().invoke(app, [str(a) for a in [*args, "--steps", "3"]])
-    assert again.exit_code == 0, again.output
+    records = []  # diffusers logs to its own handler on the real stderr: listen on its logger instead
+    listener = logging.Handler()
+    listener.emit = records.append
+    logging.getLogger("diffusers").addHandler(listener)
+    try:
+        first = CliRunner().invoke(app, [str(a) for a in [*args, "--steps", "2"]])
+        assert first.exit_code == 0, first.output
+        again = CliRunner().invoke(app, [str(a) for a in [*args, "--steps", "3"]])
+        assert again.exit_code == 0, again.output
+    finally:
+        logging.getLogger("diffusers").removeHandler(listener)
+    assert not [r.getMessage() for r in records if "float32" in r.getMessage()]
     text = " ".join(again.output.split())
     assert "resuming from the checkpoint at step 2 of 3" in text and "resumed from step 2" in text
     assert "float32" not in first.output + again.output
