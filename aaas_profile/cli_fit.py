@@ -16,10 +16,10 @@ from aaas_profile.terminal import console, err_console, fail
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
-    """The estimate, and its interval on a second line, so that a table of them fits 80 columns."""
+    """The estimate and its interval; on a narrow terminal the cell wraps at the spaces (never cut)."""
     if ci[0] != ci[0]:  # NaN: no bootstrap
         return f"{value:.4g}"
-    return f"{value:.4g}\n[{ci[0]:.3g}, {ci[1]:.3g}]"
+    return f"{value:.4g} [{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
 def fit(
@@ -72,7 +72,7 @@ def _print_summary(result: fit_mod.FitResult, level: float) -> None:
         table.add_column("AIC best", no_wrap=True)
         for c in curves:
             e = c.estimate
-            bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else "\n[yellow]not saturated[/]")
+            bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else " [yellow](not saturated)[/]")
             table.add_row(f"{c.key['metric']} {'↑' if c.higher_is_better else '↓'}", _interval(e.ax, c.ci["ax"]),
                           _interval(e.ay, c.ci["ay"]), bx, _interval(e.by, c.ci["by"]), f"{c.r2:.3f}",
                           c.comparison["best_aic"])
