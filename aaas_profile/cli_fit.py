@@ -72,11 +72,14 @@ def _print_summary(result: fit_mod.FitResult, level: float) -> None:
         table.add_column("AIC best", no_wrap=True)
         for c in curves:
             e = c.estimate
-            bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else " [yellow](not saturated)[/]")
+            bx = _interval(e.bx, c.ci["bx"]) + ("" if c.saturated else " [yellow]*[/]")
             table.add_row(f"{c.key['metric']} {'↑' if c.higher_is_better else '↓'}", _interval(e.ax, c.ci["ax"]),
                           _interval(e.ay, c.ci["ay"]), bx, _interval(e.by, c.ci["by"]), f"{c.r2:.3f}",
                           c.comparison["best_aic"])
         console.print(table)
+        if not all(c.saturated for c in curves):
+            console.print("[yellow]*[/] not saturated within the step grid: the curve may keep improving beyond "
+                          "Bx", highlight=False)
     for entry in result.runtime:
         if "vs_steps" not in entry:
             continue

@@ -99,8 +99,8 @@ class TrainConfig:
                 raise TrainError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
             raise TrainError(f"warmup-steps must be ≥ 0 (0: no warm-up), got {self.warmup_steps}")
-        if self.time_limit_s is not None and not self.time_limit_s > 0:
-            raise TrainError(f"time-limit must be positive, got {self.time_limit_s / 60:g} minutes")
+        if self.time_limit_s is not None and not self.time_limit_s >= 0:  # 0: stop after the first step
+            raise TrainError(f"time-limit must be ≥ 0 minutes, got {self.time_limit_s / 60:g}")
         if not 0 < self.lr < 1:
             raise TrainError(f"lr must be in (0, 1), got {self.lr}")
         if not 0 <= self.ema_decay < 1:

@@ -163,8 +163,8 @@ def _check_rows(path: Path, sids: list[str], numbers: dict[str, np.ndarray]) -> 
         if ax < 0:
             raise SimError(f"ASP table {path}, line {line}: ax = {ax:g} is negative; ax is a step count (≥ 0)")
         if bx <= ax:
-            raise SimError(f"ASP table {path}, line {line}: bx = {bx:g} is not above ax = {ax:g}; the curve rises "
-                           "from ax to bx")
+            raise SimError(f"ASP table {path}, line {line}: bx must be larger than ax (bx = {bx:g}, ax = {ax:g}); "
+                           "the curve rises from ax to bx")
         if numbers["capacity"][i] <= 0:
             raise SimError(f"ASP table {path}, line {line}: capacity = {numbers['capacity'][i]:g} must be a "
                            "positive number of diffusion steps")
