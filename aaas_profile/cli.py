@@ -17,28 +17,34 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from aaas_profile import cli_fit, cli_models, cli_simulate, cli_train
 from aaas_profile import sweep as sweep_mod
-from aaas_profile.terminal import console, fail
+from aaas_profile.errors import UserError, os_error_line
+from aaas_profile.terminal import console, err_console, fail
+
+
+class OneLineErrors(TyperGroup):
+    """The one place where any command's ``UserError`` or ``OSError`` becomes one line and a non-zero exit
+    (a command may catch its own errors first to stop a progress bar; whatever it does not catch ends here)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            fail(str(err))
+        except OSError as err:
+            fail(os_error_line(err))
+
 
 app = typer.Typer(
     help="Quality-vs-steps profiles of diffusion inpainting for AIGC-as-a-Service planning (Du et al. 2023).",
+    cls=OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-# Errors that mean bad input; each carries a one-line message for the user.
-def _user_errors() -> tuple[type[Exception], ...]:
-    from aaas_profile.images import ImageError
-    from aaas_profile.masks import MaskError
-    from aaas_profile.metrics import MetricError
-    from aaas_profile.models import ModelError
-    from aaas_profile.runs import RunError
-
-    return ImageError, MaskError, MetricError, ModelError, RunError, sweep_mod.SweepError
 
 
 class RichProgress(sweep_mod.Progress):
@@ -85,7 +91,7 @@ def sweep(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. \\[default: auto]")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto (bf16 where the CPU has AVX512-BF16/AMX-BF16 or the GPU bf16 tensor cores, else fp32; a resumed run folder keeps its own), fp32, bf16, or fp16 on CUDA. \\[default: auto]")] = None,  # noqa: E501
     save_images: Annotated[int | None, typer.Option(help="Save PNGs (original, corrupted, each step count) of this many cells. \\[default: 4]")] = None,  # noqa: E501
-    out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<time>]")] = None,  # noqa: E501
+    out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed. \\[default: results/<model>-<data folder>-<digest of model, data, eta, dtype, metrics>, so the same command resumes]")] = None,  # noqa: E501
     config: Annotated[Path | None, typer.Option(help="TOML file with any of these options (flags override it).")] = None,  # noqa: E501
     shard: Annotated[str | None, typer.Option(help="Run shard INDEX/COUNT (e.g. 0/4) of the cells into the same --out; read from RANK/WORLD_SIZE (torchrun) or SLURM_ARRAY_TASK_ID/COUNT when not given.")] = None,  # noqa: E501
     ray: Annotated[str | None, typer.Option(help="Run the shards as Ray tasks (one GPU each): 'local' starts Ray here, 'auto' joins a running cluster, or ray://HOST:PORT. Needs aaas-profile[ray].")] = None,  # noqa: E501
@@ -105,10 +111,16 @@ def sweep(
       aaas-profile sweep --model celeba --out results/celeba --ray auto
 
     Writes results/<run>/ (config.toml, manifest.json, scores/part-*.parquet, images/). Running the same
-    command again on the same --out resumes: finished cells are skipped. Shards (--shard, torchrun, SLURM
-    arrays, --ray) write disjoint parts into one --out.
+    command again resumes: finished cells are skipped (without --out the folder's name is a digest of the
+    model, data, eta, dtype and metrics, so it is the same folder again). Any number of processes
+    may share one --out (shards: --shard, torchrun, SLURM arrays, --ray; or the same command started twice):
+    each cell is computed once.
     """
-    errors = _user_errors()
+    errors = UserError
+    if shards is not None and shards < 1:
+        fail(f"--shards must be ≥ 1, got {shards}")
+    if shards is not None and ray is None:
+        fail(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per process")
     if ray is not None:
         if shard is not None:
             fail("--shard and --ray exclude each other: Ray makes the shards itself")
@@ -128,6 +140,8 @@ def sweep(
         prepared = sweep_mod.prepare(cfg, part)
     except errors as err:
         fail(str(err))
+    for warning in prepared.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
@@ -139,13 +153,10 @@ def sweep(
     try:
         result = sweep_mod.run(cfg, progress=progress, prepared=prepared)
     except KeyboardInterrupt:
-        progress.stop()
         fail(f"interrupted: finished cells are saved in {prepared.run_dir}; run the same command again to resume",
              code=130)
-    except errors as err:
+    finally:
         progress.stop()
-        fail(str(err))
-    progress.stop()
     _print_summary(result)
 
 
@@ -177,12 +188,14 @@ def _sweep_on_ray(config: Path | None, address: str, shards: int | None, errors,
 
 
 def _print_summary(result: sweep_mod.SweepResult) -> None:
+    several = result.summary["resampling"].nunique() > 1  # a run folder with two j/r settings: never pooled
     table = Table(title=f"{result.run_dir} · medians over images × masks × seeds")
-    for column in ("metric", "better", "lowest steps", "median", "highest steps", "median", "rows"):
-        table.add_column(column, justify="left" if column in ("metric", "better") else "right")
+    for column in (*(["j/r"] if several else []), "metric", "better", "lowest steps", "median", "highest steps",
+                   "median", "rows"):
+        table.add_column(column, justify="left" if column in ("j/r", "metric", "better") else "right")
     for row in result.summary.itertuples():
-        table.add_row(row.metric, row.better, str(row.steps_low), f"{row.median_low:.4g}", str(row.steps_high),
-                      f"{row.median_high:.4g}", str(row.rows))
+        table.add_row(*([row.resampling] if several else []), row.metric, row.better, str(row.steps_low),
+                      f"{row.median_low:.4g}", str(row.steps_high), f"{row.median_high:.4g}", str(row.rows))
     console.print(table)
     rate = result.unet_calls / result.wall_s if result.wall_s > 0 else 0.0
     console.print(
@@ -212,7 +225,7 @@ def models_command(ctx: typer.Context) -> None:
 
     table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
     for column in ("name", "source", "resolution", "licence", "weights", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # at 80 columns long paths break across lines, never cut
     for card in cards().values():
         folder = find_weights(card, download=False)
         source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"
@@ -229,7 +242,7 @@ app.command("train")(cli_train.train)
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder (from sweep, fit and/or simulate).")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the page. \\[default: <run>/report.html]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the page (a folder: FOLDER/report.html). \\[default: <run>/report.html]")] = None,  # noqa: E501
 ) -> None:
     """Write one self-contained HTML page of a run: configuration, outputs across step counts, the metric
     curves with their fits, and the simulator's results (each section when its data exists).
@@ -240,10 +253,7 @@ def report(
     """
     from aaas_profile import report as report_mod
 
-    try:
-        path = report_mod.write(run, out)
-    except (report_mod.ReportError, *_user_errors()) as err:
-        fail(str(err))
+    path = report_mod.write(run, out)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no external resources)", highlight=False)
 
 

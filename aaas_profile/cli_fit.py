@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
-from aaas_profile.terminal import console, fail
+from aaas_profile.errors import UserError
+from aaas_profile.terminal import console, err_console, fail
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
+    """The estimate and its interval; on a narrow terminal the cell wraps at the spaces (never cut)."""
     if ci[0] != ci[0]:  # NaN: no bootstrap
         return f"{value:.4g}"
-    return f"{value:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]"
+    return f"{value:.4g} [{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
 def fit(
@@ -58,7 +61,7 @@ def fit(
     try:
         result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
                                  drop_nan=drop_nan, plots=plots, model=fit_model)
-    except fit_mod.FitError as err:
+    except UserError as err:
         fail(str(err))
     _print_summary(result, level)
 
@@ -74,38 +77,48 @@ def _r2(value: float) -> str:
 def _print_summary(result: fit_mod.FitResult, level: float) -> None:
     unit = fit_mod.X_UNITS[result.x]
     model = result.document["fit_model"]["name"]
-    table = Table(title=f"{result.path} · {model} · x = {unit} · {level:.0%} bootstrap intervals over images")
-    columns = ("model", "mask", "metric", "better", "Ax", "Ay", "Bx", "By", "R² within", "R² pooled",
-               "R² medians", "images", "flags")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "mask", "metric", "better", "flags")
-                         else "right")
+    console.print(f"[bold]{result.path}[/] · {model} · x = {unit} · {level:.0%} bootstrap intervals over images "
+                  "(↑ higher is better, ↓ lower)", highlight=False)
+    groups: dict[tuple, list] = {}
     for c in result.curves:
-        e = c.estimate
-        table.add_row(
-            c.key["model"], c.key["mask"], c.key["metric"], "higher" if c.higher_is_better else "lower",
-            _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]), _interval(e.bx, c.ci["bx"]),
-            _interval(e.by, c.ci["by"]), _r2(c.r2_within), _r2(c.r2_pooled), _r2(c.r2_medians), str(c.n_images),
-            ", ".join(SHORT_FLAGS.get(f["code"], f["code"]) for f in c.flags) or "–",
-        )
-    console.print(table)
-    for c in result.curves:
-        for flag in c.flags:
-            console.print(f"[yellow]{c.key['model']}/{c.key['mask']}/{c.key['metric']}[/]: {flag['message']}",
-                          highlight=False)
-    stops = Table(title="where to stop paying for steps: beyond this the median gains < 1 % of the curve's range")
-    for column in ("mask", "metric", "steps", "UNet calls", "s per image", "median", "best median", "note"):
-        stops.add_column(column, justify="left" if column in ("mask", "metric", "note") else "right")
-    for c in result.curves:
-        s = c.stop
-        note = "still gaining at the top of the grid" if s["top_of_grid"] else ""
-        if c.flagged("no_effect") or c.flagged("worse_with_steps"):  # no place to stop on such a curve
-            stops.add_row(c.key["mask"], c.key["metric"], "–", "–", "–", "–", f"{s['best_median']:.4g}",
-                          "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
-            continue
-        stops.add_row(c.key["mask"], c.key["metric"], str(s["steps"]), f"{s['unet_calls']:.0f}",
-                      f"{s['wall_s']:.3g}", f"{s['median']:.4g}", f"{s['best_median']:.4g}", note)
-    console.print(stops)
+        groups.setdefault((c.key["model"], c.key["mask"]), []).append(c)
+    for (model_name, mask), curves in groups.items():  # narrow tables per model × mask: readable at 80 columns
+        title = f"{model_name} · {mask} · {curves[0].n_images} images"
+        parameters = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+        quality = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        stops = Table(title="where to stop paying for steps: beyond it the median gains < 1 % of the curve's range",
+                      box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+        for table in (parameters, quality, stops):
+            table.add_column("metric", no_wrap=True)
+        for column in ("Ax", "Ay", "Bx", "By"):
+            parameters.add_column(column, justify="right")
+        for column in ("R² within", "R² pooled", "R² medians"):
+            quality.add_column(column, justify="right")
+        quality.add_column("AIC best")
+        quality.add_column("flags")
+        for column in ("steps", "UNet calls", "s per image", "median", "best median"):
+            stops.add_column(column, justify="right")
+        stops.add_column("note")
+        for c in curves:
+            e, name = c.estimate, f"{c.key['metric']} {'↑' if c.higher_is_better else '↓'}"
+            parameters.add_row(name, _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]),
+                               _interval(e.bx, c.ci["bx"]), _interval(e.by, c.ci["by"]))
+            quality.add_row(name, _r2(c.r2_within), _r2(c.r2_pooled), _r2(c.r2_medians), c.comparison["best_aic"],
+                            ", ".join(SHORT_FLAGS.get(f["code"], f["code"]) for f in c.flags) or "–")
+            stop = c.stop
+            if c.flagged("no_effect") or c.flagged("worse_with_steps"):  # no place to stop on such a curve
+                stops.add_row(name, "–", "–", "–", "–", f"{stop['best_median']:.4g}",
+                              "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
+                continue
+            stops.add_row(name, str(stop["steps"]), f"{stop['unet_calls']:.0f}", f"{stop['wall_s']:.3g}",
+                          f"{stop['median']:.4g}", f"{stop['best_median']:.4g}",
+                          "still gaining at the top of the grid" if stop["top_of_grid"] else "")
+        console.print(parameters)
+        console.print(quality)
+        for c in curves:
+            for flag in c.flags:
+                console.print(f"[yellow]{c.key['metric']}[/]: {flag['message']}", highlight=False)
+        console.print(stops)
     for entry in result.runtime:
         if "vs_steps" not in entry:
             continue
@@ -114,4 +127,6 @@ def _print_summary(result: fit_mod.FitResult, level: float) -> None:
         terms = terms.replace("·t^0", "").replace("·t^1", "·t")
         console.print(f"runtime {entry['model']} ({entry['device']}, {entry['dtype']}): {terms} s per image "
                       f"(R² {entry['vs_steps']['r2']:.3f})", highlight=False)
+        if "warning" in entry:
+            err_console.print(f"[yellow]warning:[/] {entry['warning']}", highlight=False, soft_wrap=True)
     console.print(f"wrote {result.path} and {len(result.plots)} plots", highlight=False)

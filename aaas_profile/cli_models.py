@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from aaas_profile import repaint_import
+from aaas_profile.errors import UserError
 from aaas_profile.terminal import console, fail
 
 
@@ -45,12 +46,12 @@ def import_repaint(
         folder = repaint_import.import_repaint(file, name, cfg, models_dir=repaint_import.MODELS_DIR,
                                                overwrite=force)
         loaded = models.load(str(folder))
-    except (repaint_import.ConversionError, models.ModelError) as err:
+    except UserError as err:
         fail(str(err))
     info = loaded.describe()
     table = Table(title=f"imported {file.name} as model '{name}'", show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # long paths break across lines, never cut
     table.add_row("config", f"{cfg.name}: {cfg.description}")
     table.add_row("folder", str(folder))
     table.add_row("card", str(folder.parent / f"{name}.toml"))

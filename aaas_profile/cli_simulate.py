@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aaas_profile.errors import UserError
 from aaas_profile.sim import runner
-from aaas_profile.sim.asps import SimError, preset_asps, profile_asps, read_asps_csv
+from aaas_profile.sim.asps import preset_asps, profile_asps, read_asps_csv
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.policies import POLICIES
 from aaas_profile.terminal import console, fail
@@ -65,6 +67,11 @@ def simulate(
         typer.Option("--allow-flagged-profile", help="Use --profile curves that `fit` flagged as flat (no "
                      "measurable effect of steps), worse with steps, or under-determined; refused otherwise."),
     ] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(help="Task runtime model with --profile: 'profile' (the fit's measured model, rescaled) or "
+                     "'paper' ((0.001·t² + 2.5·t − 14)·60 s), the fallback when the measured one is unusable."),
+    ] = "profile",
     episodes: Annotated[
         int, typer.Option(help="Evaluation episodes per policy (same task streams for all).")
     ] = 10,
@@ -139,11 +146,18 @@ def simulate(
         fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     if profile is not None and asps is not None:
         fail("give --profile or --asps, not both")
+    if runtime not in ("profile", "paper"):
+        fail(f"--runtime {runtime!r}: choose profile or paper")
+    if runtime == "paper" and profile is None:
+        fail("--runtime only applies to --profile (the other ASP sets use the paper's runtime model already)")
+    if not horizon > 0:
+        fail(f"--horizon must be positive, got {horizon:g}")
     try:
         if asps is not None:
             asp_set = read_asps_csv(asps)
         elif profile is not None:
-            asp_set = profile_asps(profile, metric=metric, seed=seed, allow_flagged=allow_flagged_profile)
+            asp_set = profile_asps(profile, metric=metric, seed=seed, allow_flagged=allow_flagged_profile,
+                                   measured_runtime=runtime == "profile")
         else:
             asp_set = preset_asps(preset, seed)
         if out is None:
@@ -164,23 +178,22 @@ def simulate(
             checkpoint=checkpoint,
             auto_alpha=auto_alpha,
         )
-        if not horizon > 0:
-            fail("--horizon must be positive")
         config = SimConfig(horizon_s=horizon)
         if seeds is not None:
-            _run_seeds(seeds, ray, asp_set, asps, profile, metric, preset, out, options, config)
+            _run_seeds(seeds, ray, asp_set, asps, profile, metric, preset, out, options, config,
+                       runtime == "profile")
             return
         if ray is not None:
             fail("--ray runs seeds in parallel: give --seeds too")
         result = runner.simulate(asp_set, out, options, config=config, progress=RichProgress())
-    except SimError as err:
+    except UserError as err:
         fail(str(err))
     except KeyboardInterrupt:
         fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
     _print_summary(result, asp_set.source, seed, episodes)
 
 
-def _run_seeds(text, ray, asp_set, asps, profile, metric, preset, out, options, config) -> None:
+def _run_seeds(text, ray, asp_set, asps, profile, metric, preset, out, options, config, measured_runtime) -> None:
     from functools import partial
 
     from aaas_profile.sim.seeds import SUMMARY, simulate_seeds
@@ -193,21 +206,21 @@ def _run_seeds(text, ray, asp_set, asps, profile, metric, preset, out, options, 
     if asps is not None:  # a fixed table: the seed varies the task streams and the agent only
         make_asps = partial(_same, asp_set)
     elif profile is not None:
-        make_asps = partial(_profile_for_seed, profile, metric)
+        make_asps = partial(_profile_for_seed, profile, metric, measured_runtime)
     else:
         make_asps = partial(preset_asps, preset)
     try:
         _, summary = simulate_seeds(make_asps, Path(out), options, config, seed_list, ray_address=ray)
-    except SimError as err:
+    except UserError as err:
         fail(str(err))
     table = Table(title=f"simulate · {len(seed_list)} seeds × {options.episodes} evaluation episodes "
-                        "(mean ± std over episodes; ± std of the seeds' means)")
-    table.add_column("policy")
+                        "(mean, ± std over episodes, (± std of the seeds' means))", box=box.SIMPLE_HEAD)
+    table.add_column("policy", no_wrap=True)
     for column in SUMMARY:
-        table.add_column(column, justify="right")
+        table.add_column(_HEADERS.get(column, column), justify="right")
     for policy in summary.index:
         row = summary.loc[policy]
-        table.add_row(policy, *(f"{row[('mean', c)]:.3g} ± {row[('std_episodes', c)]:.2g} "
+        table.add_row(policy, *(f"{row[('mean', c)]:.3g}\n± {row[('std_episodes', c)]:.2g}\n"
                                 f"(± {row[('std_of_seed_means', c)]:.2g})" for c in SUMMARY))
     console.print(table)
     console.print(f"wrote {Path(out) / 'sim' / options.policy / 'seeds.parquet'} and seeds_summary.parquet",
@@ -218,28 +231,28 @@ def _same(asp_set, seed):
     return asp_set
 
 
-def _profile_for_seed(profile, metric, seed):
+def _profile_for_seed(profile, metric, measured_runtime, seed):
     # simulate() already built this profile once and refused flagged curves unless --allow-flagged-profile
-    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True)
+    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True, measured_runtime=measured_runtime)
+
+
+# Short column headers, so the summary tables fit 80 columns (a log, CI, a pipe).
+_HEADERS = {"mean_reward_per_finished": "reward /\nfinished", "fraction_of_optimum": "of\noptimum",
+            "interrupted": "inter-\nrupted", "finished": "fin-\nished"}
 
 
 def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:
-    table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)")
-    for column in (
-        "policy",
-        "reward",
-        "crashes",
-        "interrupted",
-        "finished",
-        "reward / finished",
-        "of optimum",
-    ):
-        table.add_column(column, justify="left" if column == "policy" else "right")
+    table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)",
+                  box=box.SIMPLE_HEAD)
+    for column in ("policy", "reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",
+                   "fraction_of_optimum"):
+        table.add_column(_HEADERS.get(column, column), justify="left" if column == "policy" else "right",
+                         no_wrap=True)
     s = result.summary
 
-    def cell(p, c, fmt):
+    def cell(p, c, fmt):  # the std on a second line: keeps the table within 80 columns
         mean, std = s.loc[p, ("mean", c)], s.loc[p, ("std", c)]
-        return "–" if mean != mean else f"{mean:{fmt}} ± {std:{fmt}}"
+        return "–" if mean != mean else f"{mean:{fmt}}\n± {std:{fmt}}"
 
     for p in s.index:
         table.add_row(

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aaas_profile import train as train_mod
+from aaas_profile.errors import UserError
 from aaas_profile.terminal import console, fail
 
 
@@ -88,16 +89,20 @@ def train(
         progress.update(task, completed=done, loss=f"{sum(recent) / len(recent):.4f}")
 
     try:
-        result = train_mod.train(data, out, config, resume=resume, command=command, on_step=on_step)
-    except train_mod.TrainError as err:
+        result = train_mod.train(data, out, config, resume=resume, command=command, on_step=on_step,
+                                 on_resume=lambda step: console.print(f"resuming from the checkpoint at step {step} "
+                                                                      f"of {steps}", highlight=False))
+    except UserError as err:
         progress.stop()
         fail(str(err))
-    progress.stop()
+    finally:
+        progress.stop()
     table = Table(title=f"trained {result.out}")
-    table.add_column("")
-    table.add_column("", justify="right")
+    table.add_column("", no_wrap=True)
+    table.add_column("", overflow="fold")  # a long path breaks across lines instead of losing its end
     for key, value in (
-        ("steps", f"{result.steps}" + (" (time limit)" if result.stopped_early else "")),
+        ("steps", f"{result.steps}" + (" (time limit)" if result.stopped_early else "")
+         + (f", resumed from step {result.resumed_from}" if result.resumed_from else "")),
         ("loss (last 100 steps)", f"{result.loss:.4f}"),
         ("parameters", f"{result.parameters:,}"),
         ("time", f"{result.seconds / 60:.1f} min"),

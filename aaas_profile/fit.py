@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from scipy import optimize
 
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
+from aaas_profile.errors import UserError, check_writable
 
 SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
 READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
@@ -45,7 +45,7 @@ CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
 PAPER_RUNTIME = {"formula": "(0.001*t**2 + 2.5*t - 14)*60", "unit": "s", "coef": [-840.0, 150.0, 0.06]}
 
 
-class FitError(ValueError):
+class FitError(UserError, ValueError):
     """Scores that cannot be fitted as they are; the message is one line."""
 
 
@@ -755,6 +755,47 @@ def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> dict:
             "rmse": float(np.sqrt(np.mean((y - predicted) ** 2)))}
 
 
+# The simulator's task sizes (DESIGN.md, "The simulator"): t ∈ {100, 110, …, 250} steps.
+SIM_TASK_STEPS = (100, 250)
+# Below this R² the quadratic explains too little of the timings to extrapolate it to the simulator's steps:
+# steady CPU timings of the bundled models fit with R² > 0.99; the noisy case of issue 15 had 0.61.
+RUNTIME_MIN_R2 = 0.9
+
+
+def runtime_problem(coef, low: float, high: float) -> str | None:
+    """Why the runtime polynomial ``coef`` (seconds per image, ascending powers) cannot be a task's runtime over
+    ``low``–``high`` steps, as a phrase ("is not positive at 250 steps (-3.1 s)"), or None when it can: it must
+    be positive there and must not fall as the steps grow."""
+    grid = np.arange(float(low), float(high) + 1.0)
+    values = np.polynomial.polynomial.polyval(grid, np.asarray(coef, dtype=float))
+    if np.any(values <= 0):
+        i = int(np.argmax(values <= 0))
+        return f"is not positive at {grid[i]:g} steps ({values[i]:.3g} s)"
+    if np.any(np.diff(values) < 0):
+        i = int(np.argmax(np.diff(values) < 0))
+        return f"falls as steps grow ({values[i]:.3g} s at {grid[i]:g} steps, less after)"
+    return None
+
+
+def runtime_warning(entry: dict) -> str | None:
+    """One line on a fitted runtime model (a ``fit_runtime`` entry) that the simulator should not trust, or
+    None: a low R², or a curve that is not positive and rising from the smallest measured step count to the
+    simulator's largest task."""
+    fit = entry.get("vs_steps")
+    if fit is None:
+        return None
+    low = min(entry["measured"]["steps"])
+    problem = runtime_problem(fit["coef"], low, max(SIM_TASK_STEPS))
+    where = f"runtime model of {entry['model']} ({entry['device']}, {entry['dtype']})"
+    if problem:
+        return (f"{where} {problem} over {low:g}–{max(SIM_TASK_STEPS)} steps (R² {fit['r2']:.2f}): the timings "
+                "are too noisy or too few; simulate --profile needs --runtime paper, or re-sweep with steady timings")
+    if fit["r2"] == fit["r2"] and fit["r2"] < RUNTIME_MIN_R2:
+        return (f"{where} explains little of the timings (R² {fit['r2']:.2f} < {RUNTIME_MIN_R2}); the simulator "
+                "extrapolates it to 250 steps, so check it, or use simulate --runtime paper")
+    return None
+
+
 def fit_runtime(scores: pd.DataFrame) -> list[dict]:
     """Seconds per image against steps (quadratic, the paper's form) and against UNet calls (linear).
 
@@ -780,6 +821,9 @@ def fit_runtime(scores: pd.DataFrame) -> list[dict]:
         if np.unique(steps).size >= 2:
             entry["vs_steps"] = _polyfit(steps, wall, 2)
             entry["vs_unet_calls"] = _polyfit(calls, wall, 1)
+            warning = runtime_warning(entry)
+            if warning:
+                entry["warning"] = warning
         out.append(entry)
     return out
 
@@ -917,11 +961,8 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
 
 
 def write_json(path: Path, document: dict) -> None:
-    """Write atomically (temp file, then rename)."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
-    os.replace(temp, path)
+    """Write atomically (temp file, then rename; nothing left behind on failure)."""
+    runs.write_atomic(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def load_fit(path: Path) -> dict:
@@ -954,6 +995,8 @@ def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, le
         raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
     run = Path(run)
     scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
+    for folder in (run, *([run / "plots"] if plots else [])):  # check first: fail before the bootstrap
+        check_writable(folder, "run folder (fit writes fit.json and plots/ there)")
     curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
     scales = quality_scales(curves)
     runtime = fit_runtime(scores)

@@ -40,10 +40,12 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from aaas_profile.errors import UserError, not_found
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """A bad input image or image folder; the message is one line and names the file."""
 
 
@@ -146,7 +148,7 @@ def load_folder(folder: Path | str, resolution: int, limit: int | None = None) -
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImageError(f"{folder}: image folder does not exist")
+        raise ImageError(not_found(folder, "image folder", folder=True))
     if limit is not None and limit < 1:
         raise ImageError(f"{folder}: image limit must be at least 1, got {limit}")
     paths = list_images(folder)

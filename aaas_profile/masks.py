@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from aaas_profile.errors import UserError
 from aaas_profile.images import ImageError, is_image_file, open_image, pil_to_rgb, square_box
 
 FAMILIES: tuple[str, ...] = ("thick", "thin", "half", "expand", "line", "box")
@@ -44,7 +45,7 @@ USER_FAMILY = "file"  # MaskSpec.family of a mask read from a user's folder
 REFERENCE_SIZE = 256  # the resolution LaMa's stroke settings were made for; also where area is checked
 
 
-class MaskError(ValueError):
+class MaskError(UserError, ValueError):
     """A bad mask specification, mask file or mask; the message is one line."""
 
 

@@ -15,6 +15,12 @@ BRISQUE's features are computed at two scales and need room for both (and it is 
 constant image). An image under a metric's minimum
 raises ``MetricError`` instead of producing a meaningless number.
 
+VIF is undefined when the reference has no detail: it is the information the distorted image keeps about the
+reference, divided by the information in the reference, Σ log(1 + σ²_ref / σ²_n) over local windows, and a
+flat reference makes that 0/0. piq keeps the division finite with a small constant, so an all-black
+reference scores exactly 1.0 ("perfect") whatever the output, and an all-white one scores noise. Such an
+image gets NaN for VIF (``vif_or_nan``); ``undefined_on`` names it before a sweep starts.
+
 TV is normalised so images of different sizes compare: piq's l2 total variation is the square root of the sum
 of squared neighbour differences over channels and pixels; dividing it by the square root of the number of
 those differences, C·(H·(W−1) + (H−1)·W), gives the root-mean-square neighbour difference, in [0, 1] for
@@ -31,9 +37,10 @@ import piq
 import torch
 
 from aaas_profile.brisque import brisque
+from aaas_profile.errors import UserError
 
 
-class MetricError(ValueError):
+class MetricError(UserError, ValueError):
     """Input a metric cannot score meaningfully; the message is one line."""
 
 
@@ -62,6 +69,32 @@ def brisque_or_nan(x: torch.Tensor) -> torch.Tensor:
     return values
 
 
+# A reference counts as flat when all its pixels lie within one 8-bit level of each other.
+FLAT_RANGE = 1 / 255
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """Per image of an (N, C, H, W) batch: True where every pixel is within FLAT_RANGE of every other."""
+    flat = x.flatten(1)
+    return (flat.amax(dim=1) - flat.amin(dim=1)) <= FLAT_RANGE
+
+
+def vif_or_nan(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """piq's ``vif_p`` per image; NaN where the reference ``y`` is flat and VIF is 0/0 (module docstring)."""
+    flat = _flat(y)
+    values = torch.full((x.shape[0],), float("nan"), dtype=x.dtype, device=x.device)
+    if (~flat).any():
+        values[~flat] = piq.vif_p(x[~flat], y[~flat], reduction="none", data_range=1.0)
+    return values
+
+
+def undefined_on(reference: torch.Tensor, names: Sequence[str]) -> dict[str, str]:
+    """The named metrics that are undefined on every output for this (3, H, W) original, with the reason."""
+    if "vif" in names and bool(_flat(reference[None])[0]):
+        return {"vif": "the image is one flat colour, and VIF divides by the detail in the original"}
+    return {}
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -84,7 +117,7 @@ METRICS: dict[str, Metric] = {
         Metric("dss", True, True, 32, lambda x, y: piq.dss(x, y, reduction="none", data_range=1.0)),
         Metric("haarpsi", True, True, 16, lambda x, y: piq.haarpsi(x, y, reduction="none", data_range=1.0)),
         Metric("mdsi", False, True, 16, lambda x, y: piq.mdsi(x, y, reduction="none", data_range=1.0)),
-        Metric("vif", True, True, 41, lambda x, y: piq.vif_p(x, y, reduction="none", data_range=1.0)),
+        Metric("vif", True, True, 41, vif_or_nan),
     )
 }
 ALL = tuple(METRICS)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from aaas_profile.errors import UserError
+
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 # Training noise schedule of Ho et al. (2020), the one google/ddpm-* models use, for folders without one.
@@ -36,7 +38,7 @@ DEFAULT_SCHEDULE = {
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """A model that cannot be found or loaded; the message is one line meant for the user."""
 
 

@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 
 from aaas_profile import __version__
+from aaas_profile.errors import UserError, not_found
 from aaas_profile.models import MODELS_DIR, sha256_file
 
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
@@ -65,7 +66,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LICENCE = "cc-by-nc-sa-4.0"
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A checkpoint that cannot be converted; the message is one line meant for the user."""
 
 
@@ -345,7 +346,8 @@ def read_checkpoint(checkpoint: Path) -> dict[str, torch.Tensor]:
     Accepts a bare state dict (what guided-diffusion saves), one wrapped under "state_dict" or "model", and
     DataParallel's "module." prefixes."""
     if not checkpoint.is_file():
-        raise ConversionError(f"checkpoint {checkpoint} does not exist")
+        raise ConversionError(not_found(checkpoint, "checkpoint file", folder=False,
+                                         hint="e.g. celeba256_250000.pt from RePaint's download.sh"))
     try:
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
@@ -354,8 +356,10 @@ def read_checkpoint(checkpoint: Path) -> dict[str, torch.Tensor]:
                 raise
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling, zip and weights-only errors all mean "not a checkpoint"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConversionError(f"{checkpoint}: not a PyTorch checkpoint ({first[:160]})") from None
+        # torch's own text advises `weights_only=False` (unsafe on a file from elsewhere) or prints a bare
+        # pickle opcode; neither helps here, so say what the file is not and what to give instead.
+        raise ConversionError(f"{checkpoint}: not a PyTorch checkpoint that loads safely ({type(err).__name__}); "
+                              "give RePaint's celeba256_250000.pt or places256_300000.pt") from None
     if isinstance(state, Mapping):
         for wrapper in ("state_dict", "model"):
             if isinstance(state.get(wrapper), Mapping):
@@ -405,7 +409,8 @@ def import_repaint(
         raise ConversionError(f"model name '{name}' must be letters, digits, '.', '_' or '-' (at most 64)")
     folder, card = models_dir / name, models_dir / f"{name}.toml"
     if not overwrite and (folder.exists() or card.exists()):
-        raise ConversionError(f"model '{name}' already exists in {models_dir} (pass overwrite / --force)")
+        raise ConversionError(f"model '{name}' already exists in {models_dir}: choose another --name, or pass --force "
+                              "to replace it")
     state = read_checkpoint(checkpoint)
     converted = convert_state_dict(state, cfg)
     strict_check(converted, cfg)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from aaas_profile import fit as fit_mod
 from aaas_profile import runs
+from aaas_profile.errors import UserError, check_writable
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b; max-width: 1180px;
@@ -44,7 +45,7 @@ figcaption { color: #555; font-size: .9rem; }
 """
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A folder that cannot be reported on; the message is one line."""
 
 
@@ -206,7 +207,11 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
 def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
     parts = []
     if scores is not None and len(scores):
-        medians = (scores.groupby(["mask", "metric", "steps"])["value"].median().unstack("steps").reset_index())
+        # Two resampling settings in one run are shown apart, never pooled into one median.
+        jumps = ["jump_length", "jump_n_sample"] if len(scores[["jump_length", "jump_n_sample"]]
+                                                        .drop_duplicates()) > 1 else []
+        medians = (scores.groupby([*jumps, "mask", "metric", "steps"])["value"].median().unstack("steps")
+                   .reset_index())
         medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
         parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
     for panel in sorted((run / "plots").glob("*_panel.png")):
@@ -287,7 +292,15 @@ def build(run: Path) -> str:
 
 
 def write(run: Path, out: Path | None = None) -> Path:
-    """Write ``run``/report.html (or ``out``) atomically and return its path."""
+    """Write ``run``/report.html (or ``out``; ``out``/report.html when ``out`` is a folder) atomically and
+    return its path. Checks that the page can be written there before building it."""
     path = Path(out) if out else Path(run) / "report.html"
+    if path.is_dir():
+        path = path / "report.html"
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ReportError(f"--out {out}: {path.parent} is a file, not a folder; choose another --out")
+    if not path.parent.exists():
+        raise ReportError(f"--out {out}: the folder {path.parent} does not exist; create it or choose another --out")
+    check_writable(path.parent, "--out")
     runs.write_atomic(path, build(run))
     return path

@@ -2,10 +2,19 @@
 
 Part files are written atomically (a hidden temp file, flushed to disk, then renamed), so a sweep killed at
 any moment leaves either a whole part or none: starting it again skips exactly the cells already written.
+
+Several processes may work on one run folder at once (shards, or the same command started twice). They
+coordinate through ``scores/``: a short exclusive lock (``scores/.lock``, ``flock``) around reading which cells
+are done, claiming cells, and writing a part; and a claim file per batch in progress
+(``scores/.claim-<host>-<pid>-<hex>.json``, the batch's cell keys), which its owner holds ``flock``'ed for as
+long as it runs. A claim whose lock can be taken belongs to a process that is gone, so it is removed and its
+cells become free again. A part's temp file exists only while its writer holds ``scores/.lock``, so a temp
+file seen under that lock was left by a writer that died. Every cell is computed once and stored once.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -23,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from aaas_profile.errors import UserError
 
 # One row per image × mask × seed × steps × metric (DESIGN.md, "The scores table").
 COLUMNS = {
@@ -47,7 +58,7 @@ SCHEMA = pa.schema(list(COLUMNS.items()))
 CELL_KEY = ("model", "image_id", "mask", "seed", "steps", "jump_length", "jump_n_sample")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run folder that cannot be used as it is; the message is one line."""
 
 
@@ -62,11 +73,15 @@ def write_part(run: Path, rows: list[dict]) -> Path:
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
     final, temp = folder / name, folder / f".{name}.tmp"
-    with temp.open("wb") as f:
-        pq.write_table(table, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, final)
+    try:
+        with temp.open("wb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
     return final
 
 
@@ -75,11 +90,78 @@ def part_files(run: Path) -> list[Path]:
 
 
 def remove_stale_temps(run: Path) -> int:
-    """Delete temp files a killed sweep left behind (never whole parts). Returns how many."""
+    """Delete temp files a killed sweep left behind (never whole parts). Returns how many.
+
+    Call it holding :func:`scores_lock`: writers make and rename their temp files only while they hold it, so
+    every temp file seen then belongs to a writer that is gone."""
     stale = list(scores_dir(run).glob(".part-*.tmp"))
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
+
+
+@contextmanager
+def scores_lock(run: Path) -> Iterator[None]:
+    """Hold ``scores/.lock`` exclusively: around checking done cells and claims, claiming, and writing a part."""
+    folder = scores_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class Claim:
+    """Cells this process is computing now (see the module docstring). Make, read and release claims while
+    holding :func:`scores_lock`; the claim file stays ``flock``'ed by this process until :meth:`release`."""
+
+    def __init__(self, run: Path, keys: list[tuple]):
+        folder = scores_dir(run)
+        self.path = folder / f".claim-{platform.node() or 'host'}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        self._file = self.path.open("x")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            json.dump([list(key) for key in keys], self._file)
+            self._file.flush()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give the cells back (they are done, or this process stops)."""
+        if self._file.closed:
+            return
+        _remove_quietly(self.path)
+        self._file.close()
+
+
+def claimed_cells(run: Path) -> set[tuple]:
+    """Keys (CELL_KEY order) of the cells that live processes have claimed; removes the claims of processes
+    that are gone. Call it holding :func:`scores_lock`."""
+    keys: set[tuple] = set()
+    for path in scores_dir(run).glob(".claim-*.json"):
+        try:
+            with path.open() as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its owner holds it: a live claim
+                    keys.update(tuple(key) for key in json.load(f))
+                    continue
+                path.unlink(missing_ok=True)  # we got the lock: the owner is gone
+        except FileNotFoundError:
+            continue
+        except (json.JSONDecodeError, TypeError):  # held but half-written cannot happen; be safe and skip it
+            continue
+    return keys
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the original error is the one to report; a read-only folder cannot hold the temp file anyway
 
 
 def read_scores(run: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -110,6 +192,28 @@ def done_cells(run: Path) -> set[tuple]:
     """Keys (CELL_KEY order) of the cells already scored in ``run``."""
     table = read_scores(run, columns=list(CELL_KEY))
     return set(table.itertuples(index=False, name=None))
+
+
+class DoneCells:
+    """The cells already scored in a run folder, kept up to date cheaply: :meth:`refresh` reads only the parts
+    that appeared since its last call (parts are only ever added)."""
+
+    def __init__(self, run: Path):
+        self.run = Path(run)
+        self.keys: set[tuple] = set()
+        self._read: set[str] = set()
+
+    def refresh(self) -> set[tuple]:
+        new = [path for path in part_files(self.run) if path.name not in self._read]
+        for path in new:
+            try:
+                table = pq.read_table(path, columns=list(CELL_KEY)).to_pandas()
+            except Exception as err:  # pyarrow raises several types for a damaged file
+                raise RunError(f"{path}: unreadable scores part ({type(err).__name__}); delete it and run the "
+                               "sweep again to recompute its cells") from None
+            self.keys.update(table.itertuples(index=False, name=None))
+            self._read.add(path.name)
+        return self.keys
 
 
 def git_revision() -> str | None:
@@ -188,7 +292,21 @@ class Manifest:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path``'s content in one step (a unique temp file, then rename)."""
+    """Replace ``path``'s content in one step (a unique temp file, then rename). On failure nothing is left
+    behind and the ``OSError`` names ``path`` (or its missing folder), not the temp file."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not path.parent.is_dir():
+        code = errno.ENOTDIR if path.parent.exists() else errno.ENOENT
+        raise OSError(code, os.strerror(code), str(path.parent))
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    except OSError as err:
+        _remove_quietly(temp)
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    except BaseException:
+        _remove_quietly(temp)
+        raise

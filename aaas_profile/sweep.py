@@ -32,6 +32,7 @@ from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
 from aaas_profile import precision, runs
+from aaas_profile.errors import UserError, check_writable
 from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
 from aaas_profile.models import LoadedModel, load
 
@@ -46,7 +47,7 @@ DEFAULT_DATA = PROJECT_ROOT / "datasets" / "faces" / "eval"  # faces the bundled
 DEFAULT_STEPS = (1, 2, 5, 10, 20, 25, 50)
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep configuration that cannot run; the message is one line."""
 
 
@@ -80,16 +81,18 @@ class SweepConfig:
             except (OSError, tomllib.TOMLDecodeError) as err:
                 raise SweepError(f"{file}: cannot read the configuration ({err})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(values) - set(types))
         if unknown:
-            raise SweepError(f"unknown configuration key(s): {', '.join(unknown)}")
+            raise SweepError(f"unknown configuration key(s): {', '.join(unknown)}; choose from {', '.join(types)}")
         for key in ("masks", "metrics"):
             if isinstance(values.get(key), str):
                 values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
         for key in ("steps", "seeds"):
             if isinstance(values.get(key), str):
                 values[key] = parse_ints(values[key], key)
+        for key, value in values.items():
+            values[key] = _checked_type(key, value, types[key], file)
         config = cls(**values)
         config.validate()
         return config
@@ -99,6 +102,8 @@ class SweepConfig:
             raise SweepError(f"steps must be positive integers, got {self.steps}")
         if not self.seeds:
             raise SweepError("give at least one seed")
+        if self.save_images < 0:
+            raise SweepError(f"save_images must be ≥ 0 (0 saves none), got {self.save_images}")
         if not self.masks:
             raise SweepError("give at least one mask")
         if self.batch_size < 1:
@@ -119,6 +124,34 @@ class SweepConfig:
         return tomli_w.dumps({k: v for k, v in asdict(self).items() if v is not None})
 
 
+def _checked_type(key: str, value, kind: str, file: Path | None):
+    """``value`` if it has the type the field ``key`` declares (``kind``, as written in SweepConfig), else a
+    SweepError naming the key, as a --config TOML file can hold any type."""
+    where = f"{file}: " if file is not None else ""
+    optional = kind.endswith(" | None")
+    base = kind.removesuffix(" | None")
+    if value is None and optional:
+        return value
+    if base.startswith("list["):
+        item = base[5:-1]
+        if isinstance(value, list) and all(_is(v, item) for v in value):
+            return [float(v) if item == "float" else v for v in value]
+        raise SweepError(f"{where}{key} must be a list of {item}s, got {value!r}")
+    if _is(value, base):
+        return float(value) if base == "float" else value
+    raise SweepError(f"{where}{key} must be {'an' if base == 'int' else 'a'} {base}, got {value!r}")
+
+
+def _is(value, kind: str) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
 def parse_ints(text: str, what: str) -> list[int]:
     """"10,20,50" or "0-3" (inclusive ranges) → a list of ints."""
     values: list[int] = []
@@ -126,9 +159,14 @@ def parse_ints(text: str, what: str) -> list[int]:
         for item in (p.strip() for p in text.split(",") if p.strip()):
             if "-" in item[1:]:
                 lo, hi = item.split("-", 1) if not item.startswith("-") else item[1:].split("-", 1)
+                if int(hi) < int(lo):
+                    raise SweepError(f"--{what}: the range '{item}' is empty (it runs downwards); write it "
+                                     f"low-high, e.g. {hi}-{lo}")
                 values.extend(range(int(lo), int(hi) + 1))
             else:
                 values.append(int(item))
+    except SweepError:
+        raise
     except ValueError:
         raise SweepError(f"--{what}: expected integers like 10,20,50 or 0-3, got '{text}'") from None
     return values
@@ -233,6 +271,7 @@ class Prepared:
     repaint: RePaintConfig
     shard: Shard = Shard()
     dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
+    warnings: list[str] = field(default_factory=list)  # one line each, for the user, before the sweep starts
 
 
 def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
@@ -249,15 +288,30 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     train_steps = model.scheduler_config["num_train_timesteps"]
     if max(config.steps) > train_steps:
         raise SweepError(f"steps go up to {max(config.steps)} but the model was trained with {train_steps}")
+    warnings = []
+    uneven = [s for s in config.steps if train_steps % s]
+    if uneven:
+        warnings.append(
+            f"step count(s) {', '.join(map(str, uneven))} do not divide the {train_steps} training steps: the "
+            f"scheduler spaces timesteps by {train_steps} // steps, so they start from a lower noise level than "
+            "the others and their points are not comparable; use divisors such as 10, 20, 25, 50, 100, 125, 250")
+    out = Path(config.out) if config.out else default_out(config, model)
+    _check_resume(out, config, model)
     images = images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit)
+    for image in images:
+        for name, why in metrics_mod.undefined_on(image.tensor, config.metrics).items():
+            warnings.append(f"image {image.image_id}: {name} is undefined on it ({why}); its {name} scores are "
+                            "written as NaN (leave the image out, or fit with --drop-nan)")
     for spec in masks:  # fail now, not after hours, on a mask that keeps everything or nothing
         for image in images:
             for seed in config.seeds:
                 spec.make(model.resolution, Cell(0, image.image_id, spec, seed).mask_seed)
-    out = Path(config.out) if config.out else Path("results") / f"{model.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    _check_resume(out, config, model)
-    return Prepared(config, out, model, images, masks, device,
-                    RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard, choice.reason)
+    prepared = Prepared(config, out, model, images, masks, device,
+                        RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard, choice.reason,
+                        warnings)
+    if next(plan(prepared, runs.done_cells(out) if out.is_dir() else set()), None) is not None:
+        _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
+    return prepared
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -286,6 +340,25 @@ def _choose_dtype(config: SweepConfig, device: torch.device) -> precision.Choice
         raise SweepError(str(err)) from None
 
 
+def _check_writable_run(prepared: Prepared) -> None:
+    """Raise UserError unless every folder the sweep writes in takes files (check first, write last)."""
+    run_dir = prepared.run_dir
+    for folder in (run_dir, runs.scores_dir(run_dir), *([run_dir / "images"] if prepared.config.save_images else [])):
+        check_writable(folder, "--out")
+
+
+def default_out(config: SweepConfig, model: LoadedModel) -> Path:
+    """``results/<model>-<data folder>-<8 hex>``: the hex is a digest of what a run folder must keep fixed
+    (model, data folder and the FIXED settings: eta, dtype, metrics), so running the same command again
+    resumes the same folder, and adding step counts, seeds, masks or images extends it."""
+    import hashlib
+
+    identity = {"model": model.name, "data": str(Path(config.data).resolve()),
+                **{k: getattr(config, k) for k in FIXED if k != "data"}}  # the folder, however it was written
+    digest = hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()[:8]
+    return Path("results") / _slug(f"{model.name}-{Path(config.data).resolve().name}-{digest}")
+
+
 # Settings that change what a cell's numbers mean: a run folder never mixes two values of these.
 FIXED = ("data", "eta", "dtype", "metrics")
 
@@ -293,9 +366,16 @@ FIXED = ("data", "eta", "dtype", "metrics")
 def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
     """Refuse to add cells to a run folder made with different fixed settings or weights."""
     if out.exists() and not out.is_dir():
-        raise runs.RunError(f"{out} exists and is not a folder")
+        raise runs.RunError(f"{out} exists and is not a folder; choose another --out")
     config_path = out / "config.toml"
+    if not out.exists():
+        check_writable(out, "--out")  # the folder will be made: fail now, not after loading everything
+        return
     if not config_path.exists():
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name != "scores")
+        if foreign:
+            raise runs.RunError(f"{out} holds files ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}) "
+                                "but is not a run folder (no config.toml); choose an empty or new --out")
         return
     try:
         before = tomllib.loads(config_path.read_text())
@@ -417,7 +497,20 @@ def _png(image: torch.Tensor, path: Path) -> None:
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Per metric: the median at the lowest and the highest step count swept, and the direction."""
+    """Per resampling setting and metric: the median at the lowest and the highest step count swept, and the
+    direction. Settings are never pooled: a run folder may hold two (``resampling`` is "j/r")."""
+    rows = []
+    if not {"jump_length", "jump_n_sample"} <= set(table.columns):
+        table = table.assign(jump_length=0, jump_n_sample=0)  # a bare table: one setting, unnamed
+    settings = table[["jump_length", "jump_n_sample"]].drop_duplicates().sort_values(["jump_length", "jump_n_sample"])
+    for jl, jn in settings.itertuples(index=False):
+        same = table[(table["jump_length"] == jl) & (table["jump_n_sample"] == jn)]
+        rows.extend({"resampling": f"{jl}/{jn}", **row} for row in _summarise_setting(same))
+    return pd.DataFrame(rows, columns=["resampling", "metric", "better", "steps_low", "median_low", "steps_high",
+                                       "median_high", "rows"])
+
+
+def _summarise_setting(table: pd.DataFrame) -> list[dict]:
     rows = []
     for name in [m for m in metrics_mod.ALL if m in set(table["metric"])]:
         part = table[table["metric"] == name]
@@ -431,7 +524,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
             "median_high": float(part.loc[part["steps"] == high, "value"].median()),
             "rows": len(part),
         })
-    return pd.DataFrame(rows)
+    return rows
 
 
 class Progress:
@@ -449,35 +542,62 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     progress = progress or Progress()
     prepared = prepared or prepare(config, shard)
     run_dir = prepared.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.remove_stale_temps(run_dir)
-    done = runs.done_cells(run_dir)
-    todo = list(plan(prepared, done))
+    done = runs.DoneCells(run_dir)
+    todo = list(plan(prepared, done.refresh()))
     calls = {steps: unet_calls(steps, prepared.repaint, prepared.model.scheduler_config) for steps in config.steps}
     total_cells = len(shard_cells(prepared)) * len(config.steps)
-    invocation = _write_run_files(prepared, done_before=len(done))
-
     planned_calls = sum(calls[item.steps] for batch in todo for item in batch)
+    if not todo:  # nothing to do: write nothing (a finished run on a read-only disk resumes cleanly)
+        return SweepResult(run_dir, config, 0, total_cells, 0.0, 0, summarise(runs.read_scores(run_dir)))
+    _check_writable_run(prepared)  # check first, write last (again: prepare may have been long ago)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    invocation = _write_run_files(prepared, done_before=len(done.keys))
+
     progress.start(planned_calls, sum(len(batch) for batch in todo))
-    start, ran, saved = perf_counter(), 0, {}
-    for batch in todo:
-        rows, outputs, corrupted = run_batch(prepared, batch, run_dir.name, on_call=progress.unet_call)
-        runs.write_part(run_dir, rows)
-        if prepared.config.save_images:
-            _save_images(prepared, batch, outputs, corrupted, saved)
-        ran += len(batch)
-        progress.batch_done(len(batch))
+    start, ran, calls_run, saved = perf_counter(), 0, 0, {}
+    while todo:
+        ran_before = ran
+        for batch in todo:
+            items, claim = _claim(prepared, batch, done)
+            if not items:
+                continue
+            try:
+                rows, outputs, corrupted = run_batch(prepared, items, run_dir.name, on_call=progress.unet_call)
+                with runs.scores_lock(run_dir):
+                    runs.write_part(run_dir, rows)
+            finally:
+                claim.release()
+            if prepared.config.save_images:
+                _save_images(prepared, items, outputs, corrupted, saved)
+            ran += len(items)
+            calls_run += sum(calls[item.steps] for item in items)
+            progress.batch_done(len(items))
+        # Cells another process claimed and then gave up (it died) are free again: take them in another pass.
+        todo = list(plan(prepared, done.refresh())) if ran > ran_before else []
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
-    return SweepResult(run_dir, config, ran, total_cells - ran, wall,
-                       planned_calls, summarise(table))
+    return SweepResult(run_dir, config, ran, total_cells - ran, wall, calls_run, summarise(table))
+
+
+def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells) -> tuple[list[Item], runs.Claim | None]:
+    """The items of ``batch`` that no process has done or is doing, claimed for this one (runs.py explains
+    how several processes share a run folder)."""
+    with runs.scores_lock(prepared.run_dir):
+        runs.remove_stale_temps(prepared.run_dir)
+        taken = done.refresh() | runs.claimed_cells(prepared.run_dir)
+        items = [item for item in batch if _key(prepared, item.cell, item.steps) not in taken]
+        if not items:
+            return [], None
+        return items, runs.Claim(prepared.run_dir, [_key(prepared, item.cell, item.steps) for item in items])
 
 
 def _write_run_files(prepared: Prepared, done_before: int) -> str:
     """Write config.toml and add this invocation to manifest.json; returns the invocation's id."""
     run_dir = prepared.run_dir
-    runs.write_atomic(run_dir / "config.toml", prepared.config.to_toml())
+    config_path, text = run_dir / "config.toml", prepared.config.to_toml()
+    if not config_path.exists() or config_path.read_text() != text:
+        runs.write_atomic(config_path, text)
     manifest = runs.Manifest(run_dir / "manifest.json")
     invocation = uuid.uuid4().hex[:12]
     with manifest.locked():

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from aaas_profile import models
 from aaas_profile.datasets import data_licence
+from aaas_profile.errors import UserError, check_writable, not_found
 from aaas_profile.images import ImageError, list_images, min_side, open_image, pil_to_rgb
 
 SCHEDULE = {  # Ho et al. (2020); equal to aaas_profile.models.DEFAULT_SCHEDULE
@@ -62,7 +63,7 @@ TRAJECTORY_KEYS = (
 )
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """Training input or state that cannot be used; the message is one line."""
 
 
@@ -97,6 +98,10 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "layers_per_block"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise TrainError(f"warmup-steps must be ≥ 0 (0: no warm-up), got {self.warmup_steps}")
+        if self.time_limit_s is not None and not self.time_limit_s >= 0:  # 0: stop after the first step
+            raise TrainError(f"time-limit must be ≥ 0 minutes, got {self.time_limit_s / 60:g}")
         if not 0 < self.lr < 1:
             raise TrainError(f"lr must be in (0, 1), got {self.lr}")
         if not 0 <= self.ema_decay < 1:
@@ -123,6 +128,7 @@ class TrainResult:
     precision: str
     parameters: int
     stopped_early: bool  # the time limit ended the run before `steps`
+    resumed_from: int = 0  # the checkpoint's step this run continued from (0: a fresh start)
 
 
 def build_unet(config: TrainConfig):
@@ -151,7 +157,7 @@ def load_training_images(folder: Path | str, resolution: int) -> list[torch.Tens
     at its own size. TrainError for a missing or empty folder or an image under ``min_side(resolution)``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise TrainError(f"{folder}: image folder does not exist")
+        raise TrainError(not_found(folder, "image folder", folder=True))
     paths = list_images(folder)
     if not paths:
         raise TrainError(f"{folder}: no images (expected .png, .jpg, .jpeg or .bmp files directly in it)")
@@ -217,8 +223,12 @@ def _lr_at(step: int, config: TrainConfig) -> float:
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no temp file outlives a failed run
+        raise
 
 
 def train(
@@ -228,6 +238,7 @@ def train(
     resume: bool = True,
     command: str | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
     **overrides,
 ) -> TrainResult:
     """Train (or continue training) a DDPM on the images in `data_dir`; save a diffusers folder in `out`.
@@ -239,6 +250,7 @@ def train(
         config: hyper-parameters; keyword `overrides` (``resolution=64, steps=500, ...``) replace its fields.
         command: recorded in the model card (default: this Python call).
         on_step: called after every step with (step done, total steps, loss).
+        on_resume: called with the checkpoint's step when training continues from one.
 
     Returns a TrainResult. Raises TrainError (one line) on bad input.
     """
@@ -256,6 +268,12 @@ def train(
         given = ", ".join(f"{k}={v!r}" for k, v in asdict(config).items() if v != getattr(TrainConfig(), k))
         command = f"aaas_profile.train.train({str(data_dir)!r}, {str(out)!r}{', ' if given else ''}{given})"
     data_dir, out = Path(data_dir), Path(out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file; give a folder for the model, e.g. models/NAME")
+    if any((out / name).exists() for name in ("config.toml", "scores", "fit.json")):
+        raise TrainError(f"--out {out} is a sweep's run folder; give a folder of its own for the model, e.g. "
+                         "models/NAME")
+    check_writable(out, "--out")  # before loading anything, not after training
     try:
         device = pick_device(config.device)
     except SweepError as err:
@@ -289,6 +307,8 @@ def train(
         scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         start, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
+        if on_resume is not None:
+            on_resume(start)
     if start > config.steps:
         raise TrainError(f"{state_path}: checkpoint is at step {start}, beyond --steps {config.steps}")
 
@@ -353,7 +373,7 @@ def train(
     result = TrainResult(
         out=out, steps=step, loss=float(np.mean(losses[-100:])) if losses else math.nan, seconds=seconds,
         device=_device_name(device), precision=precision, parameters=sum(p.numel() for p in saved.parameters()),
-        stopped_early=stopped_early,
+        stopped_early=stopped_early, resumed_from=start,
     )
     (out / "README.md").write_text(
         model_card(result, config, data_dir, images, losses, command), encoding="utf-8"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aaas_profile.errors import UserError, not_found
 from aaas_profile.fit import refusal as fit_refusal
 
 # The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
@@ -30,7 +31,7 @@ N_USERS = 1_000  # user locations the authors draw before the ASPs (unused here,
 CSV_COLUMNS = ("sid", "ax", "ay", "bx", "by", "capacity")
 
 
-class SimError(ValueError):
+class SimError(UserError, ValueError):
     """Input the simulator cannot use (a bad ASP table, profile or option); the message is one line."""
 
 
@@ -123,9 +124,10 @@ def read_asps_csv(path: Path) -> AspSet:
 
     path = Path(path)
     if not path.is_file():
-        raise SimError(f"ASP table {path} does not exist")
+        raise SimError(not_found(path, "ASP table (CSV file)", folder=False))
+    _check_fields(path)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, index_col=False)
     except Exception as err:  # pandas raises many kinds for a malformed file
         raise SimError(f"cannot read ASP table {path}: {str(err).splitlines()[0]}") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
@@ -142,6 +144,7 @@ def read_asps_csv(path: Path) -> AspSet:
         numbers[name] = value
     if np.any(numbers["capacity"] != np.round(numbers["capacity"])):
         raise SimError(f"ASP table {path}: capacity must be a whole number of diffusion steps")
+    _check_rows(path, frame["sid"].astype(str).tolist(), numbers)
     return AspSet(
         sid=tuple(str(s) for s in frame["sid"]),
         capacity=numbers["capacity"].astype(np.int64),
@@ -163,6 +166,51 @@ def write_asps_csv(asps: AspSet, path: Path) -> Path:
     return path
 
 
+def _check_fields(path: Path) -> None:
+    """Every row has as many fields as the header (pandas would shift a longer row into the wrong columns)."""
+    import csv
+
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise SimError(f"cannot read ASP table {path}: {err}; give a CSV text file") from None
+    if not rows:
+        raise SimError(f"ASP table {path} is empty; it needs a header {','.join(CSV_COLUMNS)} and one row per ASP")
+    for line, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(rows[0]):
+            raise SimError(f"ASP table {path}, line {line}: {len(row)} fields, the header has {len(rows[0])}; "
+                           "fix that row")
+
+
+def _check_rows(path: Path, sids: list[str], numbers: dict[str, np.ndarray]) -> None:
+    """One line naming the first bad row (its CSV line) and column: sids unique, ay and by in [0, 1] (the
+    quality scale), by ≥ ay (quality does not fall with steps), ax ≥ 0 (steps)."""
+    seen: dict[str, int] = {}
+    for i, sid in enumerate(sids):
+        line = i + 2  # the header is line 1
+        if sid in seen:
+            raise SimError(f"ASP table {path}, line {line}: sid {sid!r} repeats line {seen[sid]}; give each ASP "
+                           "its own sid")
+        seen[sid] = line
+        ax, ay, bx, by = (float(numbers[k][i]) for k in ("ax", "ay", "bx", "by"))
+        for name, value in (("ay", ay), ("by", by)):
+            if not 0.0 <= value <= 1.0:
+                raise SimError(f"ASP table {path}, line {line}: {name} = {value:g} is outside [0, 1]; the curves "
+                               "are on the [0, 1] quality scale")
+        if by < ay:
+            raise SimError(f"ASP table {path}, line {line}: by = {by:g} is below ay = {ay:g}; by is the quality "
+                           "at saturation and cannot be lower than the floor ay")
+        if ax < 0:
+            raise SimError(f"ASP table {path}, line {line}: ax = {ax:g} is negative; ax is a step count (≥ 0)")
+        if bx <= ax:
+            raise SimError(f"ASP table {path}, line {line}: bx must be larger than ax (bx = {bx:g}, ax = {ax:g}); "
+                           "the curve rises from ax to bx")
+        if numbers["capacity"][i] <= 0:
+            raise SimError(f"ASP table {path}, line {line}: capacity = {numbers['capacity'][i]:g} must be a "
+                           "positive number of diffusion steps")
+
+
 def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
     """What the simulator reads from ``fit.json``: the curves on the [0, 1] scale and the runtime model.
 
@@ -178,7 +226,8 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
     """
     path = Path(path)
     if not path.is_file():
-        raise SimError(f"profile {path} does not exist")
+        raise SimError(not_found(path, "profile (fit.json)", folder=False,
+                                 hint="`aaas-profile fit RUN` writes RUN/fit.json"))
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -219,6 +268,7 @@ def profile_asps(
     task_steps: tuple[int, ...] = tuple(range(100, 251, 10)),
     reference_runtime_s: float | None = None,
     allow_flagged: bool = False,
+    measured_runtime: bool = True,
 ) -> AspSet:
     """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric``.
 
@@ -227,7 +277,8 @@ def profile_asps(
     capacities are drawn from the paper's grid with ``seed``. The measured runtime polynomial keeps its shape
     but is rescaled so that the largest task takes ``reference_runtime_s`` (the paper's runtime at 250 steps by
     default): a profiled model runs an image in seconds, and without the rescale the paper's arrival rate would
-    leave every ASP idle.
+    leave every ASP idle. ``measured_runtime=False`` uses the paper's runtime model instead (``--runtime
+    paper``): the fallback when the measured one is unusable (``fit.runtime_problem``).
     """
     from aaas_profile.sim.env import paper_runtime_s, polynomial
 
@@ -252,16 +303,17 @@ def profile_asps(
     rng = np.random.default_rng(seed)
     picks = [chosen[i % len(chosen)] for i in range(n)]
     runtime_coef = None
-    if coef is None:
+    if not measured_runtime:
+        notes.append("runtime: the paper's model (--runtime paper)")
+    elif coef is None:
         notes.append("runtime: the paper's model (the profile has none)")
     else:
-        grid = np.asarray(task_steps, dtype=float)
-        measured = polynomial(coef, grid)
-        if np.any(measured <= 0):
-            raise SimError(
-                f"profile {path}: the runtime model is not positive over "
-                f"{min(task_steps)}–{max(task_steps)} steps"
-            )
+        from aaas_profile.fit import runtime_problem
+
+        problem = runtime_problem(coef, min(task_steps), max(task_steps))
+        if problem:
+            raise SimError(f"profile {path}: the runtime model {problem}; refit with steady timings, or pass "
+                           "--runtime paper to use the paper's runtime model")
         reference = paper_runtime_s(max(task_steps)) if reference_runtime_s is None else reference_runtime_s
         scale = reference / float(polynomial(coef, float(max(task_steps))))
         runtime_coef = tuple(float(c) * scale for c in coef)

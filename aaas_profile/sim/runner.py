@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aaas_profile.errors import check_writable
 from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
 from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
@@ -136,6 +137,53 @@ class SimOptions:
     torch_threads: int = 1  # SAC's networks are small: one thread is fastest and leaves other cores alone
 
 
+def check_options(options: SimOptions) -> None:
+    """Refuse options that are out of range or would be ignored, each with one line (SimError)."""
+    if options.policy not in POLICIES:
+        raise SimError(f"unknown policy {options.policy!r}; choose from {', '.join(POLICIES)}")
+    if options.episodes < 1:
+        raise SimError(f"--episodes must be at least 1, got {options.episodes}")
+    if not options.optimum_time_limit_s > 0:
+        raise SimError(f"--optimum-time-limit must be positive, got {options.optimum_time_limit_s:g}")
+    if options.policy != "sac":
+        given = [flag for flag, value in (("--checkpoint", options.checkpoint is not None),
+                                          ("--resume", options.resume), ("--auto-alpha", options.auto_alpha))
+                 if value]
+        if given:
+            raise SimError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --policy sac, "
+                           f"not {options.policy}; drop {'it' if len(given) == 1 else 'them'} or use --policy sac")
+        return
+    if options.checkpoint is not None and options.resume:
+        raise SimError("--checkpoint evaluates a trained agent and --resume trains one further: give one of them")
+    if options.checkpoint is None and options.train_episodes < 1:
+        raise SimError(f"--train-episodes {options.train_episodes} would evaluate an untrained SAC agent: give at "
+                       "least 1, or evaluate a trained one with --checkpoint FILE")
+
+
+def asp_digest(asps: AspSet) -> str:
+    """A short digest of an ASP set (its table and runtime model): what a SAC checkpoint was trained on."""
+    import hashlib
+
+    text = asps.table().to_csv(index=False) + repr(asps.runtime_coef)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_resumable(folder: Path, asps: AspSet, options: SimOptions) -> None:
+    """--resume needs a checkpoint, trained with this seed on this ASP set (checkpoint.json records both)."""
+    checkpoint = folder / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise SimError(f"--resume: no SAC checkpoint at {checkpoint}; drop --resume to train from scratch, or give "
+                       "the --out of the run to continue")
+    meta_path = folder / "checkpoint.json"
+    if not meta_path.is_file():
+        return  # a checkpoint from before checkpoint.json: nothing to compare with
+    meta = json.loads(meta_path.read_text())
+    if meta.get("seed") != options.seed or meta.get("asps_digest") != asp_digest(asps):
+        raise SimError(f"--resume: {checkpoint} was trained with --seed {meta.get('seed')} on "
+                       f"{meta.get('asps_source')}, not --seed {options.seed} on {asps.source}; resume with "
+                       "those, or use another --out to train afresh")
+
+
 @dataclass
 class SimResult:
     folder: Path
@@ -152,13 +200,13 @@ class SimResult:
 def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | None = None,
              progress: Progress | None = None) -> SimResult:
     """Evaluate ``options.policy`` (training SAC first) and the baselines; write ``out/sim/<policy>/``."""
-    if options.policy not in POLICIES:
-        raise SimError(f"unknown policy {options.policy!r}; choose from {', '.join(POLICIES)}")
-    if options.episodes < 1:
-        raise SimError("--episodes must be at least 1")
+    check_options(options)
     progress = progress or Progress()
     env = AspSelectionEnv(asps, config)
     folder = Path(out) / "sim" / options.policy
+    check_writable(folder, "--out")  # before hours of training, not after
+    if options.policy == "sac" and options.resume:
+        _check_resumable(folder, asps, options)
     folder.mkdir(parents=True, exist_ok=True)
     asps_csv = write_asps_csv(asps, Path(out) / "sim" / "asps.csv")  # so the run can be repeated on its ASPs
     seeds = eval_seeds(options.seed, options.episodes)
@@ -266,8 +314,12 @@ def _num(value) -> float | None:
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no temp file outlives a failed run
+        raise
     return path
 
 
@@ -283,6 +335,8 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
         agent = _load_agent(options.checkpoint, obs_dim, env.n_asps)
         return SacPolicy(agent, best=True), None, 0.0, agent.env_steps
     previous = None
+    meta = {"seed": options.seed, "asps_source": env.asps.source, "asps_digest": asp_digest(env.asps)}
+    (folder / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
     if options.resume and checkpoint.exists():
         agent = _load_agent(checkpoint, obs_dim, env.n_asps)
         if (folder / "training.parquet").exists():

@@ -1,0 +1,111 @@
+"""Several processes on one run folder (issue 15, B): each cell is computed once, no raw part holds a duplicate,
+and only the temp files and claims of processes that are gone are removed."""
+
+import fcntl
+import json
+import subprocess
+import sys
+import time
+
+import pandas as pd
+from conftest import sweep_config
+
+from aaas_profile import runs, sweep
+
+KEY = [*runs.CELL_KEY, "metric"]
+
+# Each process imports everything first (the slow part), then waits for the test's "go" file, so all of them
+# really start their sweeps together instead of one finishing before the next has imported torch.
+DRIVER = """
+import sys, time
+from pathlib import Path
+from aaas_profile.cli import app
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+app(sys.argv[2:], prog_name="aaas-profile")
+"""
+
+
+def test_processes_started_together_compute_each_cell_once(model_dir, image_dir, tmp_path):
+    out, go = tmp_path / "run", tmp_path / "go"
+    common = ["sweep", "--model", str(model_dir), "--data", str(image_dir), "--masks", "half,thick",
+              "--steps", "5,10", "--seeds", "0", "--jump-length", "1", "--jump-n-sample", "1",
+              "--metrics", "tv,haarpsi", "--batch-size", "1", "--save-images", "0", "--out", str(out)]
+    shards = [[], [], ["--shard", "0/2"], ["--shard", "1/2"]]  # two whole sweeps and the two shards of one
+    processes = [subprocess.Popen([sys.executable, "-c", DRIVER, str(go), *common, *extra],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for extra in shards]
+    time.sleep(0.5)
+    go.touch()
+    try:
+        errors = [p.communicate(timeout=600)[1] for p in processes]
+    finally:
+        for p in processes:  # never leave a sweep running after a failed test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in processes] == [0] * len(processes), errors
+
+    raw = pd.read_parquet(out / "scores")  # every raw part, as any other tool reads them: no deduplication
+    cells = 2 * 2 * 1 * 2  # images × masks × seeds × steps
+    assert len(raw) == cells * 2 and not raw.duplicated(KEY).any()
+    invocations = json.loads((out / "manifest.json").read_text())["invocations"]
+    ran = [entry["cells_run"] for entry in invocations]
+    assert sum(ran) == cells  # computed once in all
+    assert sum(1 for n in ran if n > 0) >= 2  # and shared: the processes really ran together
+    assert not list((out / "scores").glob(".claim-*")) and not list((out / "scores").glob(".part-*.tmp"))
+
+
+def test_a_live_claim_is_left_alone_and_a_dead_ones_cells_are_taken_over(model_dir, image_dir, tmp_path):
+    config = sweep_config(model_dir, image_dir, tmp_path / "run", masks="half", steps="5")
+    prepared = sweep.prepare(config)
+    keys = [sweep._key(prepared, cell, 5) for cell in sweep.all_cells(prepared)]  # 2 cells
+    scores = runs.scores_dir(prepared.run_dir)
+    scores.mkdir(parents=True)
+    live = runs.Claim(prepared.run_dir, keys[:1])  # held by this (live) process
+    stale_temp = scores / ".part-20250101T000000-dead.parquet.tmp"
+    stale_temp.write_bytes(b"half a part")
+    result = sweep.run(config, prepared=prepared)
+    assert result.cells_run == 1  # only the unclaimed cell
+    assert runs.done_cells(prepared.run_dir) == {keys[1]}
+    assert not stale_temp.exists()  # a temp file seen under the lock has no writer
+    assert live.path.exists()
+
+    # The claim's owner dies: the file stays but nobody holds its lock, so the next sweep takes its cells over.
+    path = live.path
+    live.release()
+    path.write_text(json.dumps([list(keys[0])]))
+    again = sweep.run(config)
+    assert again.cells_run == 1 and runs.done_cells(prepared.run_dir) == set(keys)
+    assert not path.exists()
+
+
+def test_claimed_cells_reads_live_claims_and_removes_dead_ones(tmp_path):
+    runs.scores_dir(tmp_path).mkdir()
+    live = runs.Claim(tmp_path, [("m", "a.png", "half", 0, 5, 1, 1)])
+    dead = runs.scores_dir(tmp_path) / ".claim-host-1-dead.json"
+    dead.write_text(json.dumps([["m", "b.png", "half", 0, 5, 1, 1]]))
+    with runs.scores_lock(tmp_path):
+        assert runs.claimed_cells(tmp_path) == {("m", "a.png", "half", 0, 5, 1, 1)}
+    assert not dead.exists() and live.path.exists()
+    with live.path.open() as other:  # the owner's lock is what makes a claim live
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            raise AssertionError("a live claim's lock was free")
+        except BlockingIOError:
+            pass
+    live.release()
+    assert not live.path.exists()
+
+
+def test_write_atomic_leaves_no_temp_file_and_names_the_target(tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for target, kind in ((folder, IsADirectoryError), (tmp_path / "missing" / "r.html", FileNotFoundError)):
+        try:
+            runs.write_atomic(target, "text")
+            raise AssertionError("wrote")
+        except kind as err:
+            assert str(target) in str(err) or str(target.parent) in str(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"] and not list(folder.iterdir())
