@@ -307,10 +307,10 @@ def train(
         scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         start, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
-        if on_resume is not None:
-            on_resume(start)
     if start > config.steps:
         raise TrainError(f"{state_path}: checkpoint is at step {start}, beyond --steps {config.steps}")
+    if start and on_resume is not None:  # said only once the resume is known to go ahead
+        on_resume(start)
 
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     ema_params = list(ema.parameters())
