@@ -779,12 +779,13 @@ def runtime_problem(coef, low: float, high: float) -> str | None:
 
 def runtime_warning(entry: dict) -> str | None:
     """One line on a fitted runtime model (a ``fit_runtime`` entry) that the simulator should not trust, or
-    None: a low R², or a curve that is not positive and rising from the smallest measured step count to the
-    simulator's largest task."""
+    None: a low R², or a curve that is not positive and rising over the simulator's task step counts (the
+    range ``simulate --profile`` checks and refuses on; a quadratic fitted from 1 step up may dip below zero
+    at 1 step and still serve 100-250 steps)."""
     fit = entry.get("vs_steps")
     if fit is None:
         return None
-    low = min(entry["measured"]["steps"])
+    low = min(SIM_TASK_STEPS)
     problem = runtime_problem(fit["coef"], low, max(SIM_TASK_STEPS))
     where = f"runtime model of {entry['model']} ({entry['device']}, {entry['dtype']})"
     if problem:

@@ -203,6 +203,9 @@ def test_a_noisy_runtime_model_warns_at_fit_time_and_simulate_has_a_fallback(tmp
     assert "is not positive at" in warning and "--runtime paper" in warning
     steady = {**noisy, "vs_steps": {"coef": [0.1, 0.02, 0.0001], "r2": 0.999}}
     assert fit.runtime_warning(steady) is None
+    # the default demo's model: below zero at 1 step, positive and rising over the simulator's 100-250 steps
+    demo = {**noisy, "vs_steps": {"coef": [-0.155, 0.0427, 0.000354], "r2": 0.93}}
+    assert fit.runtime_warning(demo) is None
     assert "R² 0.50" in fit.runtime_warning({**steady, "vs_steps": {**steady["vs_steps"], "r2": 0.5}})
 
     profile = tmp_path / "fit.json"
