@@ -67,7 +67,9 @@ def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = Non
     ``on_progress(cells_done, cells_total)`` is called while the tasks run.
     """
     prepared = sweep.prepare(config)
-    config = replace(config, out=str(prepared.run_dir.resolve()))
+    # The driver's resolved configuration (dtype "auto" already decided, the run folder fixed): every shard
+    # runs what the driver checked, whatever hardware its node has.
+    config = replace(prepared.config, out=str(prepared.run_dir.resolve()))
     ray = connect(address, num_cpus=os.cpu_count() if address == "local" else None)
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from aaas_profile.errors import UserError
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CHOICES = ("auto", *DTYPES)
 # CPU flags that mean bf16 arithmetic in hardware (Linux /proc/cpuinfo spelling, which torch's cpuinfo shares).
@@ -37,7 +39,7 @@ RECORDED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "
 _TORCH_NAMES = {"avx512f": "avx512_f"}
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UserError, ValueError):
     """A dtype that cannot run on the chosen device; the message is one line."""
 
 

@@ -548,7 +548,7 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     total_cells = len(shard_cells(prepared)) * len(config.steps)
     planned_calls = sum(calls[item.steps] for batch in todo for item in batch)
     if not todo:  # nothing to do: write nothing (a finished run on a read-only disk resumes cleanly)
-        return SweepResult(run_dir, config, 0, total_cells, 0.0, 0, summarise(runs.read_scores(run_dir)))
+        return SweepResult(run_dir, prepared.config, 0, total_cells, 0.0, 0, summarise(runs.read_scores(run_dir)))
     _check_writable_run(prepared)  # check first, write last (again: prepare may have been long ago)
     run_dir.mkdir(parents=True, exist_ok=True)
     invocation = _write_run_files(prepared, done_before=len(done.keys))
@@ -577,7 +577,7 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
-    return SweepResult(run_dir, config, ran, total_cells - ran, wall, calls_run, summarise(table))
+    return SweepResult(run_dir, prepared.config, ran, total_cells - ran, wall, calls_run, summarise(table))
 
 
 def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells) -> tuple[list[Item], runs.Claim | None]:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from aaas_profile import models
+from aaas_profile import precision as precision_mod
 from aaas_profile.datasets import data_licence
 from aaas_profile.errors import UserError, check_writable, not_found
 from aaas_profile.images import ImageError, list_images, min_side, open_image, pil_to_rgb
@@ -212,7 +213,7 @@ def _pick_precision(precision: str, device: torch.device) -> str:
             raise TrainError(f"precision {precision} needs CUDA; the CPU trains in fp32")
         return "fp32"
     if precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if precision_mod.cuda_native_bf16(device) else "fp16"  # emulated bf16 is slow: fp16 then
     return precision
 
 

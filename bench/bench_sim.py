@@ -119,7 +119,7 @@ def main() -> None:
             print(f"{key:36s} {value:,.3f}" if abs(value) < 10 else f"{key:36s} {value:,.1f}")
         else:
             print(f"{key:36s} {value}")
-    out = Path("results/bench/sim.json")
+    out = Path(__file__).resolve().parents[1] / "results" / "bench" / "sim.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")

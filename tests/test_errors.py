@@ -148,7 +148,9 @@ def test_outputs_that_are_files_or_missing_folders_are_one_line(model_dir, image
                                  metrics="tv")).run_dir
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    one_line_error(invoke("report", run, "--out", "/missing/dir/r.html"), "/missing/dir", "does not exist")
+    missing = tmp_path / "missing" / "dir"
+    one_line_error(invoke("report", run, "--out", missing / "r.html"), str(missing), "does not exist")
+    assert not missing.parent.exists()
     one_line_error(invoke("report", run, "--out", a_file / "r.html"), "is a file")
     one_line_error(invoke("simulate", "--policy", "random", *SIM_FAST, "--out", a_file), "is a file")
     one_line_error(invoke("train", "--data", image_dir, "--out", a_file, "--steps", "1"), "is a file")

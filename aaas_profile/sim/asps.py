@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from aaas_profile.errors import UserError, not_found
-from aaas_profile.fit import refusal as fit_refusal
 
 # The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
 # (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
@@ -157,12 +156,12 @@ def read_asps_csv(path: Path) -> AspSet:
 
 
 def write_asps_csv(asps: AspSet, path: Path) -> Path:
-    """Write ``asps`` as the CSV table :func:`read_asps_csv` reads (atomically: temp file, then rename)."""
+    """Write ``asps`` as the CSV table :func:`read_asps_csv` reads (atomically: ``runs.write_atomic``)."""
+    from aaas_profile.runs import write_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    asps.table().to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_atomic(path, asps.table().to_csv(index=False))
     return path
 
 
@@ -224,6 +223,7 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
     ``runtime.steps.coef`` is seconds per image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any
     length). Returns ``(curves, coef)``, each curve a dict with model, mask, metric, ax, ay, bx, by.
     """
+    from aaas_profile.fit import refusal as fit_refusal  # here: fit imports torch and piq, the simulator need not
     path = Path(path)
     if not path.is_file():
         raise SimError(not_found(path, "profile (fit.json)", folder=False,

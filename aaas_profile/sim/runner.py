@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from aaas_profile.errors import check_writable
+from aaas_profile.runs import write_atomic
 from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
 from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
@@ -177,7 +178,10 @@ def _check_resumable(folder: Path, asps: AspSet, options: SimOptions) -> None:
     meta_path = folder / "checkpoint.json"
     if not meta_path.is_file():
         return  # a checkpoint from before checkpoint.json: nothing to compare with
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise SimError(f"--resume: {meta_path} is damaged ({err}); use another --out to train afresh") from None
     if meta.get("seed") != options.seed or meta.get("asps_digest") != asp_digest(asps):
         raise SimError(f"--resume: {checkpoint} was trained with --seed {meta.get('seed')} on "
                        f"{meta.get('asps_source')}, not --seed {options.seed} on {asps.source}; resume with "
@@ -239,7 +243,8 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         else:
             policy = make_baseline(name, seed=options.seed)
         progress.start(f"evaluate {name}", len(seeds))
-        tables[name] = evaluate(env, policy, seeds, optima, progress)
+        tables[name] = _evaluate_on_threads(env, policy, seeds, optima, progress,
+                                            options.torch_threads if name == "sac" else None)
         progress.stop()
 
     episodes = pd.concat(tables.values(), ignore_index=True)
@@ -323,6 +328,21 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _evaluate_on_threads(env, policy, seeds, optima, progress, threads: int | None) -> pd.DataFrame:
+    """``evaluate`` with torch on ``threads`` threads (SAC's actor runs in evaluation too; ``train`` sets its own),
+    restoring the previous count after; ``None`` leaves torch alone (the baselines need no torch)."""
+    if threads is None:
+        return evaluate(env, policy, seeds, optima, progress)
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return evaluate(env, policy, seeds, optima, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progress: Progress, levels: dict):
     """Train (or load) the SAC agent; returns (policy, training table, seconds, env steps)."""
     import torch
@@ -335,8 +355,12 @@ def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progres
         agent = _load_agent(options.checkpoint, obs_dim, env.n_asps)
         return SacPolicy(agent, best=True), None, 0.0, agent.env_steps
     previous = None
+    if not options.resume:
+        # Training afresh: an older checkpoint here must not sit beside the new checkpoint.json until the first
+        # save replaces it, or a --resume after an early kill would take it for this run's.
+        checkpoint.unlink(missing_ok=True)
     meta = {"seed": options.seed, "asps_source": env.asps.source, "asps_digest": asp_digest(env.asps)}
-    (folder / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(folder / "checkpoint.json", json.dumps(meta, indent=2) + "\n")
     if options.resume and checkpoint.exists():
         agent = _load_agent(checkpoint, obs_dim, env.n_asps)
         if (folder / "training.parquet").exists():
