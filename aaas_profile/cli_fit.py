@@ -106,7 +106,7 @@ def _print_summary(result: fit_mod.FitResult, level: float) -> None:
             quality.add_row(name, _r2(c.r2_within), _r2(c.r2_pooled), _r2(c.r2_medians), c.comparison["best_aic"],
                             ", ".join(SHORT_FLAGS.get(f["code"], f["code"]) for f in c.flags) or "–")
             stop = c.stop
-            if c.flagged("no_effect") or c.flagged("worse_with_steps"):  # no place to stop on such a curve
+            if fit_mod.has_no_stop(c.flags):
                 stops.add_row(name, "–", "–", "–", "–", f"{stop['best_median']:.4g}",
                               "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
                 continue

@@ -406,8 +406,16 @@ MIN_LEVELS_FOR_INTERVALS = 4  # four parameters: with fewer distinct x values th
 MIN_IMAGES_FOR_INTERVALS = 3  # that passes through every level; with 1-2 images it has nothing to resample
 EFFECT_ALPHA = 0.05
 STOP_FRACTION = 0.01  # "stop paying for steps" once the median gains less than this share of the curve's range
+# Flags of a curve that more steps do not improve: it has no step count at which to stop paying for steps.
+NO_STOP_FLAGS = ("no_effect", "worse_with_steps")
 # Flags that make a curve unfit for the simulator (simulate --profile refuses them without an override).
-REFUSED_FLAGS = ("under_determined", "no_effect", "worse_with_steps")
+REFUSED_FLAGS = ("under_determined", *NO_STOP_FLAGS)
+
+
+def has_no_stop(flags: list[dict] | None) -> bool:
+    """Whether a curve with these flags (fit.json's ``{"code", "message"}`` dicts) has no place to stop: steps
+    do not improve it (NO_STOP_FLAGS). The fit table and the report's lead both ask."""
+    return any(f.get("code") in NO_STOP_FLAGS for f in flags or [])
 
 
 @dataclass

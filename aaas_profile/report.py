@@ -159,10 +159,6 @@ def _stops(run: Path, scores: pd.DataFrame | None) -> tuple[list[dict], str]:
     return curves, f"the per-step medians in scores/ ({why})"
 
 
-def _is_flat(curve: dict) -> bool:
-    return any(f.get("code") in ("no_effect", "worse_with_steps") for f in curve.get("flags") or [])
-
-
 def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
     """The page's lead: where each metric stops paying for steps, with the image grid at those steps."""
     curves, source = _stops(run, scores)
@@ -172,10 +168,10 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
     for c in curves:
         s = c["stop"]
         flags = [f.get("message", f.get("code", "")) for f in c.get("flags") or []]
-        if s.get("top_of_grid") and not _is_flat(c):
+        flat = fit_mod.has_no_stop(c.get("flags"))  # a curve steps do not improve has no place to stop
+        if s.get("top_of_grid") and not flat:
             flags.append("still gaining at the top of the grid: add higher step counts")
         r2 = c.get("r2")
-        flat = _is_flat(c)  # a curve without an effect of steps has no place to stop
         rows.append({
             "mask": c["mask"], "metric": c["metric"], "better": "higher" if c["higher_is_better"] else "lower",
             "stop at steps": "–" if flat else str(s["steps"]),
@@ -188,7 +184,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
         })
     frame = pd.DataFrame(rows)
     table = _table(frame, ("mask", "metric", "better", "flags"), flag_column="flags")
-    steps = {int(c["stop"]["steps"]) for c in curves if not _is_flat(c)}
+    steps = {int(c["stop"]["steps"]) for c in curves if not fit_mod.has_no_stop(c.get("flags"))}
     levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
     if scores is not None and len(scores):
         levels = sorted({int(v) for v in scores["steps"].unique()})
