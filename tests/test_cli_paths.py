@@ -32,7 +32,7 @@ FAST = ["--steps", "5", "--jump-length", "1", "--jump-n-sample", "1", "--save-im
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch):
     """Rich fits tables to the terminal; a wide one keeps cells on one line for the assertions."""
-    monkeypatch.setattr(cli.console, "width", 240)
+    monkeypatch.setattr(cli.common.console, "width", 240)
 
 
 def invoke(*args):

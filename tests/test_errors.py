@@ -20,8 +20,10 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from aaas_profile import cli, cli_fit, cli_simulate, errors, fit, metrics, runs, sweep
+from aaas_profile import cli, errors, fit, metrics, runs, sweep
 from aaas_profile.cli import app
+from aaas_profile.cli import fit as cli_fit
+from aaas_profile.cli import simulate as cli_simulate
 from aaas_profile.sim import runner as sim_runner
 from aaas_profile.sim.asps import SimError, paper_asps, profile_asps, read_asps_csv
 
@@ -125,7 +127,7 @@ def test_read_only_output_is_one_line_and_changes_nothing(model_dir, image_dir, 
         ["simulate", "--policy", "random", *SIM_FAST, "--out", str(locked)],
         ["train", "--data", str(image_dir), "--out", str(locked / "fit-here" / "model"), "--steps", "1"],
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(cli.__file__).parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(cli.__file__).parents[2]),
                                                        os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([*prefix, sys.executable, "-c", BATCH, json.dumps(cases)], capture_output=True,
                           text=True, env=env, timeout=600)

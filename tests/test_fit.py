@@ -14,7 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aaas_profile import cli_fit, fit, runs
+from aaas_profile import fit, runs
+from aaas_profile.cli import fit as cli_fit
 from aaas_profile.metrics import ALL, METRICS
 
 STEPS = (10, 20, 25, 50, 100, 125, 200, 250)  # the sweep's default grid

@@ -25,8 +25,10 @@ import typer
 from conftest import write_images
 from typer.testing import CliRunner
 
-from aaas_profile import cli_models, models, runs, sweep, terminal
+from aaas_profile import models, runs, sweep
 from aaas_profile import repaint_import as ri
+from aaas_profile.cli import common as terminal
+from aaas_profile.cli import models as cli_models
 from aaas_profile.models import sha256_file
 
 FULL = ri.CONFIGS["celeba256"]

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aaas_profile import cli_simulate
+from aaas_profile.cli import simulate as cli_simulate
 from aaas_profile.sim.policies import POLICIES
 
 app = typer.Typer()

@@ -12,7 +12,8 @@ from conftest import write_images
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from aaas_profile import cli_train, models
+from aaas_profile import models
+from aaas_profile.cli import train as cli_train
 from aaas_profile.train import (
     CHECKPOINT,
     TrainConfig,

@@ -1,5 +1,4 @@
-"""The ``fit`` command: parses, calls ``aaas_profile.fit``, prints. Registered in cli.py as
-``app.command("fit")(cli_fit.fit)``."""
+"""The ``fit`` command: parses, calls ``aaas_profile.fit``, prints."""
 
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
+from aaas_profile.cli.common import console, err_console, fail
 from aaas_profile.errors import UserError
-from aaas_profile.terminal import console, err_console, fail
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:

@@ -1,5 +1,5 @@
-"""The ``models import-repaint`` command: parses, calls ``aaas_profile.repaint_import``, prints. Registered in
-cli.py on the ``models`` group as ``models_app.command("import-repaint")(cli_models.import_repaint)``."""
+"""The ``models`` commands: ``models`` lists the named models, ``models import-repaint`` calls
+``aaas_profile.repaint_import``. Both parse, call and print."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from aaas_profile import repaint_import
+from aaas_profile.cli.common import console, fail
 from aaas_profile.errors import UserError
-from aaas_profile.terminal import console, fail
 
 
 def import_repaint(
@@ -67,3 +67,27 @@ def import_repaint(
     table.add_row("took", f"{time.perf_counter() - started:.1f} s")
     console.print(table)
     console.print(f"use it: aaas-profile sweep --model {name}", highlight=False)
+
+
+def list_models(ctx: typer.Context) -> None:
+    """List the named models: where their weights come from, resolution, licence, and whether present.
+
+    Examples:
+
+      aaas-profile models
+
+      aaas-profile models import-repaint celeba256_250000.pt --name celeba-repaint
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from aaas_profile.models import cards, find_weights
+
+    table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
+    for column in ("name", "source", "resolution", "licence", "weights", "description"):
+        table.add_column(column, overflow="fold")  # at 80 columns long paths break across lines, never cut
+    for card in cards().values():
+        folder = find_weights(card, download=False)
+        source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"
+        present = f"[green]present[/] ({folder})" if folder else "[yellow]absent[/]"
+        table.add_row(card.name, source, f"{card.resolution} px", card.licence, present, card.description)
+    console.print(table)

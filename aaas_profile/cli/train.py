@@ -1,5 +1,4 @@
-"""The ``train`` command: parses, calls ``aaas_profile.train``, prints. Registered in cli.py as
-``app.command("train")(cli_train.train)``; ``python -m aaas_profile.cli_train`` runs it on its own."""
+"""The ``train`` command: parses, calls ``aaas_profile.train``, prints."""
 
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aaas_profile import train as train_mod
+from aaas_profile.cli.common import console, fail
 from aaas_profile.errors import UserError
-from aaas_profile.terminal import console, fail
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -111,7 +110,3 @@ def train(
     ):
         table.add_row(key, value)
     console.print(table)
-
-
-if __name__ == "__main__":
-    typer.run(train)

@@ -1,7 +1,5 @@
-"""``aaas-profile simulate``: the ASP-selection simulator from the command line. Parses, calls, prints.
-
-The lead registers it with ``app.command("simulate")(cli_simulate.simulate)``.
-"""
+"""The ``simulate`` command: the ASP-selection simulator from the command line. Parses, calls ``aaas_profile.sim``,
+prints."""
 
 from __future__ import annotations
 
@@ -13,12 +11,12 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aaas_profile.cli.common import console, fail
 from aaas_profile.errors import UserError
 from aaas_profile.sim import runner
 from aaas_profile.sim.asps import preset_asps, profile_asps, read_asps_csv
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.policies import POLICIES
-from aaas_profile.terminal import console, fail
 
 
 class RichProgress(runner.Progress):

@@ -1,9 +1,8 @@
-"""The ``aaas-profile`` command line: parses, calls the stage modules, prints. No logic of its own."""
+"""The ``sweep`` command: parses, calls ``aaas_profile.sweep`` (or ``distributed`` with --ray), prints."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,34 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from typer.core import TyperGroup
 
-from aaas_profile import cli_fit, cli_models, cli_simulate, cli_train
 from aaas_profile import sweep as sweep_mod
-from aaas_profile.errors import UserError, os_error_line
-from aaas_profile.terminal import console, err_console, fail
-
-
-class OneLineErrors(TyperGroup):
-    """The one place where any command's ``UserError`` or ``OSError`` becomes one line and a non-zero exit
-    (a command may catch its own errors first to stop a progress bar; whatever it does not catch ends here)."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except UserError as err:
-            fail(str(err))
-        except OSError as err:
-            fail(os_error_line(err))
-
-
-app = typer.Typer(
-    help="Quality-vs-steps profiles of diffusion inpainting for AIGC-as-a-Service planning (Du et al. 2023).",
-    cls=OneLineErrors,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+from aaas_profile.cli.common import console, err_console, fail
+from aaas_profile.errors import UserError
 
 
 class RichProgress(sweep_mod.Progress):
@@ -75,7 +50,6 @@ class RichProgress(sweep_mod.Progress):
         self.bar.stop()
 
 
-@app.command()
 def sweep(
     model: Annotated[str | None, typer.Option(help="Model name (see `aaas-profile models`) or a diffusers folder. \\[default: faces, the bundled 64-px model]")] = None,  # noqa: E501
     data: Annotated[Path | None, typer.Option(help="Folder of PNG/JPEG/BMP images (any mode and size; resized and centre-cropped to the model's resolution). \\[default: datasets/faces/eval, faces the bundled model never saw]")] = None,  # noqa: E501
@@ -202,64 +176,3 @@ def _print_summary(result: sweep_mod.SweepResult) -> None:
         f"{result.cells_run} cells run, {result.cells_skipped} already done · {result.unet_calls} UNet "
         f"image-forwards in {result.wall_s:.1f} s ({rate:.1f}/s)", highlight=False,
     )
-
-
-models_app = typer.Typer(help="Named models: list them, or import RePaint's checkpoints.", no_args_is_help=False)
-app.add_typer(models_app, name="models")
-models_app.command("import-repaint")(cli_models.import_repaint)
-
-
-@models_app.callback(invoke_without_command=True)
-def models_command(ctx: typer.Context) -> None:
-    """List the named models: where their weights come from, resolution, licence, and whether present.
-
-    Examples:
-
-      aaas-profile models
-
-      aaas-profile models import-repaint celeba256_250000.pt --name celeba-repaint
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    from aaas_profile.models import cards, find_weights
-
-    table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
-    for column in ("name", "source", "resolution", "licence", "weights", "description"):
-        table.add_column(column, overflow="fold")  # at 80 columns long paths break across lines, never cut
-    for card in cards().values():
-        folder = find_weights(card, download=False)
-        source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"
-        present = f"[green]present[/] ({folder})" if folder else "[yellow]absent[/]"
-        table.add_row(card.name, source, f"{card.resolution} px", card.licence, present, card.description)
-    console.print(table)
-
-
-app.command("fit")(cli_fit.fit)
-app.command("simulate")(cli_simulate.simulate)
-app.command("train")(cli_train.train)
-
-
-@app.command()
-def report(
-    run: Annotated[Path, typer.Argument(help="Run folder (from sweep, fit and/or simulate).")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the page (a folder: FOLDER/report.html). \\[default: <run>/report.html]")] = None,  # noqa: E501
-) -> None:
-    """Write one self-contained HTML page of a run: configuration, outputs across step counts, the metric
-    curves with their fits, and the simulator's results (each section when its data exists).
-
-    Example:
-
-      aaas-profile report results/celeba-thin
-    """
-    from aaas_profile import report as report_mod
-
-    path = report_mod.write(run, out)
-    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no external resources)", highlight=False)
-
-
-def main() -> None:  # pragma: no cover - console entry for `python -m aaas_profile.cli`
-    app(prog_name="aaas-profile")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
