@@ -34,6 +34,7 @@ from scipy import optimize
 
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
+from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 
 SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
@@ -971,7 +972,7 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
 
 def write_json(path: Path, document: dict) -> None:
     """Write atomically (temp file, then rename; nothing left behind on failure)."""
-    runs.write_atomic(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
+    write_atomic(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def load_fit(path: Path) -> dict:

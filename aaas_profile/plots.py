@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aaas_profile import metrics as metrics_mod  # noqa: E402
+from aaas_profile.atomic import save_figure
 from aaas_profile.fit import X_UNITS, CurveFit  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def plot_curve(curve: CurveFit, path: Path, x: str = "steps") -> Path:
     draw_curve(ax, curve, x, title=f"{key['metric']} · {key['model']} · mask {key['mask']}")
     ax.legend(fontsize=7, loc="center right")
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)  # fixed margins: tight_layout costs a draw
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -119,7 +120,7 @@ def plot_panel(curves: list[CurveFit], path: Path, x: str = "steps") -> Path:
     fig.suptitle(f"{key['model']} · mask {key['mask']} · jumps {key['jump_length']}/{key['jump_n_sample']}: "
                  "quality against compute (grey: images, band: IQR, red: four-parameter fit, green: stop)", fontsize=11)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.91, wspace=0.28, hspace=0.32)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

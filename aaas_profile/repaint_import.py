@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 
 from aaas_profile import __version__
+from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, not_found
 from aaas_profile.models import MODELS_DIR, sha256_file
 
@@ -435,7 +436,7 @@ def import_repaint(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    card.write_text(card_toml(name, cfg))
+    write_atomic(card, card_toml(name, cfg))
     return folder
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from aaas_profile import fit as fit_mod
 from aaas_profile import runs
+from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 
 STYLE = """
@@ -298,5 +299,5 @@ def write(run: Path, out: Path | None = None) -> Path:
     if not path.parent.exists():
         raise ReportError(f"--out {out}: the folder {path.parent} does not exist; create it or choose another --out")
     check_writable(path.parent, "--out")
-    runs.write_atomic(path, build(run))
+    write_atomic(path, build(run))
     return path

@@ -14,7 +14,6 @@ file seen under that lock was left by a writer that died. Every cell is computed
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -33,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import UserError
 
 # One row per image × mask × seed × steps × metric (DESIGN.md, "The scores table").
@@ -67,21 +67,14 @@ def scores_dir(run: Path) -> Path:
 
 
 def write_part(run: Path, rows: list[dict]) -> Path:
-    """Write rows (dicts with COLUMNS' keys) as one new part file, atomically. Returns its path."""
+    """Write rows (dicts with COLUMNS' keys) as one new part file, atomically and flushed to disk. Returns its
+    path."""
     folder = scores_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
-    final, temp = folder / name, folder / f".{name}.tmp"
-    try:
-        with temp.open("wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        _remove_quietly(temp)
-        raise
+    final = folder / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+    with atomic_path(final, fsync=True) as temp:  # temp: .part-*.tmp, which clean-up under the lock looks for
+        pq.write_table(table, temp)
     return final
 
 
@@ -289,24 +282,3 @@ class Manifest:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path``'s content in one step (a unique temp file, then rename). On failure nothing is left
-    behind and the ``OSError`` names ``path`` (or its missing folder), not the temp file."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if not path.parent.is_dir():
-        code = errno.ENOTDIR if path.parent.exists() else errno.ENOENT
-        raise OSError(code, os.strerror(code), str(path.parent))
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    except OSError as err:
-        _remove_quietly(temp)
-        raise OSError(err.errno, err.strerror, str(path)) from None
-    except BaseException:
-        _remove_quietly(temp)
-        raise

@@ -32,6 +32,7 @@ from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
 from aaas_profile import precision, runs
+from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
 from aaas_profile.models import LoadedModel, load
@@ -597,7 +598,7 @@ def _write_run_files(prepared: Prepared, done_before: int) -> str:
     run_dir = prepared.run_dir
     config_path, text = run_dir / "config.toml", prepared.config.to_toml()
     if not config_path.exists() or config_path.read_text() != text:
-        runs.write_atomic(config_path, text)
+        write_atomic(config_path, text)
     manifest = runs.Manifest(run_dir / "manifest.json")
     invocation = uuid.uuid4().hex[:12]
     with manifest.locked():

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 
 from aaas_profile import models
 from aaas_profile import precision as precision_mod
+from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.datasets import data_licence
 from aaas_profile.errors import UserError, check_writable, not_found
 from aaas_profile.images import ImageError, list_images, min_side, open_image, pil_to_rgb
@@ -223,13 +223,8 @@ def _lr_at(step: int, config: TrainConfig) -> float:
 
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no temp file outlives a failed run
-        raise
+    with atomic_path(path) as temp:
+        torch.save(obj, temp)
 
 
 def train(
@@ -325,7 +320,7 @@ def train(
         }, state_path)
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / ".gitignore").write_text("checkpoint/\n")
+    write_atomic(out / ".gitignore", "checkpoint/\n")
     t0 = time.perf_counter()
     step, stopped_early = start, False
     while step < config.steps:
@@ -376,9 +371,7 @@ def train(
         device=_device_name(device), precision=precision, parameters=sum(p.numel() for p in saved.parameters()),
         stopped_early=stopped_early, resumed_from=start,
     )
-    (out / "README.md").write_text(
-        model_card(result, config, data_dir, images, losses, command), encoding="utf-8"
-    )
+    write_atomic(out / "README.md", model_card(result, config, data_dir, images, losses, command))
     return result
 
 

@@ -97,15 +97,3 @@ def test_claimed_cells_reads_live_claims_and_removes_dead_ones(tmp_path):
             pass
     live.release()
     assert not live.path.exists()
-
-
-def test_write_atomic_leaves_no_temp_file_and_names_the_target(tmp_path):
-    folder = tmp_path / "a-folder"
-    folder.mkdir()
-    for target, kind in ((folder, IsADirectoryError), (tmp_path / "missing" / "r.html", FileNotFoundError)):
-        try:
-            runs.write_atomic(target, "text")
-            raise AssertionError("wrote")
-        except kind as err:
-            assert str(target) in str(err) or str(target.parent) in str(err)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"] and not list(folder.iterdir())

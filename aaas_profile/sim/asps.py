@@ -156,8 +156,8 @@ def read_asps_csv(path: Path) -> AspSet:
 
 
 def write_asps_csv(asps: AspSet, path: Path) -> Path:
-    """Write ``asps`` as the CSV table :func:`read_asps_csv` reads (atomically: ``runs.write_atomic``)."""
-    from aaas_profile.runs import write_atomic
+    """Write ``asps`` as the CSV table :func:`read_asps_csv` reads (atomically: ``atomic.write_atomic``)."""
+    from aaas_profile.atomic import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from aaas_profile.atomic import save_figure
+
 COLORS = {"random": "tab:gray", "round-robin": "tab:brown", "crash-avoid": "tab:blue",
           "greedy-oracle": "tab:green", "sac": "tab:red", "optimum": "black"}
 
@@ -64,7 +66,7 @@ def figure5_learning_curve(training: pd.DataFrame, levels: dict[str, float], pat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -85,6 +87,6 @@ def figure6_bars(episodes: pd.DataFrame, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Policies compared (cf. Du et al. 2023, Fig. 6)")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return Path(path)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import check_writable
-from aaas_profile.runs import write_atomic
 from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
 from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
@@ -305,7 +305,7 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         },
         "notes": result_notes,
     }
-    (folder / "summary.json").write_text(json.dumps(summary_json, indent=2))
+    write_atomic(folder / "summary.json", json.dumps(summary_json, indent=2))
     files.append(folder / "summary.json")
     return SimResult(
         folder, episodes, summary, training, train_seconds, env_steps, n_exact, files, result_notes
@@ -318,13 +318,8 @@ def _num(value) -> float | None:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no temp file outlives a failed run
-        raise
+    with atomic_path(path) as temp:
+        frame.to_parquet(temp, index=False)
     return path
 
 

@@ -81,7 +81,6 @@ the authors' own paper table, seed 0, and then checked unchanged on paper seeds 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -92,6 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aaas_profile.atomic import atomic_path
 from aaas_profile.sim.policies import Policy
 
 
@@ -427,9 +427,8 @@ class DiscreteSAC:
         """Write a checkpoint atomically (temp file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as temp:
+            torch.save(self.state_dict(), temp)
 
     @classmethod
     def load(cls, path: Path) -> DiscreteSAC:
