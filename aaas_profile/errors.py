@@ -2,8 +2,9 @@
 and a check that a folder can be written before a command changes anything in it.
 
 Each stage module keeps its own error class (``SweepError``, ``FitError``, ``SimError`` ...) and derives it from
-:class:`UserError`; the command line (``cli.py``) turns any ``UserError`` or ``OSError`` that reaches it into
-one line on stderr and a non-zero exit, so no command shows a traceback for a user's mistake.
+:class:`UserError`; the command line (``aaas_profile/cli/__init__.py``, the one place that catches them) turns
+any ``UserError`` or ``OSError`` that reaches it into one line on stderr and a non-zero exit, so no command shows
+a traceback for a user's mistake. Commands raise these too (for a bad option), rather than exiting themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from pathlib import Path
 
 class UserError(Exception):
     """Input or a situation the user can fix; the message is one line that says what is wrong and what to do."""
+
+    exit_code = 2  # the shell's "misuse" code, as typer uses for a bad option
+
+
+class Interrupted(UserError):
+    """The user pressed Ctrl-C: the message says what was kept and how to go on."""
+
+    exit_code = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
 
 
 # What to do about the common causes, by errno (the cause itself comes from the OS's strerror).

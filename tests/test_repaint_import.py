@@ -21,12 +21,12 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-import typer
 from conftest import write_images
 from typer.testing import CliRunner
 
 from aaas_profile import models, runs, sweep
 from aaas_profile import repaint_import as ri
+from aaas_profile.cli import app
 from aaas_profile.cli import common as terminal
 from aaas_profile.cli import models as cli_models
 from aaas_profile.models import sha256_file
@@ -297,18 +297,15 @@ def test_checks_name_the_first_bad_key():
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    """The command on a typer app of its own (the lead registers it as `models import-repaint`), writing into
-    a temporary models/ folder, with the reduced config selectable as --config tiny."""
+    """`aaas-profile models import-repaint` on the project's app, writing into a temporary models/ folder, with the
+    reduced config selectable as --config tiny."""
     monkeypatch.setattr(ri, "MODELS_DIR", tmp_path / "models")
     monkeypatch.setitem(ri.CONFIGS, "tiny", REDUCED)
     monkeypatch.setattr(cli_models.console, "width", 200)
     monkeypatch.setattr(terminal.err_console, "width", 400)
-    app = typer.Typer()
-    app.command("import-repaint")(cli_models.import_repaint)
-    app.command("noop")(lambda: None)  # two commands, so the subcommand name is parsed as in the real app
 
     def invoke(*args):
-        return CliRunner().invoke(app, ["import-repaint", *map(str, args)])
+        return CliRunner().invoke(app, ["models", "import-repaint", *map(str, args)])
 
     return invoke
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
 from conftest import write_images
 from safetensors import safe_open
 from typer.testing import CliRunner
 
 from aaas_profile import models
+from aaas_profile.cli import app
 from aaas_profile.cli import train as cli_train
 from aaas_profile.train import (
     CHECKPOINT,
@@ -191,9 +191,6 @@ def test_build_unet_levels_and_attention():
 
 # ---- the command line -----------------------------------------------------------------------------------------
 
-app = typer.Typer()
-app.command("train")(cli_train.train)
-app.command("noop")(lambda: None)  # two commands, so `train` is a subcommand as in aaas-profile
 runner = CliRunner()
 CLI_TINY = ["--resolution", "16", "--channels", "8,16", "--batch-size", "2", "--warmup-steps", "1"]
 

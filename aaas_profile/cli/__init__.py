@@ -22,7 +22,7 @@ class OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as err:
-            fail(str(err))
+            fail(str(err), code=err.exit_code)
         except OSError as err:
             fail(os_error_line(err))
 

@@ -1,9 +1,12 @@
-"""What every command prints with: one console for output, one for errors, and the one-line failure."""
+"""What every command prints with: one console for output, one for errors, the one-line failure (used only by
+the app in ``__init__``: commands raise ``UserError``), warnings, one progress-bar layout and one key/value table."""
 
 from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
@@ -13,3 +16,29 @@ def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning on stderr (the output on stdout stays a clean table)."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def progress_bar(label: str, *fields: str, eta: bool = True) -> Progress:
+    """The layout of every command's progress bar: bold label, bar, done/total, then ``fields`` (rich format
+    strings such as ``"UNet image-forwards"`` or ``"loss {task.fields[loss]}"``), elapsed time and, with ``eta``,
+    the time remaining. Not started: the caller starts it when the first unit of work is done or begins."""
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *(TextColumn(f) for f in fields),
+               TimeElapsedColumn()]
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    return Progress(*columns, console=console)
+
+
+def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column summary table; long values (paths) break across lines instead of being cut at 80 columns."""
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

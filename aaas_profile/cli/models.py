@@ -11,8 +11,7 @@ import typer
 from rich.table import Table
 
 from aaas_profile import repaint_import
-from aaas_profile.cli.common import console, fail
-from aaas_profile.errors import UserError
+from aaas_profile.cli.common import console, key_value_table
 
 
 def import_repaint(
@@ -41,31 +40,25 @@ def import_repaint(
     from aaas_profile import models
 
     started = time.perf_counter()
-    try:
-        cfg = repaint_import.resolve_config(config)
-        folder = repaint_import.import_repaint(file, name, cfg, models_dir=repaint_import.MODELS_DIR,
-                                               overwrite=force)
-        loaded = models.load(str(folder))
-    except UserError as err:
-        fail(str(err))
+    cfg = repaint_import.resolve_config(config)
+    folder = repaint_import.import_repaint(file, name, cfg, models_dir=repaint_import.MODELS_DIR, overwrite=force)
+    loaded = models.load(str(folder))
     info = loaded.describe()
-    table = Table(title=f"imported {file.name} as model '{name}'", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")  # long paths break across lines, never cut
-    table.add_row("config", f"{cfg.name}: {cfg.description}")
-    table.add_row("folder", str(folder))
-    table.add_row("card", str(folder.parent / f"{name}.toml"))
-    table.add_row("parameters", f"{info['parameters']:,}")
-    table.add_row("resolution", f"{loaded.resolution} px")
-    table.add_row("outputs", f"{loaded.unet.config.out_channels} channels (ε + learned variance; sampled with ε)"
-                  if loaded.learned_variance else f"{loaded.unet.config.out_channels} channels (ε)")
     schedule = loaded.scheduler_config
-    table.add_row("schedule", f"{schedule['beta_schedule']} β {schedule['beta_start']:g} … {schedule['beta_end']:g},"
-                  f" {schedule['num_train_timesteps']} steps")
-    table.add_row("weights sha256", info["weights_sha256"])
-    table.add_row("licence", loaded.licence)
-    table.add_row("took", f"{time.perf_counter() - started:.1f} s")
-    console.print(table)
+    console.print(key_value_table(f"imported {file.name} as model '{name}'", [
+        ("config", f"{cfg.name}: {cfg.description}"),
+        ("folder", str(folder)),
+        ("card", str(folder.parent / f"{name}.toml")),
+        ("parameters", f"{info['parameters']:,}"),
+        ("resolution", f"{loaded.resolution} px"),
+        ("outputs", f"{loaded.unet.config.out_channels} channels (ε + learned variance; sampled with ε)"
+         if loaded.learned_variance else f"{loaded.unet.config.out_channels} channels (ε)"),
+        ("schedule", f"{schedule['beta_schedule']} β {schedule['beta_start']:g} … {schedule['beta_end']:g}, "
+                     f"{schedule['num_train_timesteps']} steps"),
+        ("weights sha256", info["weights_sha256"]),
+        ("licence", loaded.licence),
+        ("took", f"{time.perf_counter() - started:.1f} s"),
+    ]))
     console.print(f"use it: aaas-profile sweep --model {name}", highlight=False)
 
 

@@ -9,11 +9,9 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from aaas_profile import train as train_mod
-from aaas_profile.cli.common import console, fail
+from aaas_profile.cli.common import console, key_value_table, progress_bar
 from aaas_profile.errors import UserError
 
 
@@ -21,8 +19,7 @@ def _channels(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError:
-        fail(f"--channels: expected integers like 16,32,64,64, got '{text}'")
-        raise  # unreachable: _fail exits
+        raise UserError(f"--channels: expected integers like 16,32,64,64, got '{text}'") from None
 
 
 def train(
@@ -64,7 +61,7 @@ def train(
     """
     if threads is not None:
         if threads < 1:
-            fail(f"--threads must be ≥ 1, got {threads}")
+            raise UserError(f"--threads must be ≥ 1, got {threads}")
         torch.set_num_threads(threads)
     command = "aaas-profile train " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:])
     config = train_mod.TrainConfig(
@@ -73,10 +70,7 @@ def train(
         layers_per_block=layers_per_block, checkpoint_every=checkpoint_every, device=device, precision=precision,
         time_limit_s=None if time_limit is None else time_limit * 60,
     )
-    progress = Progress(
-        TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    )
+    progress = progress_bar("training", "loss {task.fields[loss]}")
     task = progress.add_task("train", total=steps, loss="…")
     recent: list[float] = []
 
@@ -91,15 +85,9 @@ def train(
         result = train_mod.train(data, out, config, resume=resume, command=command, on_step=on_step,
                                  on_resume=lambda step: console.print(f"resuming from the checkpoint at step {step} "
                                                                       f"of {steps}", highlight=False))
-    except UserError as err:
-        progress.stop()
-        fail(str(err))
     finally:
         progress.stop()
-    table = Table(title=f"trained {result.out}")
-    table.add_column("", no_wrap=True)
-    table.add_column("", overflow="fold")  # a long path breaks across lines instead of losing its end
-    for key, value in (
+    console.print(key_value_table(f"trained {result.out}", [
         ("steps", f"{result.steps}" + (" (time limit)" if result.stopped_early else "")
          + (f", resumed from step {result.resumed_from}" if result.resumed_from else "")),
         ("loss (last 100 steps)", f"{result.loss:.4f}"),
@@ -107,6 +95,4 @@ def train(
         ("time", f"{result.seconds / 60:.1f} min"),
         ("device", f"{result.device}, {result.precision}"),
         ("model", f"{result.out} (load with --model {result.out})"),
-    ):
-        table.add_row(key, value)
-    console.print(table)
+    ]))
