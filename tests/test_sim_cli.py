@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from aaas_profile.cli import simulate as cli_simulate
-from aaas_profile.sim.policies import POLICIES
+from aaas_profile.sim.registry import names as policy_names
 
 app = typer.Typer()
 app.command("simulate")(cli_simulate.simulate)
@@ -25,7 +25,7 @@ runner = CliRunner()
 FAST = ["--episodes", "1", "--no-optimum", "--train-episodes", "1", "--horizon", "100000"]  # ≈ 100 tasks
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", policy_names())
 def test_smoke_every_policy(tmp_path, policy):
     result = runner.invoke(
         app, ["simulate", "--policy", policy, "--out", str(tmp_path), "--no-baselines", *FAST]

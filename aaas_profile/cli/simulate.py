@@ -16,7 +16,7 @@ from aaas_profile.errors import UserError
 from aaas_profile.sim import runner
 from aaas_profile.sim.asps import preset_asps, profile_asps, read_asps_csv
 from aaas_profile.sim.env import SimConfig
-from aaas_profile.sim.policies import POLICIES
+from aaas_profile.sim.registry import names as policy_names
 
 
 class RichProgress(runner.Progress):
@@ -37,7 +37,7 @@ class RichProgress(runner.Progress):
 
 
 def simulate(
-    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(POLICIES)}.")] = "sac",
+    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}.")] = "sac",
     preset: Annotated[
         str,
         typer.Option(
@@ -140,8 +140,6 @@ def simulate(
 
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
-    if policy not in POLICIES:
-        fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     if profile is not None and asps is not None:
         fail("give --profile or --asps, not both")
     if runtime not in ("profile", "paper"):
