@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -124,11 +125,11 @@ def check_options(options: SimOptions) -> None:
         raise SimError(f"--episodes must be at least 1, got {options.episodes}")
     if not options.optimum_time_limit_s > 0:
         raise SimError(f"--optimum-time-limit must be positive, got {options.optimum_time_limit_s:g}")
-    given = [flag for flag, _ in _policy_flags(options)]
-    refused = [flag for flag, accepts in _policy_flags(options) if not accepts(spec)]
+    flags = _policy_flags(options)
+    given = [flag for flag, _ in flags]
+    refused = [flag for flag, accepts in flags if not accepts(spec)]
     if refused:
-        takers = [s.name for s in registry.REGISTRY.values() if all(accepts(s) for _, accepts in
-                                                                    _policy_flags(options))]
+        takers = [s.name for s in registry.REGISTRY.values() if all(accepts(s) for _, accepts in flags)]
         to = " or ".join(f"--policy {name}" for name in takers) or "another policy"
         one = len(refused) == 1
         raise SimError(f"{', '.join(refused)} only {'applies' if one else 'apply'} to {to}, not {options.policy}; "
@@ -141,7 +142,7 @@ def check_options(options: SimOptions) -> None:
                                             if spec.checkpoint else ""))
 
 
-def _policy_flags(options: SimOptions):
+def _policy_flags(options: SimOptions) -> list[tuple[str, Callable[[registry.PolicySpec], bool]]]:
     """(flag, accepts(spec)) for each policy-specific option that is set: --checkpoint and --resume need a
     checkpoint file, the rest (e.g. --auto-alpha) are the ``SimOptions`` fields some policy lists as its own."""
     defaults = SimOptions()
