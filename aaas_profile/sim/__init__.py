@@ -2,9 +2,9 @@
 the hindsight optimum, the runner and the figures. The environment is registered as ``aaas/AspSelection-v0``.
 
 Importing the package imports none of its modules: the names below load on first use (module ``__getattr__``),
-so ``fit`` can import :mod:`aaas_profile.sim.formulas` without the environment or the ASP sources, and no
-module of the package imports another through this one. Registering the environment needs only gymnasium: the
-entry point is a string, resolved by ``gym.make``.
+so ``fit`` can import :mod:`aaas_profile.sim.formulas` without the environment or the ASP sources (which import
+``fit`` in turn). Registering the environment needs only gymnasium: the entry point is a string, resolved by
+``gym.make``.
 """
 
 from __future__ import annotations
