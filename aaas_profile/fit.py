@@ -36,14 +36,15 @@ from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
+from aaas_profile.sim.formulas import PAPER_RUNTIME  # the simulator's formulas and steps, defined once there
+from aaas_profile.sim.formulas import TASK_STEPS_RANGE as SIM_TASK_STEPS
+from aaas_profile.sim.formulas import paper_runtime_s as paper_runtime  # noqa: F401  (fit's name for it)
 
 SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
 READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
 CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
-# The paper's simulator: runtime(t) = (0.001·t² + 2.5·t − 14)·60 s (Du et al. 2023, simulation settings).
-PAPER_RUNTIME = {"formula": "(0.001*t**2 + 2.5*t - 14)*60", "unit": "s", "coef": [-840.0, 150.0, 0.06]}
 
 
 class FitError(UserError, ValueError):
@@ -54,12 +55,6 @@ def piecewise(x, ax: float, ay: float, bx: float, by: float) -> np.ndarray:
     """The four-parameter model at x (any shape). Requires ax < bx."""
     h = np.clip((np.asarray(x, dtype=float) - ax) / (bx - ax), 0.0, 1.0)
     return ay + (by - ay) * h
-
-
-def paper_runtime(t) -> np.ndarray:
-    """Seconds a task of t steps runs in the paper's simulator: (0.001·t² + 2.5·t − 14)·60."""
-    t = np.asarray(t, dtype=float)
-    return (0.001 * t**2 + 2.5 * t - 14.0) * 60.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -764,8 +759,6 @@ def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> dict:
             "rmse": float(np.sqrt(np.mean((y - predicted) ** 2)))}
 
 
-# The simulator's task sizes (DESIGN.md, "The simulator"): t ∈ {100, 110, …, 250} steps.
-SIM_TASK_STEPS = (100, 250)
 # Below this R² the quadratic explains too little of the timings to extrapolate it to the simulator's steps:
 # steady CPU timings of the bundled models fit with R² > 0.99; the noisy case of issue 15 had 0.61.
 RUNTIME_MIN_R2 = 0.9

@@ -6,26 +6,16 @@ import json
 
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from aaas_profile.cli import simulate as cli_simulate
-from aaas_profile.sim.policies import POLICIES
-
-app = typer.Typer()
-app.command("simulate")(cli_simulate.simulate)
-
-
-@app.command("version")
-def _version() -> None:  # a second command keeps typer from collapsing the app into `simulate`
-    """Unused."""
-
+from aaas_profile.cli import app  # the real app: its group turns the stage's UserError into one line
+from aaas_profile.sim.registry import names as policy_names
 
 runner = CliRunner()
 FAST = ["--episodes", "1", "--no-optimum", "--train-episodes", "1", "--horizon", "100000"]  # ≈ 100 tasks
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", policy_names())
 def test_smoke_every_policy(tmp_path, policy):
     result = runner.invoke(
         app, ["simulate", "--policy", policy, "--out", str(tmp_path), "--no-baselines", *FAST]
@@ -267,3 +257,74 @@ def test_agod_preset_runs_on_its_table_and_writes_it(tmp_path):
     written = read_asps_csv(tmp_path / "sim" / "asps.csv")
     expected = preset_asps("agod", 0)
     assert written.capacity.tolist() == expected.capacity.tolist() and written.by.tolist() == expected.by.tolist()
+
+
+# -- the stage decides, the command only parses, calls and prints (issue 19) ---------------------------------
+
+RAY_FAST = ["simulate", "--policy", "random", "--seeds", "0-3", *FAST]
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error:"), result.output
+    text = " ".join(result.output.split())
+    for fragment in fragments:
+        assert fragment in text, result.output
+
+
+def test_ray_not_installed_is_one_line(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as it does where Ray is not installed
+    result = runner.invoke(app, [*RAY_FAST, "--ray", "local", "--out", str(tmp_path)])
+    one_line_error(result, '--ray needs Ray: pip install "aaas-profile[ray]"')
+    assert not (tmp_path / "sim").exists()
+
+
+def test_a_ray_cluster_that_cannot_be_reached_is_one_line(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    one_line_error(runner.invoke(app, [*RAY_FAST, "--ray", "X", "--out", str(tmp_path)]),
+                   "cannot reach a Ray cluster at 'X'")
+
+    def unreachable(*args, **kwargs):  # what a cluster that never answers ends in, without the minutes of waiting
+        raise TimeoutError("Timed out while waiting for GCS to become available.\nmore detail")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", unreachable)
+    one_line_error(runner.invoke(app, [*RAY_FAST, "--ray", "10.0.0.1:6379", "--out", str(tmp_path)]),
+                   "--ray 10.0.0.1:6379: cannot start or reach Ray (Timed out while waiting for GCS")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray", "local"], "--ray runs seeds in parallel: give --seeds too"),
+    (["--seeds", "3-1"], "the range '3-1' is empty"),
+    (["--seeds", ","], "names no seed"),
+    (["--runtime", "paper"], "--runtime only applies to --profile"),
+    (["--runtime", "fast", "--profile", "fit.json"], "--runtime 'fast': choose profile or paper"),
+    (["--profile", "fit.json", "--asps", "a.csv"], "give --profile or --asps, not both"),
+    (["--seeds", "0-1", "--policy", "random", "--resume"], "--resume only applies to --policy sac"),
+])
+def test_the_stage_refuses_in_one_line(tmp_path, args, message):
+    one_line_error(runner.invoke(app, ["simulate", "--out", str(tmp_path), *FAST, *args]), message)
+    assert not (tmp_path / "sim").exists() and not (tmp_path / "seed-0").exists()
+
+
+def test_asp_sources_per_seed():
+    from aaas_profile.sim.asps import preset_asps
+    from aaas_profile.sim.sources import AspSource
+
+    source = AspSource(preset="agod")
+    assert source.load(3).capacity.tolist() == preset_asps("agod", 3).capacity.tolist()
+    assert source.per_seed(source.load(0))(5).capacity.tolist() == preset_asps("agod", 5).capacity.tolist()
+    assert str(source.default_out()) == "results/agod"
+    table = preset_asps("paper", 7)
+    assert AspSource(asps="mine.csv").per_seed(table)(2) is table  # a table is the same for every seed
+    assert str(AspSource(asps="x/mine.csv").default_out()) == "results/mine"
+    assert str(AspSource(profile="runs/r1/fit.json").default_out()) == "runs/r1"
+
+
+def test_the_command_only_parses_calls_and_prints():
+    from pathlib import Path
+
+    source = (Path(__file__).parents[1] / "aaas_profile" / "cli" / "simulate.py").read_text()
+    assert "fail(" not in source and "except UserError" not in source and "KeyboardInterrupt" not in source

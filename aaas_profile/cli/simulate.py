@@ -11,12 +11,12 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aaas_profile.cli.common import console, fail
-from aaas_profile.errors import UserError
+from aaas_profile.cli.common import console
 from aaas_profile.sim import runner
-from aaas_profile.sim.asps import preset_asps, profile_asps, read_asps_csv
-from aaas_profile.sim.env import SimConfig
-from aaas_profile.sim.policies import POLICIES
+from aaas_profile.sim.registry import names as policy_names
+from aaas_profile.sim.seeds import SUMMARY as SEEDS_SUMMARY
+from aaas_profile.sim.seeds import parse_seeds, simulate_seeds
+from aaas_profile.sim.sources import AspSource, sim_config
 
 
 class RichProgress(runner.Progress):
@@ -32,12 +32,13 @@ class RichProgress(runner.Progress):
         info = f"reward {fields['reward']:.1f}" if "reward" in fields else ""
         self.bar.update(self.task, advance=n, info=info)
 
-    def stop(self):
-        self.bar.stop()
+    def stop(self):  # also called once more after the run (in a finally), and before any start
+        if getattr(self, "bar", None) is not None:
+            self.bar.stop()
 
 
 def simulate(
-    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(POLICIES)}.")] = "sac",
+    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}.")] = "sac",
     preset: Annotated[
         str,
         typer.Option(
@@ -140,98 +141,40 @@ def simulate(
 
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
-    if policy not in POLICIES:
-        fail(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
-    if profile is not None and asps is not None:
-        fail("give --profile or --asps, not both")
-    if runtime not in ("profile", "paper"):
-        fail(f"--runtime {runtime!r}: choose profile or paper")
-    if runtime == "paper" and profile is None:
-        fail("--runtime only applies to --profile (the other ASP sets use the paper's runtime model already)")
-    if not horizon > 0:
-        fail(f"--horizon must be positive, got {horizon:g}")
+    source = AspSource(preset=preset, asps=asps, profile=profile, metric=metric, runtime=runtime,
+                       allow_flagged=allow_flagged_profile)
+    config = sim_config(horizon)
+    seed_list = parse_seeds(seeds, ray)
+    asp_set = source.load(seed)
+    out = source.default_out() if out is None else out
+    options = runner.SimOptions(policy=policy, episodes=episodes, train_episodes=train_episodes, seed=seed,
+                                baselines=baselines, optimum=optimum, optimum_time_limit_s=optimum_time_limit,
+                                resume=resume, checkpoint=checkpoint, auto_alpha=auto_alpha)
+    if seed_list is not None:
+        _, summary = simulate_seeds(source.per_seed(asp_set), Path(out), options, config, seed_list, ray_address=ray)
+        _print_seeds(summary, seed_list, options, out)
+        return
+    progress = RichProgress()
     try:
-        if asps is not None:
-            asp_set = read_asps_csv(asps)
-        elif profile is not None:
-            asp_set = profile_asps(profile, metric=metric, seed=seed, allow_flagged=allow_flagged_profile,
-                                   measured_runtime=runtime == "profile")
-        else:
-            asp_set = preset_asps(preset, seed)
-        if out is None:
-            out = (
-                profile.parent
-                if profile is not None
-                else Path("results") / (preset if asps is None else asps.stem)
-            )
-        options = runner.SimOptions(
-            policy=policy,
-            episodes=episodes,
-            train_episodes=train_episodes,
-            seed=seed,
-            baselines=baselines,
-            optimum=optimum,
-            optimum_time_limit_s=optimum_time_limit,
-            resume=resume,
-            checkpoint=checkpoint,
-            auto_alpha=auto_alpha,
-        )
-        config = SimConfig(horizon_s=horizon)
-        if seeds is not None:
-            _run_seeds(seeds, ray, asp_set, asps, profile, metric, preset, out, options, config,
-                       runtime == "profile")
-            return
-        if ray is not None:
-            fail("--ray runs seeds in parallel: give --seeds too")
-        result = runner.simulate(asp_set, out, options, config=config, progress=RichProgress())
-    except UserError as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        fail(f"interrupted; SAC's last checkpoint is in {Path(out) / 'sim' / 'sac'} (use --resume)")
+        result = runner.simulate(asp_set, out, options, config=config, progress=progress)
+    finally:
+        progress.stop()
     _print_summary(result, asp_set.source, seed, episodes)
 
 
-def _run_seeds(text, ray, asp_set, asps, profile, metric, preset, out, options, config, measured_runtime) -> None:
-    from functools import partial
-
-    from aaas_profile.sim.seeds import SUMMARY, simulate_seeds
-    from aaas_profile.sweep import SweepError, parse_ints
-
-    try:
-        seed_list = parse_ints(text, "seeds")
-    except SweepError as err:
-        fail(str(err))
-    if asps is not None:  # a fixed table: the seed varies the task streams and the agent only
-        make_asps = partial(_same, asp_set)
-    elif profile is not None:
-        make_asps = partial(_profile_for_seed, profile, metric, measured_runtime)
-    else:
-        make_asps = partial(preset_asps, preset)
-    try:
-        _, summary = simulate_seeds(make_asps, Path(out), options, config, seed_list, ray_address=ray)
-    except UserError as err:
-        fail(str(err))
+def _print_seeds(summary, seed_list: list[int], options: runner.SimOptions, out: Path) -> None:
     table = Table(title=f"simulate · {len(seed_list)} seeds × {options.episodes} evaluation episodes "
                         "(mean, ± std over episodes, (± std of the seeds' means))", box=box.SIMPLE_HEAD)
     table.add_column("policy", no_wrap=True)
-    for column in SUMMARY:
+    for column in SEEDS_SUMMARY:
         table.add_column(_HEADERS.get(column, column), justify="right")
     for policy in summary.index:
         row = summary.loc[policy]
         table.add_row(policy, *(f"{row[('mean', c)]:.3g}\n± {row[('std_episodes', c)]:.2g}\n"
-                                f"(± {row[('std_of_seed_means', c)]:.2g})" for c in SUMMARY))
+                                f"(± {row[('std_of_seed_means', c)]:.2g})" for c in SEEDS_SUMMARY))
     console.print(table)
     console.print(f"wrote {Path(out) / 'sim' / options.policy / 'seeds.parquet'} and seeds_summary.parquet",
                   highlight=False)
-
-
-def _same(asp_set, seed):
-    return asp_set
-
-
-def _profile_for_seed(profile, metric, measured_runtime, seed):
-    # simulate() already built this profile once and refused flagged curves unless --allow-flagged-profile
-    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True, measured_runtime=measured_runtime)
 
 
 # Short column headers, so the summary tables fit 80 columns (a log, CI, a pipe).

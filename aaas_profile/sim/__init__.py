@@ -1,29 +1,34 @@
 """The ASP-selection simulator (DESIGN.md, "The simulator"): environment, ASP sources, policies, SAC,
 the hindsight optimum, the runner and the figures. The environment is registered as ``aaas/AspSelection-v0``.
+
+Importing the package imports none of its modules: the names below load on first use (module ``__getattr__``),
+so ``fit`` can import :mod:`aaas_profile.sim.formulas` without the environment or the ASP sources (which import
+``fit`` in turn). Registering the environment needs only gymnasium: the entry point is a string, resolved by
+``gym.make``.
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
+import importlib
 
-from aaas_profile.sim.asps import (
-    AspSet,
-    SimError,
-    paper_asps,
-    preset_asps,
-    profile_asps,
-    read_asps_csv,
-    read_fit_profile,
-    write_asps_csv,
-)
-from aaas_profile.sim.env import AspSelectionEnv, SimConfig, crash_penalty, paper_runtime_s, quality_gain
+import gymnasium as gym
 
 ENV_ID = "aaas/AspSelection-v0"
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="aaas_profile.sim.env:AspSelectionEnv")
 
-__all__ = [
-    "ENV_ID", "AspSelectionEnv", "AspSet", "SimConfig", "SimError", "crash_penalty", "paper_asps",
-    "paper_runtime_s", "preset_asps", "profile_asps", "quality_gain", "read_asps_csv", "read_fit_profile",
-    "write_asps_csv",
-]
+# Public name → the module that defines it.
+_EXPORTS = {
+    "AspSet": "asps", "SimError": "asps", "paper_asps": "asps", "preset_asps": "asps", "profile_asps": "asps",
+    "read_asps_csv": "asps", "read_fit_profile": "asps", "write_asps_csv": "asps",
+    "AspSelectionEnv": "env", "SimConfig": "env",
+    "crash_penalty": "formulas", "paper_runtime_s": "formulas", "quality_gain": "formulas",
+}
+
+__all__ = ["ENV_ID", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"aaas_profile.sim.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aaas_profile.errors import UserError, not_found
+from aaas_profile.sim.formulas import TASK_STEPS, paper_runtime_s, polynomial
 
 # The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
 # (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
@@ -265,7 +266,7 @@ def profile_asps(
     metric: str | None = None,
     n: int = PAPER_N_ASPS,
     seed: int = 0,
-    task_steps: tuple[int, ...] = tuple(range(100, 251, 10)),
+    task_steps: tuple[int, ...] = TASK_STEPS,
     reference_runtime_s: float | None = None,
     allow_flagged: bool = False,
     measured_runtime: bool = True,
@@ -280,8 +281,6 @@ def profile_asps(
     leave every ASP idle. ``measured_runtime=False`` uses the paper's runtime model instead (``--runtime
     paper``): the fallback when the measured one is unusable (``fit.runtime_problem``).
     """
-    from aaas_profile.sim.env import paper_runtime_s, polynomial
-
     curves, coef = read_fit_profile(path)
     metrics = sorted({c["metric"] for c in curves})
     notes = []

@@ -20,42 +20,14 @@ import numpy as np
 from gymnasium import spaces
 
 from aaas_profile.sim.asps import AspSet, SimError, paper_asps
-
-# Paper runtime model (DESIGN.md): (0.001·t² + 2.5·t − 14)·60 seconds, as ascending polynomial coefficients.
-PAPER_RUNTIME_COEF = (-14.0 * 60, 2.5 * 60, 0.001 * 60)
-CRASH_PENALTY_COEF = 2.0
-
-
-def polynomial(coef, x):
-    """``c0 + c1·x + c2·x² + …`` for ascending coefficients ``coef``; works on scalars and arrays."""
-    x = np.asarray(x, dtype=float)
-    out = np.zeros_like(x)
-    for c in reversed(coef):
-        out = out * x + c
-    return out
-
-
-def paper_runtime_s(t) -> np.ndarray:
-    """Runtime in seconds of a task of ``t`` diffusion steps: (0.001·t² + 2.5·t − 14)·60 (Du et al. 2023)."""
-    return polynomial(PAPER_RUNTIME_COEF, t)
-
-
-def quality_gain(ax, ay, bx, by, t) -> np.ndarray:
-    """The reward of a served task, ``f(t) − Ay`` for the four-parameter curve (DESIGN.md); broadcasts.
-
-    0 for t ≤ ax, ``(by − ay)·(t − ax)/(bx − ax)`` between, ``by − ay`` for t ≥ bx.
-    """
-    ax, ay, bx, by, t = (np.asarray(v, dtype=float) for v in (ax, ay, bx, by, t))
-    return np.clip((t - ax) / (bx - ax), 0.0, 1.0) * (by - ay)
-
-
-def crash_penalty(progress, coef: float = CRASH_PENALTY_COEF) -> float:
-    """The (positive) penalty of a crash, ``coef + Σ coef·(1 − progress)`` over the lost tasks' progress.
-
-    ``progress`` in [0, 1] is the fraction of its runtime a lost task had done (authors' ``assign_task``).
-    """
-    progress = np.asarray(progress, dtype=float)
-    return float(coef + coef * np.sum(1.0 - progress))
+from aaas_profile.sim.formulas import (
+    CRASH_PENALTY_COEF,
+    PAPER_RUNTIME_COEF,
+    TASK_STEPS,
+    crash_penalty,
+    polynomial,
+    quality_gain,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +36,7 @@ class SimConfig:
 
     arrival_rate: float = 0.001  # tasks per second
     horizon_s: float = 1_000_000.0  # episode length in seconds (≈ 1,000 tasks)
-    task_steps: tuple[int, ...] = tuple(range(100, 251, 10))  # t ∈ {100, 110, …, 250}
+    task_steps: tuple[int, ...] = TASK_STEPS  # t ∈ {100, 110, …, 250}
     crash_penalty_coef: float = CRASH_PENALTY_COEF
     capacity_scale: float = 1500.0  # observation divides capacity by this (the largest paper capacity)
 

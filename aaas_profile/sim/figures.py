@@ -25,18 +25,21 @@ COLORS = {"random": "tab:gray", "round-robin": "tab:brown", "crash-avoid": "tab:
 
 
 def figure5_learning_curve(training: pd.DataFrame, levels: dict[str, float], path: Path,
-                           optimum: float | None = None, selected_episode: int | None = None) -> Path:
+                           optimum: float | None = None, selected_episode: int | None = None,
+                           name: str = "sac", label: str = "SAC") -> Path:
     """``training`` has episode, env_steps, wall_s, train_reward and eval_reward; ``levels`` maps policy → mean.
 
-    ``selected_episode`` marks the validation point of the actor that was evaluated.
+    ``selected_episode`` marks the validation point of the actor that was evaluated; ``name`` is the learning
+    policy (its colour) and ``label`` its name in the legend.
     """
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    ax.plot(training["env_steps"], training["train_reward"], color=COLORS["sac"], alpha=0.35, lw=1,
-            label="SAC (training episodes, sampled actions)")
+    color = COLORS.get(name, "tab:red")
+    ax.plot(training["env_steps"], training["train_reward"], color=color, alpha=0.35, lw=1,
+            label=f"{label} (training episodes, sampled actions)")
     evals = training.dropna(subset=["eval_reward"])
     if len(evals):
-        ax.plot(evals["env_steps"], evals["eval_reward"], "o-", color=COLORS["sac"], lw=1.5, ms=3,
-                label="SAC (greedy, mean of validation episodes)")
+        ax.plot(evals["env_steps"], evals["eval_reward"], "o-", color=color, lw=1.5, ms=3,
+                label=f"{label} (greedy, mean of validation episodes)")
         chosen = evals[evals["episode"] == selected_episode]
         if len(chosen):
             ax.plot(chosen["env_steps"], chosen["eval_reward"], "*", color="gold", mec="black", ms=12,

@@ -2,17 +2,24 @@
 
 ``random`` and ``round-robin`` ignore the state; ``crash-avoid`` picks the ASP with the most free capacity
 (the paper's crash-avoiding baseline); ``greedy-oracle`` knows the hidden curves and picks the best reward
-among the ASPs where the task fits. ``sac`` lives in :mod:`aaas_profile.sim.sac`.
+among the ASPs where the task fits. ``sac`` lives in :mod:`aaas_profile.sim.sac`; :mod:`aaas_profile.sim.registry`
+names them all. ``PolicyContext`` and ``Prepared`` are what a registered policy's factory takes and returns.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from aaas_profile.sim.asps import SimError
 
 BASELINES = ("random", "round-robin", "crash-avoid", "greedy-oracle")
-POLICIES = (*BASELINES, "sac")
 
 
 class Policy:
@@ -87,6 +94,37 @@ class GreedyOraclePolicy(Policy):
         return int(best[np.argmax(env.free_capacity()[best])])
 
 
+@dataclass
+class PolicyContext:
+    """What a factory gets: the environment, its output folder ``<out>/sim/<name>/``, the run's ``SimOptions``
+    (``runner.SimOptions``), the progress hooks (``runner.Progress``) and ``levels``, the mean evaluation
+    reward of each policy evaluated so far (the baselines run first)."""
+
+    env: Any
+    folder: Path
+    options: Any
+    progress: Any
+    levels: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """What a factory returns: the policy to evaluate and, for a learning policy, its training.
+
+    ``training`` has one row per training episode with at least episode, env_steps, wall_s (training seconds so
+    far), train_reward and eval_reward (the validated greedy reward, NaN between validation points);
+    ``selected`` says which trained actor is evaluated (episode, validation_reward, validation_stream_seeds);
+    ``notes`` are lines for the summary.
+    """
+
+    policy: Policy
+    training: pd.DataFrame | None = None
+    train_seconds: float = 0.0
+    env_steps: int = 0
+    selected: dict | None = None
+    notes: tuple[str, ...] = ()
+
+
 def make_baseline(name: str, seed: int = 0) -> Policy:
     """A baseline policy by name (see ``BASELINES``)."""
     if name == "random":
@@ -97,4 +135,4 @@ def make_baseline(name: str, seed: int = 0) -> Policy:
         return CrashAvoidPolicy()
     if name == "greedy-oracle":
         return GreedyOraclePolicy()
-    raise SimError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    raise SimError(f"unknown policy {name!r}; the baselines are {', '.join(BASELINES)}")

@@ -2,9 +2,10 @@
 
 Every policy is evaluated on the same task streams (the evaluation seeds), so the comparison is paired and
 the hindsight optimum of each stream is solved once. Outputs per policy: ``episodes.parquet`` (one row per
-evaluation episode); for the requested policy also ``summary.json``, ``figure6.png`` and, for SAC,
-``training.parquet``, ``figure5.png`` and ``checkpoint.pt``. Every run also writes the ASP table it used to
-``sim/asps.csv`` (the columns ``--asps`` reads), so it can be repeated on exactly those ASPs.
+evaluation episode); for the requested policy also ``summary.json``, ``figure6.png`` and, for a learning
+policy (SAC; see ``registry``), ``training.parquet``, ``figure5.png`` and its checkpoint. Every run also
+writes the ASP table it used to ``sim/asps.csv`` (the columns ``--asps`` reads), so it can be repeated on exactly
+those ASPs.
 
 Columns of ``episodes.parquet``: policy, episode, stream_seed, reward (episode sum), crashes (crash events),
 interrupted (running tasks lost in crashes), dropped (tasks that arrived at a full ASP), finished (tasks
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,11 +28,13 @@ import pandas as pd
 
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import check_writable
+from aaas_profile.sim import registry
 from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
+from aaas_profile.sim.episodes import eval_seeds, run_episode, train_seed, validation_seeds  # noqa: F401 (re-exported)
 from aaas_profile.sim.figures import figure5_learning_curve, figure6_bars
 from aaas_profile.sim.optimum import Optimum, hindsight_optimum
-from aaas_profile.sim.policies import BASELINES, POLICIES, Policy, make_baseline
+from aaas_profile.sim.policies import Policy, PolicyContext, make_baseline
 
 SUMMARY_COLUMNS = ("reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",
                    "fraction_of_optimum")
@@ -46,20 +50,6 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def eval_seeds(seed: int, episodes: int) -> list[int]:
-    """Task-stream seeds of the evaluation episodes (disjoint from training's ``seed·100000 + e``)."""
-    return [1_000_000_000 + seed * 100_000 + i for i in range(episodes)]
-
-
-def validation_seeds(seed: int, episodes: int = 3) -> list[int]:
-    """Task-stream seeds on which training validates SAC's greedy policy and picks its best actor."""
-    return [2_000_000_000 + seed * 100_000 + i for i in range(episodes)]
-
-
-def train_seed(seed: int) -> int:
-    return seed * 100_000
-
-
 def first_reaching(training: pd.DataFrame, level: float) -> dict | None:
     """The first validation point whose greedy reward reaches ``level``: its episode, env steps and wall
     seconds of training (validation included); ``None`` when none does. ``training`` is :func:`sac.train`'s
@@ -69,17 +59,6 @@ def first_reaching(training: pd.DataFrame, level: float) -> dict | None:
         return None
     row = reached.iloc[0]
     return {"episode": int(row["episode"]), "env_steps": int(row["env_steps"]), "wall_s": float(row["wall_s"])}
-
-
-def run_episode(env: AspSelectionEnv, policy: Policy, stream_seed: int) -> dict:
-    """One episode on the stream ``reset(seed=stream_seed)``; returns the environment's episode totals."""
-    obs, _ = env.reset(seed=stream_seed)
-    policy.reset(env, seed=stream_seed)
-    done, info = False, {}
-    while not done:
-        obs, _, terminated, truncated, info = env.step(policy.act(env, obs))
-        done = terminated or truncated
-    return info["episode_stats"]
 
 
 def episode_optimum(env: AspSelectionEnv, stream_seed: int, time_limit_s: float) -> Optimum:
@@ -131,50 +110,68 @@ class SimOptions:
     baselines: bool = True  # evaluate every baseline beside the policy, as reference levels
     optimum: bool = True
     optimum_time_limit_s: float = 10.0
-    resume: bool = False  # continue SAC training from sim/sac/checkpoint.pt
-    checkpoint: Path | None = None  # evaluate this SAC checkpoint instead of training
+    resume: bool = False  # continue a learning policy's training from its checkpoint in sim/<policy>/
+    checkpoint: Path | None = None  # evaluate this saved checkpoint of a learning policy instead of training
     auto_alpha: bool = False
     eval_every: int = 2  # validate every 2 training episodes (3 greedy episodes: about a second)
     torch_threads: int = 1  # SAC's networks are small: one thread is fastest and leaves other cores alone
 
 
 def check_options(options: SimOptions) -> None:
-    """Refuse options that are out of range or would be ignored, each with one line (SimError)."""
-    if options.policy not in POLICIES:
-        raise SimError(f"unknown policy {options.policy!r}; choose from {', '.join(POLICIES)}")
+    """Refuse options that are out of range or would be ignored, each with one line (SimError). What applies to
+    which policy comes from its registry entry (``registry.PolicySpec``)."""
+    spec = registry.get(options.policy)
     if options.episodes < 1:
         raise SimError(f"--episodes must be at least 1, got {options.episodes}")
     if not options.optimum_time_limit_s > 0:
         raise SimError(f"--optimum-time-limit must be positive, got {options.optimum_time_limit_s:g}")
-    if options.policy != "sac":
-        given = [flag for flag, value in (("--checkpoint", options.checkpoint is not None),
-                                          ("--resume", options.resume), ("--auto-alpha", options.auto_alpha))
-                 if value]
-        if given:
-            raise SimError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --policy sac, "
-                           f"not {options.policy}; drop {'it' if len(given) == 1 else 'them'} or use --policy sac")
-        return
-    if options.checkpoint is not None and options.resume:
+    flags = _policy_flags(options)
+    given = [flag for flag, _ in flags]
+    refused = [flag for flag, accepts in flags if not accepts(spec)]
+    if refused:
+        takers = [s.name for s in registry.REGISTRY.values() if all(accepts(s) for _, accepts in flags)]
+        to = " or ".join(f"--policy {name}" for name in takers) or "another policy"
+        one = len(refused) == 1
+        raise SimError(f"{', '.join(refused)} only {'applies' if one else 'apply'} to {to}, not {options.policy}; "
+                       f"drop {'it' if one else 'them'}" + (f" or use --policy {takers[0]}" if takers else ""))
+    if "--checkpoint" in given and "--resume" in given:
         raise SimError("--checkpoint evaluates a trained agent and --resume trains one further: give one of them")
-    if options.checkpoint is None and options.train_episodes < 1:
-        raise SimError(f"--train-episodes {options.train_episodes} would evaluate an untrained SAC agent: give at "
-                       "least 1, or evaluate a trained one with --checkpoint FILE")
+    if spec.learns and options.checkpoint is None and options.train_episodes < 1:
+        raise SimError(f"--train-episodes {options.train_episodes} would evaluate an untrained {spec.title} agent: "
+                       "give at least 1" + (", or evaluate a trained one with --checkpoint FILE"
+                                            if spec.checkpoint else ""))
+
+
+def _policy_flags(options: SimOptions) -> list[tuple[str, Callable[[registry.PolicySpec], bool]]]:
+    """(flag, accepts(spec)) for each policy-specific option that is set: --checkpoint and --resume need a
+    checkpoint file, the rest (e.g. --auto-alpha) are the ``SimOptions`` fields some policy lists as its own."""
+    defaults = SimOptions()
+    flags = []
+    if options.checkpoint is not None:
+        flags.append(("--checkpoint", lambda s: s.checkpoint is not None))
+    if options.resume:
+        flags.append(("--resume", lambda s: s.checkpoint is not None))
+    own = sorted({name for s in registry.REGISTRY.values() for name in s.options})
+    for name in own:
+        if getattr(options, name) != getattr(defaults, name):
+            flags.append((f"--{name.replace('_', '-')}", lambda s, name=name: name in s.options))
+    return flags
 
 
 def asp_digest(asps: AspSet) -> str:
-    """A short digest of an ASP set (its table and runtime model): what a SAC checkpoint was trained on."""
+    """A short digest of an ASP set (its table and runtime model): what a checkpoint was trained on."""
     import hashlib
 
     text = asps.table().to_csv(index=False) + repr(asps.runtime_coef)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _check_resumable(folder: Path, asps: AspSet, options: SimOptions) -> None:
+def _check_resumable(spec: registry.PolicySpec, folder: Path, asps: AspSet, options: SimOptions) -> None:
     """--resume needs a checkpoint, trained with this seed on this ASP set (checkpoint.json records both)."""
-    checkpoint = folder / "checkpoint.pt"
+    checkpoint = folder / spec.checkpoint
     if not checkpoint.is_file():
-        raise SimError(f"--resume: no SAC checkpoint at {checkpoint}; drop --resume to train from scratch, or give "
-                       "the --out of the run to continue")
+        raise SimError(f"--resume: no {spec.title} checkpoint at {checkpoint}; drop --resume to train from "
+                       "scratch, or give the --out of the run to continue")
     meta_path = folder / "checkpoint.json"
     if not meta_path.is_file():
         return  # a checkpoint from before checkpoint.json: nothing to compare with
@@ -201,16 +198,31 @@ class SimResult:
     notes: list[str] = field(default_factory=list)
 
 
+class SimInterrupted(SimError):
+    """Ctrl-C during ``simulate``: says where a learning policy's checkpoint is, to ``--resume`` from."""
+
+
 def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | None = None,
              progress: Progress | None = None) -> SimResult:
-    """Evaluate ``options.policy`` (training SAC first) and the baselines; write ``out/sim/<policy>/``."""
+    """Evaluate ``options.policy`` (training it first when it learns) and the baselines; write
+    ``out/sim/<policy>/``. A Ctrl-C becomes a one-line ``SimInterrupted``."""
     check_options(options)
-    progress = progress or Progress()
-    env = AspSelectionEnv(asps, config)
+    spec = registry.get(options.policy)
     folder = Path(out) / "sim" / options.policy
+    try:
+        return _simulate(spec, asps, Path(out), folder, options, config, progress or Progress())
+    except KeyboardInterrupt:
+        saved = spec.checkpoint is not None and options.checkpoint is None and (folder / spec.checkpoint).exists()
+        raise SimInterrupted(f"interrupted; {spec.title}'s last checkpoint is in {folder} (use --resume)" if saved
+                             else "interrupted before the results were written; run the command again") from None
+
+
+def _simulate(spec: registry.PolicySpec, asps: AspSet, out: Path, folder: Path, options: SimOptions,
+              config: SimConfig | None, progress: Progress) -> SimResult:
+    env = AspSelectionEnv(asps, config)
     check_writable(folder, "--out")  # before hours of training, not after
-    if options.policy == "sac" and options.resume:
-        _check_resumable(folder, asps, options)
+    if spec.checkpoint is not None and options.resume:
+        _check_resumable(spec, folder, asps, options)
     folder.mkdir(parents=True, exist_ok=True)
     asps_csv = write_asps_csv(asps, Path(out) / "sim" / "asps.csv")  # so the run can be repeated on its ASPs
     seeds = eval_seeds(options.seed, options.episodes)
@@ -225,26 +237,22 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         progress.stop()
     names = [options.policy]
     if options.baselines:
-        names = [*[b for b in BASELINES if b != options.policy], options.policy]
+        names = [*[b for b in registry.baseline_names() if b != options.policy], options.policy]
 
-    tables, training, train_seconds, env_steps, sac_selected = {}, None, 0.0, 0, None
+    tables, training, train_seconds, env_steps, selected = {}, None, 0.0, 0, None
     for name in names:
-        if name == "sac":
-            policy, training, train_seconds, env_steps = _sac_policy(env, folder, options, progress,
-                                                                     levels={k: v["reward"].mean()
-                                                                             for k, v in tables.items()})
-            best = policy.agent.best
-            if best is not None:
-                sac_selected = {"episode": best["episode"], "validation_reward": best["validation"],
-                                "validation_stream_seeds": validation_seeds(options.seed)}
-                result_notes.append(f"SAC is evaluated with its actor after episode {best['episode']}, the best "
-                                    f"mean greedy reward ({best['validation']:.1f}) on "
-                                    f"{len(sac_selected['validation_stream_seeds'])} held-out validation streams")
-        else:
-            policy = make_baseline(name, seed=options.seed)
+        entry = registry.get(name)
+        if entry.learns and entry.checkpoint is not None and options.checkpoint is None:
+            _start_checkpoint(entry, folder, asps, options)
+        prepared = entry.make(PolicyContext(env, Path(out) / "sim" / name, options, progress,
+                                            levels={k: v["reward"].mean() for k, v in tables.items()}))
+        if entry.learns:
+            training, train_seconds, env_steps = prepared.training, prepared.train_seconds, prepared.env_steps
+            selected = prepared.selected
+        result_notes.extend(prepared.notes)
         progress.start(f"evaluate {name}", len(seeds))
-        tables[name] = _evaluate_on_threads(env, policy, seeds, optima, progress,
-                                            options.torch_threads if name == "sac" else None)
+        tables[name] = _evaluate_on_threads(env, prepared.policy, seeds, optima, progress,
+                                            options.torch_threads if entry.torch_threads else None)
         progress.stop()
 
     episodes = pd.concat(tables.values(), ignore_index=True)
@@ -270,10 +278,11 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
     files.append(figure6_bars(episodes, folder / "figure6.png"))
     if training is not None and len(training):
         files.append(_write_parquet(training, folder / "training.parquet"))
-        levels = {k: float(v["reward"].mean()) for k, v in tables.items() if k != "sac"}
+        levels = {k: float(v["reward"].mean()) for k, v in tables.items() if not registry.get(k).learns}
         opt_mean = float(np.mean([o.bound for o in optima.values()])) if optima else None
         files.append(figure5_learning_curve(training, levels, folder / "figure5.png", opt_mean,
-                                            sac_selected["episode"] if sac_selected else None))
+                                            selected["episode"] if selected else None, name=spec.name,
+                                            label=spec.title))
     n_exact = sum(o.exact for o in optima.values())
     if optima and n_exact < len(optima):
         result_notes.append(f"hindsight optimum: {n_exact}/{len(optima)} episodes solved exactly; the others "
@@ -289,7 +298,8 @@ def simulate(asps: AspSet, out: Path, options: SimOptions, config: SimConfig | N
         "env": asdict(env.config),
         "train_seconds": train_seconds,
         "train_env_steps": env_steps,
-        "sac_selected_actor": sac_selected,
+        # the learning policy's (SAC's in the paper; these keys keep the names the report and older files use)
+        "sac_selected_actor": selected,
         "sac_learning": learning,
         "optimum": {
             "mean": float(np.mean([o.bound for o in optima.values()])) if optima else None,
@@ -338,76 +348,12 @@ def _evaluate_on_threads(env, policy, seeds, optima, progress, threads: int | No
         torch.set_num_threads(previous)
 
 
-def _sac_policy(env: AspSelectionEnv, folder: Path, options: SimOptions, progress: Progress, levels: dict):
-    """Train (or load) the SAC agent; returns (policy, training table, seconds, env steps)."""
-    import torch
-
-    from aaas_profile.sim.sac import DiscreteSAC, SacConfig, SacPolicy, train
-
-    obs_dim = env.observation_space.shape[0]
-    checkpoint = folder / "checkpoint.pt"
-    if options.checkpoint is not None:
-        agent = _load_agent(options.checkpoint, obs_dim, env.n_asps)
-        return SacPolicy(agent, best=True), None, 0.0, agent.env_steps
-    previous = None
+def _start_checkpoint(spec: registry.PolicySpec, folder: Path, asps: AspSet, options: SimOptions) -> None:
+    """Before a learning policy trains: record what it trains on (checkpoint.json, read by --resume), and when
+    training afresh remove an older checkpoint, which must not sit beside the new checkpoint.json until the first
+    save replaces it, or a --resume after an early kill would take it for this run's."""
+    folder.mkdir(parents=True, exist_ok=True)
     if not options.resume:
-        # Training afresh: an older checkpoint here must not sit beside the new checkpoint.json until the first
-        # save replaces it, or a --resume after an early kill would take it for this run's.
-        checkpoint.unlink(missing_ok=True)
-    meta = {"seed": options.seed, "asps_source": env.asps.source, "asps_digest": asp_digest(env.asps)}
+        (folder / spec.checkpoint).unlink(missing_ok=True)
+    meta = {"seed": options.seed, "asps_source": asps.source, "asps_digest": asp_digest(asps)}
     write_atomic(folder / "checkpoint.json", json.dumps(meta, indent=2) + "\n")
-    if options.resume and checkpoint.exists():
-        agent = _load_agent(checkpoint, obs_dim, env.n_asps)
-        if (folder / "training.parquet").exists():
-            previous = pd.read_parquet(folder / "training.parquet")
-    else:
-        torch.manual_seed(options.seed)
-        agent = DiscreteSAC(
-            obs_dim,
-            env.n_asps,
-            SacConfig(auto_alpha=options.auto_alpha),
-            seed=options.seed,
-            steps_ratio=env.steps_ratio,
-        )
-    validation = validation_seeds(options.seed)
-
-    def validate(a) -> float:
-        return float(np.mean([run_episode(env, SacPolicy(a), s)["reward"] for s in validation]))
-
-    progress.start("train sac", options.train_episodes)
-    progress.advance(agent.episodes)
-    rows = train(
-        env,
-        agent,
-        options.train_episodes,
-        seed=train_seed(options.seed),
-        checkpoint=checkpoint,
-        eval_fn=validate,
-        eval_every=options.eval_every,
-        on_episode=lambda row: progress.advance(1, reward=row["train_reward"]),
-        threads=options.torch_threads,
-    )
-    progress.stop()
-    if not checkpoint.exists():
-        agent.save(checkpoint)
-    training = pd.DataFrame(rows)
-    if previous is not None:
-        training = pd.concat([previous, training], ignore_index=True)
-    return SacPolicy(agent, best=True), training, agent.wall_s, agent.env_steps
-
-
-def _load_agent(path: Path, obs_dim: int, n_actions: int):
-    from aaas_profile.sim.sac import DiscreteSAC
-
-    path = Path(path)
-    if not path.is_file():
-        raise SimError(f"SAC checkpoint {path} does not exist")
-    try:
-        agent = DiscreteSAC.load(path)
-    except Exception as err:  # torch raises many kinds for a foreign or truncated file
-        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
-    if (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
-        raise SimError(
-            f"SAC checkpoint {path} was trained for {agent.n_actions} ASPs, this set has {n_actions}"
-        )
-    return agent

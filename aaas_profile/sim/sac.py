@@ -92,7 +92,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from aaas_profile.atomic import atomic_path
-from aaas_profile.sim.policies import Policy
+from aaas_profile.sim.asps import SimError
+from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
+from aaas_profile.sim.policies import Policy, PolicyContext, Prepared
 
 
 @dataclass
@@ -548,3 +550,77 @@ def train(
     finally:
         torch.set_num_threads(previous_threads)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registry's factory (``registry.REGISTRY["sac"]``): train, resume or load, as ``simulate`` asks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def prepare(context: PolicyContext) -> Prepared:
+    """Train the SAC agent (or continue it with ``options.resume``, or load ``options.checkpoint``) for
+    ``simulate``; evaluation uses the best-validated actor. The runner has already checked the options and, when
+    training, removed a stale checkpoint and written ``checkpoint.json``."""
+    import pandas as pd
+
+    env, folder, options, progress = context.env, context.folder, context.options, context.progress
+    obs_dim = env.observation_space.shape[0]
+    checkpoint = folder / "checkpoint.pt"
+    if options.checkpoint is not None:
+        agent = load_agent(options.checkpoint, obs_dim, env.n_asps)
+        return _prepared(agent, None, options.seed)
+    previous = None
+    if options.resume and checkpoint.exists():
+        agent = load_agent(checkpoint, obs_dim, env.n_asps)
+        if (folder / "training.parquet").exists():
+            previous = pd.read_parquet(folder / "training.parquet")
+    else:
+        torch.manual_seed(options.seed)
+        agent = DiscreteSAC(obs_dim, env.n_asps, SacConfig(auto_alpha=options.auto_alpha), seed=options.seed,
+                            steps_ratio=env.steps_ratio)
+    validation = validation_seeds(options.seed)
+
+    def validate(a) -> float:
+        return float(np.mean([run_episode(env, SacPolicy(a), s)["reward"] for s in validation]))
+
+    progress.start("train sac", options.train_episodes)
+    progress.advance(agent.episodes)
+    rows = train(env, agent, options.train_episodes, seed=train_seed(options.seed), checkpoint=checkpoint,
+                 eval_fn=validate, eval_every=options.eval_every,
+                 on_episode=lambda row: progress.advance(1, reward=row["train_reward"]),
+                 threads=options.torch_threads)
+    progress.stop()
+    if not checkpoint.exists():
+        agent.save(checkpoint)
+    training = pd.DataFrame(rows)
+    if previous is not None:
+        training = pd.concat([previous, training], ignore_index=True)
+    return _prepared(agent, training, options.seed)
+
+
+def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
+    """The agent's best-validated actor as the policy to evaluate, with which one it is."""
+    selected, notes, best = None, (), agent.best
+    if best is not None:
+        selected = {"episode": best["episode"], "validation_reward": best["validation"],
+                    "validation_stream_seeds": validation_seeds(seed)}
+        notes = (f"SAC is evaluated with its actor after episode {best['episode']}, the best mean greedy reward "
+                 f"({best['validation']:.1f}) on {len(selected['validation_stream_seeds'])} held-out validation "
+                 "streams",)
+    return Prepared(SacPolicy(agent, best=True), training, agent.wall_s if training is not None else 0.0,
+                    agent.env_steps, selected, notes)
+
+
+def load_agent(path: Path, obs_dim: int, n_actions: int) -> DiscreteSAC:
+    """A saved agent for an environment with ``obs_dim`` observations and ``n_actions`` ASPs; one-line
+    ``SimError`` for a missing, foreign or mismatched file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SimError(f"SAC checkpoint {path} does not exist")
+    try:
+        agent = DiscreteSAC.load(path)
+    except Exception as err:  # torch raises many kinds for a foreign or truncated file
+        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
+    if (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
+        raise SimError(f"SAC checkpoint {path} was trained for {agent.n_actions} ASPs, this set has {n_actions}")
+    return agent

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from aaas_profile.errors import UserError
 from aaas_profile.sim.asps import AspSet, SimError
 from aaas_profile.sim.env import SimConfig
-from aaas_profile.sim.runner import SimOptions, simulate
+from aaas_profile.sim.runner import SimInterrupted, SimOptions, check_options, simulate
 
 SUMMARY = ("reward", "crashes", "interrupted", "finished", "mean_reward_per_finished")
 
@@ -27,6 +28,37 @@ def _one_seed(make_asps: Callable[[int], AspSet], out: Path, options: SimOptions
     return result.episodes.assign(seed=seed)
 
 
+def parse_seeds(text: str | None, ray_address: str | None) -> list[int] | None:
+    """``--seeds`` ("0-9", "0,3,7") as a list, or None for a single run; ``--ray`` needs ``--seeds``."""
+    if text is None:
+        if ray_address is not None:
+            raise SimError("--ray runs seeds in parallel: give --seeds too")
+        return None
+    from aaas_profile.sweep import SweepError, parse_ints  # here: sweep imports torch
+
+    try:
+        seeds = parse_ints(text, "seeds")
+    except SweepError as err:
+        raise SimError(str(err)) from None
+    if not seeds:
+        raise SimError(f"--seeds {text!r} names no seed; give e.g. 0-9 or 0,3,7")
+    return seeds
+
+
+def _connect(address: str):
+    """Ray, joined or started at ``address``; anything that stops it (Ray not installed, a bad address, a
+    cluster that does not answer) is one line."""
+    from aaas_profile.distributed import connect
+
+    try:
+        return connect(address)
+    except UserError:
+        raise
+    except Exception as err:  # Ray raises many kinds when it cannot start or connect
+        line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SimError(f"--ray {address}: cannot start or reach Ray ({line})") from None
+
+
 def simulate_seeds(make_asps: Callable[[int], AspSet], out: Path, options: SimOptions, config: SimConfig,
                    seeds: list[int], ray_address: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every seed (on Ray when ``ray_address`` is given: "local", "auto" or ray://HOST:PORT) and return
@@ -34,19 +66,22 @@ def simulate_seeds(make_asps: Callable[[int], AspSet], out: Path, options: SimOp
     ``out/sim/<policy>/``."""
     if not seeds:
         raise SimError("give at least one seed")
+    check_options(options)  # here, once: on Ray a refusal would otherwise come back as a failed task
     out = Path(out)
     if ray_address is None:
         tables = [_one_seed(make_asps, out, options, config, seed) for seed in seeds]
     else:
-        from aaas_profile.distributed import connect
-
-        ray = connect(ray_address)
+        ray = _connect(ray_address)
         task = ray.remote(num_cpus=1, max_retries=0)(_one_seed)
         refs = [task.remote(make_asps, out.resolve(), options, config, seed) for seed in seeds]
         try:
             tables = ray.get(refs)
         except ray.exceptions.RayTaskError as err:
             raise SimError(f"a seed failed: {str(err).strip().splitlines()[-1]}") from None
+        except KeyboardInterrupt:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise SimInterrupted(f"interrupted; each finished seed's results are in {out}/seed-K/sim/") from None
     episodes = pd.concat(tables, ignore_index=True)
     per_seed = episodes.groupby(["policy", "seed"])[list(SUMMARY)].mean()
     summary = pd.concat(

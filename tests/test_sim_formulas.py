@@ -1,0 +1,113 @@
+"""The simulator's formulas live in one module (``aaas_profile.sim.formulas``) that imports nothing else from the
+project; the environment, the ASP sources and ``fit`` use that one copy, and the simulator's modules import one
+another without a circle."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aaas_profile import fit
+from aaas_profile.sim import asps, env, formulas
+
+SIM = Path(formulas.__file__).parent
+
+
+def paper(t: float) -> float:
+    """The paper's runtime formula as printed (Du et al. 2023): (0.001·t² + 2.5·t − 14)·60 seconds."""
+    return (0.001 * t**2 + 2.5 * t - 14) * 60
+
+
+@pytest.mark.parametrize("t", [100, 170, 250])
+def test_runtime_is_the_papers_formula(t):
+    assert formulas.paper_runtime_s(t) == pytest.approx(paper(t), rel=1e-12)
+    assert fit.paper_runtime(t) == pytest.approx(paper(t), rel=1e-12)
+    # the coefficients fit.json records evaluate to the same seconds
+    assert formulas.polynomial(fit.PAPER_RUNTIME["coef"], t) == pytest.approx(paper(t), rel=1e-12)
+
+
+def test_runtime_values_by_hand():
+    assert formulas.paper_runtime_s(100) == pytest.approx(14_760.0)  # (10 + 250 − 14)·60
+    # (28.9 + 425 − 14)·60 and (62.5 + 625 − 14)·60
+    assert formulas.paper_runtime_s([170, 250]) == pytest.approx([26_394.0, 40_410.0])
+    assert formulas.polynomial((1.0, -2.0, 0.5), 4.0) == pytest.approx(1 - 8 + 8)
+
+
+def test_quality_gain_and_crash_penalty_by_hand():
+    # ax=20, ay=0.1, bx=220, by=0.9: 0 up to ax, (0.8)·(t − 20)/200 between, 0.8 from bx on
+    assert formulas.quality_gain(20, 0.1, 220, 0.9, [10, 20, 120, 220, 250]) == pytest.approx(
+        [0.0, 0.0, 0.4, 0.8, 0.8])
+    assert formulas.crash_penalty([0.5, 0.25]) == pytest.approx(2 + 2 * 0.5 + 2 * 0.75)
+    assert formulas.CRASH_PENALTY_COEF == 2.0
+
+
+def test_the_task_step_grid_is_defined_once():
+    assert formulas.TASK_STEPS == (100, 110, 120, 130, 140, 150, 160, 170, 180, 190, 200, 210, 220, 230, 240, 250)
+    assert formulas.TASK_STEPS_RANGE == (100, 250)
+    # the environment's default stream, profile_asps's default and fit's runtime check all use that one grid
+    assert env.SimConfig().task_steps is formulas.TASK_STEPS
+    assert asps.profile_asps.__defaults__[3] is formulas.TASK_STEPS
+    assert fit.SIM_TASK_STEPS is formulas.TASK_STEPS_RANGE
+    assert env.crash_penalty is formulas.crash_penalty and env.quality_gain is formulas.quality_gain
+
+
+def project_imports(path: Path) -> set[str]:
+    """Every ``aaas_profile`` module ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aaas_profile"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("aaas_profile"))
+    return found
+
+
+def test_formulas_import_nothing_from_the_project():
+    assert project_imports(SIM / "formulas.py") == set()
+
+
+def test_the_simulator_modules_import_one_another_without_a_circle():
+    """A depth-first search over the sim package's import graph (lazy imports in functions count too)."""
+    graph = {f"aaas_profile.sim.{p.stem}": {m for m in project_imports(p) if m.startswith("aaas_profile.sim.")}
+             for p in SIM.glob("*.py") if p.stem != "__init__"}
+    assert "aaas_profile.sim.formulas" in graph["aaas_profile.sim.env"] & graph["aaas_profile.sim.asps"]
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for nxt in sorted(graph.get(module, ())):
+            assert state.get(nxt) != "open", f"import circle: {' → '.join([*path, module, nxt])}"
+            if nxt not in state:
+                visit(nxt, [*path, module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_importing_the_formulas_loads_no_other_project_module():
+    """``fit`` imports the formulas; that must not pull in the environment or the ASP sources (and from there
+    ``fit`` again). Run in a fresh interpreter so that this session's imports do not hide it."""
+    code = ("import sys, aaas_profile.sim.formulas, aaas_profile.fit, gymnasium as gym\n"
+            "print(sorted(m for m in sys.modules if m.startswith('aaas_profile.sim')))\n"
+            "print('aaas/AspSelection-v0' in gym.registry)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(SIM.parent.parent)}).stdout.split("\n")
+    assert out[0] == "['aaas_profile.sim', 'aaas_profile.sim.formulas']"
+    assert out[1] == "True"  # importing the package still registers the environment with gymnasium
+
+
+def test_the_package_still_offers_its_names():
+    import aaas_profile.sim as sim
+
+    assert sim.paper_runtime_s is formulas.paper_runtime_s and sim.AspSelectionEnv is env.AspSelectionEnv
+    assert sim.SimError is asps.SimError and np.isclose(sim.quality_gain(0, 0, 10, 1, 5), 0.5)
+    with pytest.raises(AttributeError):
+        sim.no_such_name  # noqa: B018
