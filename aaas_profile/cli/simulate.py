@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aaas_profile.cli.common import console
+from aaas_profile.cli.common import console, progress_bar
 from aaas_profile.sim import runner
 from aaas_profile.sim.registry import names as policy_names
 from aaas_profile.sim.seeds import SUMMARY as SEEDS_SUMMARY
@@ -23,8 +22,7 @@ class RichProgress(runner.Progress):
     """One rich bar per stage (optimum, training, each evaluation), with elapsed time."""
 
     def start(self, label, total):
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+        self.bar = progress_bar(label, "{task.fields[info]}", eta=False)
         self.bar.start()
         self.task = self.bar.add_task(label, total=total, info="")
 
