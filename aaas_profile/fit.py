@@ -15,18 +15,16 @@ through all points. Both are exact global least-squares fits (``solve_profile``)
 images, R² within images, pooled and on the per-step medians, a paired test of whether steps matter at all
 (``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
 
-``fit_run`` fits every (model, mask, jump setting, metric) of a run folder and writes ``fit.json``
-(schema in docs/fit-json.md, ``SCHEMA_VERSION``) and ``plots/*.png``. Everything below it is a pure function
-of arrays and tables, usable without files.
+Everything here is a pure function of arrays and tables, usable without files: ``fit_scores`` fits every
+(model, mask, jump setting, metric) curve of a scores table. Reading a run folder's scores and writing
+``fit.json`` and the plots is ``aaas_profile.fitrun``'s work; the fit.json format (version, reader, writer)
+is ``aaas_profile.fitfile``'s.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,11 +32,8 @@ from scipy import optimize
 
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
-from aaas_profile.atomic import write_atomic
-from aaas_profile.errors import UserError, check_writable
+from aaas_profile.errors import UserError
 
-SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
-READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
 CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
@@ -839,51 +834,8 @@ def fit_runtime(scores: pd.DataFrame) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# A whole run folder
+# A whole scores table
 # ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FitResult:
-    run_dir: Path
-    x: str
-    curves: list[CurveFit]
-    scales: dict[str, dict]
-    runtime: list[dict]
-    path: Path  # fit.json
-    plots: list[Path]
-    document: dict
-
-
-def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, drop_nan: bool = False) -> pd.DataFrame:
-    """The run's scores, checked for fitting; raises FitError with a one-line reason."""
-    run = Path(run)
-    if x not in X_CHOICES:
-        raise FitError(f"unknown x axis {x!r}; choose one of {', '.join(X_CHOICES)}")
-    if not run.is_dir():
-        raise FitError(f"{run}: no such run folder")
-    try:
-        scores = runs.read_scores(run)
-    except runs.RunError as err:
-        raise FitError(str(err)) from None
-    if scores.empty:
-        raise FitError(f"{run}: no scores (scores/part-*.parquet); run `aaas-profile sweep` first")
-    if metrics:
-        unknown = sorted(set(metrics) - set(scores["metric"]))
-        if unknown:
-            raise FitError(f"{run}: metric(s) {', '.join(unknown)} not in the scores "
-                           f"(present: {', '.join(sorted(scores['metric'].unique()))})")
-        scores = scores[scores["metric"].isin(metrics)]
-    bad = ~np.isfinite(scores["value"].to_numpy(float)) | ~np.isfinite(scores[x].to_numpy(float))
-    if bad.any():
-        if not drop_nan:
-            row = scores[bad].iloc[0]
-            raise FitError(
-                f"{run}: {int(bad.sum())} NaN or infinite value(s) in 'value' or '{x}' (first: metric {row['metric']}, "
-                f"image {row['image_id']}, mask {row['mask']}, steps {row['steps']}); pass --drop-nan to leave them out"
-            )
-        scores = scores[~bad]
-    return scores.reset_index(drop=True)
 
 
 def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, seed: int = 0,
@@ -913,109 +865,3 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
             hib = bool(group["higher_is_better"].iloc[0])
         curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves
-
-
-def _clean(value):
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
-                   resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
-    """fit.json's content (docs/fit-json.md)."""
-    import aaas_profile
-
-    entries = []
-    for c in curves:
-        entry = c.to_dict()
-        scale = scales[c.key["metric"]]
-        ay_q, by_q = (float(to_unit(scale, v)) for v in (c.estimate.ay, c.estimate.by))
-        entry["unit_scale"] = {"ay": ay_q, "by": by_q, "gain": by_q - ay_q}
-        # The simulator's view: the curve on [0, 1] (higher is better) against diffusion steps.
-        steps_of = c.level_stats["steps"].to_numpy(float)
-        entry["scale01"] = {"ax": float(np.interp(c.estimate.ax, c.x_levels, steps_of)), "ay": ay_q,
-                            "bx": float(np.interp(c.estimate.bx, c.x_levels, steps_of)), "by": by_q}
-        entries.append(entry)
-    fitted = [r for r in runtime if "vs_steps" in r]
-    summary = {"paper": PAPER_RUNTIME, "fits": runtime}
-    if fitted:  # the first (model, jump setting, device, dtype), as the simulator's default
-        first = fitted[0]
-        source = {k: first[k] for k in ("model", "jump_length", "jump_n_sample", "device", "dtype")}
-        summary["steps"] = {"coef": first["vs_steps"]["coef"], "unit": "s per image", **source}
-        summary["unet_calls"] = {"coef": first["vs_unet_calls"]["coef"], "unit": "s per image", **source}
-    return _clean({
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "aaas-profile", "version": aaas_profile.__version__, "git": runs.git_revision()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run": str(run_dir),
-        "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
-        "fit_model": {"name": model, "form": FIT_MODELS[model]},
-        "x": {"name": x, "unit": X_UNITS[x]},
-        "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
-                      "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
-                      "min_images": MIN_IMAGES_FOR_INTERVALS},
-        "curves": entries,
-        "scales": scales,
-        "runtime": summary,
-    })
-
-
-def write_json(path: Path, document: dict) -> None:
-    """Write atomically (temp file, then rename; nothing left behind on failure)."""
-    write_atomic(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
-
-
-def load_fit(path: Path) -> dict:
-    """Read a fit.json; raises FitError if it is missing, not JSON, or of a schema version this code does not know."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "fit.json"
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FitError(f"{path}: no such file; run `aaas-profile fit` on the run folder first") from None
-    except json.JSONDecodeError as err:
-        raise FitError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    version = document.get("schema_version") if isinstance(document, dict) else None
-    if version not in READABLE_VERSIONS:
-        raise FitError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads "
-                       f"{', '.join(map(str, READABLE_VERSIONS))}")
-    return document
-
-
-def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
-            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
-            model: str = "image_offsets") -> FitResult:
-    """Fit a run folder: writes ``<run>/fit.json`` and, with ``plots``, ``<run>/plots/*.png``."""
-    if not 0 < level < 1:
-        raise FitError(f"confidence level {level} must be between 0 and 1")
-    if resamples < 0:
-        raise FitError(f"bootstrap resamples {resamples} must be 0 or more")
-    if model not in FIT_MODELS:
-        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
-    run = Path(run)
-    scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
-    for folder in (run, *([run / "plots"] if plots else [])):  # check first: fail before the bootstrap
-        check_writable(folder, "run folder (fit writes fit.json and plots/ there)")
-    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
-    scales = quality_scales(curves)
-    runtime = fit_runtime(scores)
-    document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
-    path = run / "fit.json"
-    write_json(path, document)
-    written: list[Path] = []
-    if plots:
-        from aaas_profile import plots as plots_mod
-
-        written = plots_mod.plot_all(curves, run / "plots", x=x)
-    return FitResult(run, x, curves, scales, runtime, path, written, document)

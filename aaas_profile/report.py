@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from aaas_profile import fit as fit_mod
-from aaas_profile import runs
+from aaas_profile import fitfile, runs
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 
@@ -139,11 +139,10 @@ def grid_section(run: Path, max_cells: int = 6) -> str:
             f"to generate (mask 0); the rest is kept.</p>{table}")
 
 
-def _stops(run: Path, scores: pd.DataFrame | None) -> tuple[list[dict], str]:
-    """Per curve: key, direction, stop point, flags, R² within; from fit.json, else from the scores alone."""
-    fit_path = run / "fit.json"
-    if fit_path.exists():
-        document = json.loads(fit_path.read_text())
+def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dict], str]:
+    """Per curve: key, direction, stop point, flags, R² within; from fit.json (``document``), else from the
+    scores alone."""
+    if document is not None:
         curves = [c for c in document.get("curves", []) if isinstance(c.get("stop"), dict)]
         if curves:
             return curves, "fit.json"
@@ -155,14 +154,15 @@ def _stops(run: Path, scores: pd.DataFrame | None) -> tuple[list[dict], str]:
         stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
         curves.append({"model": model, "mask": mask, "metric": metric, "higher_is_better": hib,
                        "stop": fit_mod.stop_point(stats, hib), "flags": []})
-    why = "its fit.json predates flags: run `aaas-profile fit` again" if fit_path.exists() else (
+    why = "its fit.json predates flags: run `aaas-profile fit` again" if document is not None else (
         "no fit.json yet: run `aaas-profile fit` for flags")
     return curves, f"the per-step medians in scores/ ({why})"
 
 
-def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
-    """The page's lead: where each metric stops paying for steps, with the image grid at those steps."""
-    curves, source = _stops(run, scores)
+def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
+    """The page's lead: where each metric stops paying for steps, with the image grid at those steps.
+    ``document``: the run's fit.json as ``fitfile.load`` reads it, or None."""
+    curves, source = _stops(scores, document)
     if not curves:
         return ""
     rows = []
@@ -201,7 +201,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
             + "</section>")
 
 
-def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
+def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
     parts = []
     if scores is not None and len(scores):
         # Two resampling settings in one run are shown apart, never pooled into one median.
@@ -213,9 +213,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
         parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
     for panel in sorted((run / "plots").glob("*_panel.png")):
         parts.append(_figure(panel, f"Six metrics against steps with the fitted four-parameter model ({panel.stem})"))
-    fit_path = run / "fit.json"
-    if fit_path.exists():
-        fit = json.loads(fit_path.read_text())
+    if document is not None:
+        fit = document
         rows = []
         for curve in fit.get("curves", []):
             row = {"mask": curve["mask"], "metric": curve["metric"]}
@@ -277,8 +276,10 @@ def build(run: Path) -> str:
     if not run.is_dir():
         raise ReportError(f"{run} is not a run folder")
     scores = runs.read_scores(run) if runs.part_files(run) else None
-    sections = [stop_section(run, scores), run_section(run, scores) if (run / "manifest.json").exists() else "",
-                grid_section(run), quality_section(run, scores), simulator_section(run)]
+    document = fitfile.load(run) if (run / fitfile.NAME).exists() else None
+    sections = [stop_section(run, scores, document),
+                run_section(run, scores) if (run / "manifest.json").exists() else "",
+                grid_section(run), quality_section(run, scores, document), simulator_section(run)]
     if not any(sections):
         raise ReportError(f"{run} holds no manifest, scores, images, fit or simulator results to report")
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

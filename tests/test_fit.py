@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aaas_profile import fit, runs
+from aaas_profile import fit, fitfile, fitrun, runs
 from aaas_profile.cli import fit as cli_fit
 from aaas_profile.metrics import ALL, METRICS
 
@@ -145,7 +145,7 @@ def test_known_curves_are_recovered(name):
 def test_a_curve_that_does_not_saturate_puts_bx_on_the_boundary_and_says_so(tmp_path):
     truth = (40.0, 0.2, 400.0, 0.9)  # saturates far beyond the largest measured step count
     runs.write_part(tmp_path, curve_rows("haarpsi", truth, n_images=30))
-    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
     (curve,) = result.curves
     # Bx ends up beyond 200 steps: at most one measured level (250) on the "plateau", which is no plateau.
     assert 200 < curve.estimate.bx <= 250
@@ -190,15 +190,15 @@ def test_bootstrap_intervals_cover_the_truth_and_shrink_with_more_images(tmp_pat
     rows = curve_rows("dss", truth, n_images=160, seed=7)
     run = tmp_path / "big"
     runs.write_part(run, rows)
-    big = fit.fit_run(run, resamples=200, plots=False).curves[0]
+    big = fitrun.fit_run(run, resamples=200, plots=False).curves[0]
     assert big.ci["bx"][1] - big.ci["bx"][0] < 0.75 * np.median(widths)
 
 
 def test_bootstrap_is_seeded(tmp_path):
     runs.write_part(tmp_path, curve_rows("vif", (37.0, 0.3, 163.0, 0.8), n_images=20))
-    a = fit.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
-    b = fit.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
-    c = fit.fit_run(tmp_path, resamples=100, seed=2, plots=False).curves[0].ci
+    a = fitrun.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
+    b = fitrun.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
+    c = fitrun.fit_run(tmp_path, resamples=100, seed=2, plots=False).curves[0].ci
     assert a == b
     assert a != c
 
@@ -279,15 +279,15 @@ def test_paper_runtime_reference():
 def test_x_axis_unet_calls_and_wall_s(tmp_path):
     truth = (37.0, 0.3, 163.0, 0.8)
     runs.write_part(tmp_path, curve_rows("dss", truth, n_images=30, calls_per_step=10))
-    by_steps = fit.fit_run(tmp_path, x="steps", resamples=0, plots=False).curves[0].estimate
-    by_calls = fit.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False).curves[0].estimate
+    by_steps = fitrun.fit_run(tmp_path, x="steps", resamples=0, plots=False).curves[0].estimate
+    by_calls = fitrun.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False).curves[0].estimate
     # UNet calls are ten per step here: the same fit, breakpoints scaled by ten.
     assert by_calls.ax == pytest.approx(10 * by_steps.ax, rel=1e-9)
     assert by_calls.bx == pytest.approx(10 * by_steps.bx, rel=1e-9)
     assert by_calls.ay == pytest.approx(by_steps.ay, rel=1e-9)
-    scale01 = fit.load_fit(tmp_path)["curves"][0]["scale01"]
+    scale01 = fitfile.load(tmp_path)["curves"][0]["scale01"]
     assert scale01["ax"] == pytest.approx(by_steps.ax) and scale01["bx"] == pytest.approx(by_steps.bx)
-    result = fit.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
+    result = fitrun.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
     levels = result.curves[0].level_stats
     np.testing.assert_allclose(levels["x"], [0.05 + 0.002 * t + 1e-6 * t * t for t in STEPS])
     assert json.loads(result.path.read_text())["x"] == {"name": "wall_s", "unit": "seconds per image"}
@@ -310,9 +310,9 @@ def six_metric_run(run: Path, masks=("thick",), n_images=20, steps=STEPS) -> dic
 
 def test_fit_json_round_trip_and_quality_scale(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin"))
-    result = fit.fit_run(tmp_path, resamples=50, plots=False)
-    document = fit.load_fit(tmp_path)
-    assert document["schema_version"] == fit.SCHEMA_VERSION == 2
+    result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
+    document = fitfile.load(tmp_path)
+    assert document["schema_version"] == fitfile.SCHEMA_VERSION == 2
     assert document["fit_model"]["name"] == "image_offsets"
     assert document == json.loads(json.dumps(result.document))
     assert len(document["curves"]) == 12
@@ -345,13 +345,13 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
     # A fit.json of another schema version is refused in one line.
     document["schema_version"] = 99
     (tmp_path / "fit.json").write_text(json.dumps(document))
-    with pytest.raises(fit.FitError, match="schema_version 99, this aaas-profile reads 1, 2"):
-        fit.load_fit(tmp_path / "fit.json")
+    with pytest.raises(fitfile.FitFileError, match="schema_version 99, this aaas-profile reads 1, 2"):
+        fitfile.load(tmp_path / "fit.json")
 
 
 def test_plots_are_written(tmp_path):
     six_metric_run(tmp_path, n_images=8)
-    result = fit.fit_run(tmp_path, resamples=20)
+    result = fitrun.fit_run(tmp_path, resamples=20)
     names = sorted(p.name for p in result.plots)
     assert names == sorted([f"m_thick_j10r10_{m}.png" for m in ALL] + ["m_thick_j10r10_panel.png"])
     for path in result.plots:
@@ -367,7 +367,7 @@ def test_plots_are_written(tmp_path):
 def test_a_realistic_run_fits_in_seconds(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin", "half"), n_images=50)
     start = time.perf_counter()
-    result = fit.fit_run(tmp_path, resamples=200, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=200, plots=False)
     elapsed = time.perf_counter() - start
     assert len(result.curves) == 18
     assert elapsed < 15, elapsed
@@ -384,17 +384,17 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 def test_a_run_folder_without_scores(tmp_path):
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path)
+        fitrun.fit_run(tmp_path)
     assert "no scores" in one_line(err)
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path / "absent")
+        fitrun.fit_run(tmp_path / "absent")
     assert "no such run folder" in one_line(err)
 
 
 def test_a_metric_measured_at_a_single_step_count(tmp_path):
     runs.write_part(tmp_path, curve_rows("vif", steps=(50,), n_images=5))
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path, plots=False)
+        fitrun.fit_run(tmp_path, plots=False)
     message = one_line(err)
     assert "single step count (50)" in message and "metric=vif" in message
 
@@ -404,19 +404,19 @@ def test_nan_values_stop_the_fit_unless_dropped(tmp_path):
     rows[17]["value"] = float("nan")
     runs.write_part(tmp_path, rows)
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path, plots=False)
+        fitrun.fit_run(tmp_path, plots=False)
     message = one_line(err)
     assert "1 NaN" in message and "image img002" in message and "--drop-nan" in message
-    result = fit.fit_run(tmp_path, drop_nan=True, resamples=10, plots=False)
+    result = fitrun.fit_run(tmp_path, drop_nan=True, resamples=10, plots=False)
     assert result.curves[0].n_points == 10 * len(STEPS) - 1
 
 
 def test_bad_options(tmp_path):
     runs.write_part(tmp_path, curve_rows("dss", n_images=3))
     with pytest.raises(fit.FitError, match="unknown x axis 'time'"):
-        fit.fit_run(tmp_path, x="time")
+        fitrun.fit_run(tmp_path, x="time")
     with pytest.raises(fit.FitError, match="metric.s. vif not in the scores"):
-        fit.fit_run(tmp_path, metrics=["vif"])
+        fitrun.fit_run(tmp_path, metrics=["vif"])
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def test_command_prints_a_table_and_writes_fit_json(app, tmp_path):
         assert column in text
     assert re.search(r"\d+(\.\d+)? \[\d+(\.\d+)?, \d+(\.\d+)?\]", text)  # value [low, high]
     assert "runtime m (cpu, fp32)" in text
-    document = fit.load_fit(tmp_path / "fit.json")
+    document = fitfile.load(tmp_path / "fit.json")
     assert [c["metric"] for c in document["curves"]] == ["dss", "mdsi"]
     assert document["bootstrap"]["resamples"] == 30
 
@@ -544,8 +544,8 @@ def test_offset_fit_recovers_a_known_curve_where_the_pooled_fit_does_not(tmp_pat
     offsets -= offsets.mean()  # the truth is the average image's curve
     rows = offset_rows(truth, offsets, lambda i: GRID if i < 15 else GRID[3:], noise=0.02)
     runs.write_part(tmp_path, rows)
-    offset = fit.fit_run(tmp_path, resamples=200, plots=False).curves[0]
-    pooled = fit.fit_run(tmp_path, resamples=200, plots=False, model="pooled").curves[0]
+    offset = fitrun.fit_run(tmp_path, resamples=200, plots=False).curves[0]
+    pooled = fitrun.fit_run(tmp_path, resamples=200, plots=False, model="pooled").curves[0]
     for i, name in enumerate(("ax", "ay", "bx", "by")):
         lo, hi = offset.ci[name]
         assert lo <= truth[i] <= hi, (name, offset.ci[name])
@@ -554,7 +554,7 @@ def test_offset_fit_recovers_a_known_curve_where_the_pooled_fit_does_not(tmp_pat
     assert {"ax", "ay"} <= set(missed), pooled.ci
     assert offset.estimate.ay == pytest.approx(truth[1], abs=0.02)
     assert pooled.estimate.ay < truth[1] - 0.1  # biased by the low-scoring images alone at the low end
-    assert fit.load_fit(tmp_path)["curves"][0]["fit_model"] == "pooled"
+    assert fitfile.load(tmp_path)["curves"][0]["fit_model"] == "pooled"
 
 
 def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
@@ -565,7 +565,7 @@ def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
     rows = offset_rows((1.0, 0.5, 50.0, 0.5), offsets, lambda i: GRID, noise=0.05, metric="vif")
     rows += offset_rows((2.0, 0.3, 10.0, 0.8), offsets, lambda i: GRID, noise=0.02, metric="dss")
     runs.write_part(tmp_path, rows)
-    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
     dss, vif = result.curves
     assert vif.flagged("no_effect") and vif.effect["p_value"] >= 0.05
     assert "no measurable effect of steps (50 vs 1 steps" in vif.flags[0]["message"]
@@ -583,12 +583,12 @@ def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
 def test_two_step_counts_get_no_intervals(tmp_path):
     rows = offset_rows((5.0, 0.3, 20.0, 0.8), np.zeros(10), lambda i: (10, 20), noise=0.02)
     runs.write_part(tmp_path, rows)
-    result = fit.fit_run(tmp_path, resamples=100, plots=True)
+    result = fitrun.fit_run(tmp_path, resamples=100, plots=True)
     (curve,) = result.curves
     assert all(np.isnan(curve.ci[name]).all() for name in ("ax", "ay", "bx", "by"))
     assert curve.flags[0] == {"code": "under_determined", "message": "under-determined, no intervals: 2 distinct "
                               "x value(s) for four parameters (need 4)"}
-    entry = fit.load_fit(tmp_path)["curves"][0]
+    entry = fitfile.load(tmp_path)["curves"][0]
     assert entry["ax"]["ci"] == [None, None] and entry["flags"][0]["code"] == "under_determined"
 
 
@@ -597,7 +597,7 @@ def test_one_image_at_two_step_counts_is_flagged_and_refused(tmp_path):
     from aaas_profile.sim.asps import SimError, profile_asps
 
     runs.write_part(tmp_path, offset_rows((5.0, 0.3, 20.0, 0.8), [0.0], lambda i: (5, 10)))
-    result = fit.fit_run(tmp_path, resamples=100, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=100, plots=False)
     (curve,) = result.curves
     assert curve.flags[0]["message"] == ("under-determined, no intervals: 2 distinct x value(s) for four "
                                          "parameters (need 4) and 1 image(s) to resample (need 3)")

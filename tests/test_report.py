@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aaas_profile import report, sweep
-from aaas_profile.fit import fit_run
+from aaas_profile.fitrun import fit_run
 from aaas_profile.sim.asps import paper_asps
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.runner import SimOptions, simulate
@@ -101,7 +101,7 @@ def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chro
 def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(tmp_path):
     import json
 
-    from aaas_profile import fit, runs
+    from aaas_profile import fitfile, runs
 
     rows = []
     for i in range(4):
@@ -115,7 +115,7 @@ def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(t
                  "curves": [{"mask": "thick", "metric": "haarpsi", "r2": 0.42, "saturated": True,
                              **{k: {"value": 1.0, "ci": [0.5, 1.5]} for k in ("ax", "ay", "bx", "by")}}]}
     (tmp_path / "fit.json").write_text(json.dumps(version_1))
-    assert fit.load_fit(tmp_path)["schema_version"] == 1
+    assert fitfile.load(tmp_path)["schema_version"] == 1
     page = report.build(tmp_path)
     # The median gains 0.01 of a 0.26 range after 5 steps (> 1 %) and nothing after 10.
     lead = page[page.index("Where to stop"):page.index("Quality against steps")]

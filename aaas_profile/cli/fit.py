@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
+from aaas_profile import fitrun
 from aaas_profile.cli.common import console, err_console, fail
 from aaas_profile.errors import UserError
 
@@ -58,8 +59,8 @@ def fit(
     """
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     try:
-        result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                                 drop_nan=drop_nan, plots=plots, model=fit_model)
+        result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
+                                drop_nan=drop_nan, plots=plots, model=fit_model)
     except UserError as err:
         fail(str(err))
     _print_summary(result, level)
@@ -73,7 +74,7 @@ def _r2(value: float) -> str:
     return "–" if value != value else f"{value:.2f}"
 
 
-def _print_summary(result: fit_mod.FitResult, level: float) -> None:
+def _print_summary(result: fitrun.FitResult, level: float) -> None:
     unit = fit_mod.X_UNITS[result.x]
     model = result.document["fit_model"]["name"]
     console.print(f"[bold]{result.path}[/] · {model} · x = {unit} · {level:.0%} bootstrap intervals over images "
