@@ -23,6 +23,8 @@ is ``aaas_profile.fitfile``'s.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -838,15 +840,27 @@ def fit_runtime(scores: pd.DataFrame) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def curve_seed(seed: int, key: dict) -> np.random.SeedSequence:
+    """The bootstrap's seed for one curve: from the run's ``seed`` and the curve's key alone (its values in
+    ``CURVE_KEY`` order, as canonical JSON, hashed with SHA-256: stable across processes and Python versions,
+    unlike ``hash()``). So a curve gets the same resamples, and the same intervals, whichever other curves
+    are fitted with it (``fit --metrics dss`` gives dss the intervals of a full fit)."""
+    if seed < 0:
+        raise FitError(f"bootstrap seed {seed} must be 0 or more")
+    text = json.dumps([[k, key[k]] for k in CURVE_KEY if k in key], separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return np.random.SeedSequence([int(seed), *(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))])
+
+
 def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, seed: int = 0,
                level: float = 0.95, model: str = "image_offsets") -> list[CurveFit]:
     """Fit every (model, mask, jump setting, metric) curve of a scores table.
 
     With ``x="wall_s"`` each step count sits at the median seconds per image of its cells in that curve: the
     batch-to-batch jitter of wall time says nothing about quality, and a shared x per step count keeps the
-    images paired across step counts for the bootstrap.
+    images paired across step counts for the bootstrap. Each curve's bootstrap draws from its own generator,
+    ``curve_seed(seed, key)``.
     """
-    rng = np.random.default_rng(seed)
     curves = []
     for values, group in scores.groupby(list(CURVE_KEY), sort=True):
         key = dict(zip(CURVE_KEY, values, strict=True))
@@ -863,5 +877,6 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
             hib = metrics_mod.METRICS[metric].higher_is_better
         else:
             hib = bool(group["higher_is_better"].iloc[0])
+        rng = np.random.default_rng(curve_seed(seed, key))
         curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves

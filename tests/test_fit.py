@@ -203,6 +203,31 @@ def test_bootstrap_is_seeded(tmp_path):
     assert a != c
 
 
+def test_a_curve_gets_the_same_intervals_whichever_other_curves_are_fitted(tmp_path):
+    # vif sorts after dss and haarpsi: with one generator shared in turn by the curves, its resamples would
+    # depend on how many curves were fitted before it, and --metrics vif would give other intervals.
+    for j, metric in enumerate(("dss", "haarpsi", "vif")):
+        runs.write_part(tmp_path, curve_rows(metric, (20.0 + 10 * j, 0.3, 150.0, 0.8), n_images=12, seed=j))
+    full = {c.key["metric"]: c.ci for c in fitrun.fit_run(tmp_path, resamples=60, seed=3, plots=False).curves}
+    alone = fitrun.fit_run(tmp_path, resamples=60, seed=3, plots=False, metrics=["vif"]).curves
+    assert [c.key["metric"] for c in alone] == ["vif"] and alone[0].ci == full["vif"]
+    pair = fitrun.fit_run(tmp_path, resamples=60, seed=3, plots=False, metrics=["haarpsi", "dss"]).curves
+    assert {c.key["metric"]: c.ci for c in pair} == {"dss": full["dss"], "haarpsi": full["haarpsi"]}
+
+
+def test_curves_with_equal_data_draw_different_resamples():
+    # the key enters the seed: two masks with identical points get their own bootstrap (not one stream reused)
+    rows = curve_rows("dss", (30.0, 0.3, 180.0, 0.8), n_images=12)
+    table = pd.DataFrame(rows + [{**r, "mask": "thin"} for r in rows])
+    thick, thin = fit.fit_scores(table, resamples=40, seed=0)
+    assert thick.estimate == thin.estimate and thick.ci != thin.ci
+    seed = fit.curve_seed(0, thick.key)
+    assert seed.entropy == fit.curve_seed(0, dict(reversed(list(thick.key.items())))).entropy  # key order: CURVE_KEY
+    assert seed.entropy != fit.curve_seed(1, thick.key).entropy != fit.curve_seed(0, thin.key).entropy
+    with pytest.raises(fit.FitError, match="seed -1 must be 0 or more"):
+        fit.curve_seed(-1, thick.key)
+
+
 def test_bootstrap_resamples_whole_images():
     counts = fit.bootstrap_counts(30, 500, np.random.default_rng(0))
     assert counts.shape == (500, 30)
