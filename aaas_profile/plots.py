@@ -5,12 +5,14 @@ image is measured at every step count), the per-step median with its interquarti
 line with (Ax, Ay) and (Bx, By) marked and their bootstrap intervals as error bars, where the median stops
 gaining (dotted), the three R² (within images, pooled, medians) and the curve's flags in red. A grid that
 spans more than a factor of 20 (1 to 50 steps) is drawn on a log x axis, so the low end stays visible.
-One 2×3 panel per (model, mask, jump setting) with all six metrics, like Figure 3 of
-Du et al. (2023).
+One panel per (model, mask, jump setting) with every metric, three to a row: the six of ``metrics.ALL``
+(2×3, like Figure 3 of Du et al. (2023); one not measured is marked so) and any other metric of the scores
+table after them, in further rows.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -32,6 +34,11 @@ def _slug(text: str) -> str:
 def _curve_stem(key: dict) -> str:
     jumps = f"j{key['jump_length']}r{key['jump_n_sample']}"
     return "_".join(_slug(v) for v in (key["model"], key["mask"], jumps))
+
+
+def panel_title(key: dict) -> str:
+    """What a panel or a figure shows, in words: model, mask and the resampling setting."""
+    return f"{key['model']} · mask {key['mask']} · jumps {key['jump_length']}/{key['jump_n_sample']}"
 
 
 def flag_label(curve: CurveFit, flag: dict) -> str:
@@ -106,20 +113,38 @@ def plot_curve(curve: CurveFit, path: Path, x: str = "steps") -> Path:
     return path
 
 
+def panel_metrics(curves: list[CurveFit]) -> list[str]:
+    """The metrics a panel shows, in order: the six of ``metrics.ALL`` (always, so panels line up), then any
+    other metric the curves have, sorted by name."""
+    extra = sorted({c.key["metric"] for c in curves} - set(metrics_mod.ALL))
+    return [*metrics_mod.ALL, *extra]
+
+
+PANEL_COLUMNS = 3
+PANEL_ROW_INCHES = 3.75
+
+
 def plot_panel(curves: list[CurveFit], path: Path, x: str = "steps") -> Path:
-    """A 2×3 panel of the six metrics (in ``metrics.ALL`` order) of one model × mask × jump setting."""
+    """One panel of every metric (``panel_metrics``) of one model × mask × jump setting, three to a row."""
     by_metric = {c.key["metric"]: c for c in curves}
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), dpi=100)
-    for ax, metric in zip(axes.ravel(), metrics_mod.ALL, strict=True):
-        if metric in by_metric:
-            draw_curve(ax, by_metric[metric], x)
+    names = panel_metrics(curves)
+    rows = math.ceil(len(names) / PANEL_COLUMNS)
+    height = PANEL_ROW_INCHES * rows
+    fig, axes = plt.subplots(rows, PANEL_COLUMNS, figsize=(13, height), dpi=100, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= len(names):
+            ax.set_axis_off()
+        elif names[i] in by_metric:
+            draw_curve(ax, by_metric[names[i]], x)
         else:
             ax.set_axis_off()
-            ax.set_title(f"{metric}: not measured", fontsize=10)
+            ax.set_title(f"{names[i]}: not measured", fontsize=10)
     key = curves[0].key
-    fig.suptitle(f"{key['model']} · mask {key['mask']} · jumps {key['jump_length']}/{key['jump_n_sample']}: "
-                 "quality against compute (grey: images, band: IQR, red: four-parameter fit, green: stop)", fontsize=11)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.91, wspace=0.28, hspace=0.32)
+    fig.suptitle(f"{panel_title(key)}: quality against compute (grey: images, band: IQR, red: four-parameter "
+                 "fit, green: stop)", fontsize=11)
+    # fixed margins in inches (tight_layout costs a draw): the title's 0.68 in at the top, 0.53 in below
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.53 / height, top=1 - 0.68 / height, wspace=0.28,
+                        hspace=0.32)
     save_figure(fig, path)
     plt.close(fig)
     return path

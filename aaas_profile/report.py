@@ -212,7 +212,7 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
         medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
         parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
     for panel in sorted((run / "plots").glob("*_panel.png")):
-        parts.append(_figure(panel, f"Six metrics against steps with the fitted four-parameter model ({panel.stem})"))
+        parts.append(_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})"))
     if document is not None:
         fit = document
         rows = []

@@ -386,7 +386,25 @@ def test_plots_are_written(tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "plots" / "m_thick_j10r10_panel.png") as panel:
-        assert panel.size[0] > 1000 and panel.size[0] > panel.size[1]
+        assert panel.size == (1300, 750)  # 2 rows × 3 metrics
+
+
+def test_a_seventh_metric_gets_its_plot_and_a_third_panel_row(tmp_path):
+    # a metric beyond the six (another scorer's column in the scores table) is fitted, plotted and paneled
+    six_metric_run(tmp_path, n_images=5, steps=(10, 20, 50, 100, 200))
+    runs.write_part(tmp_path, curve_rows("sharpness", (20.0, 0.3, 150.0, 0.8), n_images=5, seed=9,
+                                         steps=(10, 20, 50, 100, 200)))
+    result = fitrun.fit_run(tmp_path, resamples=0)
+    assert sorted(c.key["metric"] for c in result.curves) == sorted([*ALL, "sharpness"])
+    assert tmp_path / "plots" / "m_thick_j10r10_sharpness.png" in result.plots
+    from aaas_profile import plots
+
+    assert plots.panel_metrics(result.curves) == [*ALL, "sharpness"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "plots" / "m_thick_j10r10_panel.png") as panel:  # 3 rows of 3.75 in at 100 dpi
+        assert panel.size == (1300, 1125)
+    assert fitfile.load(tmp_path)["scales"]["sharpness"]["higher_is_better"] is True
 
 
 def test_a_realistic_run_fits_in_seconds(tmp_path):

@@ -55,7 +55,7 @@ def fit(
       aaas-profile fit results/celeba-thin --fit-model pooled
 
     Writes <run>/fit.json (schema: docs/fit-json.md) and <run>/plots/*.png, one figure per curve and a 2×3
-    panel of the six metrics per model × mask.
+    panel of every metric per model × mask (three to a row).
     """
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     try:
