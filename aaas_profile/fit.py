@@ -39,6 +39,16 @@ from aaas_profile.errors import UserError
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
 CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
+# What a scores table (or fit.json curve) written before samplers existed means: RePaint, no further parameters
+# (docs: /work/notes/sampler-interface.md; runs.read_scores fills them the same way).
+SAMPLER_DEFAULTS = {"sampler": "repaint", "sampler_params": "{}"}
+
+
+def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with the ``sampler`` and ``sampler_params`` columns, filled with ``SAMPLER_DEFAULTS`` where a
+    table written before samplers lacks them (a copy only when something is added)."""
+    missing = {k: v for k, v in SAMPLER_DEFAULTS.items() if k not in scores.columns}
+    return scores.assign(**missing) if missing else scores
 # The paper's simulator: runtime(t) = (0.001·t² + 2.5·t − 14)·60 s (Du et al. 2023, simulation settings).
 PAPER_RUNTIME = {"formula": "(0.001*t**2 + 2.5*t - 14)*60", "unit": "s", "coef": [-840.0, 150.0, 0.06]}
 

@@ -139,6 +139,39 @@ def grid_section(run: Path, max_cells: int = 6) -> str:
             f"to generate (mask 0); the rest is kept.</p>{table}")
 
 
+# What tells two curves of one mask and metric apart: in the tables, a column for each that varies in the run.
+SETTING_KEYS = ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample")
+
+
+def _setting(curve) -> dict:
+    """A curve's (fit.json entry's, or a scores row's) setting; a file from before samplers reads as RePaint."""
+    return {k: curve.get(k, fit_mod.SAMPLER_DEFAULTS.get(k)) for k in SETTING_KEYS}
+
+
+def varying_settings(curves: list) -> list[str]:
+    """The ``SETTING_KEYS`` that take more than one value over ``curves`` (dicts or scores rows)."""
+    settings = [_setting(c) for c in curves]
+    return [k for k in SETTING_KEYS if len({str(s[k]) for s in settings}) > 1]
+
+
+def setting_cells(curve, varying: list[str]) -> dict[str, str]:
+    """The table cells that tell ``curve`` apart from the run's other curves, for the keys in ``varying``
+    (``varying_settings``): model; sampler (with its parameters when they are not "{}"); jumps as j/r, "–" for
+    a sampler other than RePaint (it has none)."""
+    s, cells = _setting(curve), {}
+    if "model" in varying:
+        cells["model"] = str(s["model"])
+    if "sampler" in varying or "sampler_params" in varying:
+        params = str(s["sampler_params"])
+        cells["sampler"] = str(s["sampler"]) + ("" if params in ("{}", "None") else f" {params}")
+    if "jump_length" in varying or "jump_n_sample" in varying:
+        cells["jumps"] = (f"{s['jump_length']}/{s['jump_n_sample']}" if s["sampler"] == "repaint" else "–")
+    return cells
+
+
+SETTING_COLUMNS = ("model", "sampler", "jumps")
+
+
 def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dict], str]:
     """Per curve: key, direction, stop point, flags, R² within; from fit.json (``document``), else from the
     scores alone."""
@@ -149,10 +182,11 @@ def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dic
     if scores is None or not len(scores):
         return [], ""
     curves = []
-    for (model, mask, metric), group in scores.groupby(["model", "mask", "metric"], sort=True):
+    keys = [*SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
+    for values, group in fit_mod.with_sampler_columns(scores).groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
         stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
-        curves.append({"model": model, "mask": mask, "metric": metric, "higher_is_better": hib,
+        curves.append({**dict(zip(keys, values, strict=True)), "higher_is_better": hib,
                        "stop": fit_mod.stop_point(stats, hib), "flags": []})
     why = "its fit.json predates flags: run `aaas-profile fit` again" if document is not None else (
         "no fit.json yet: run `aaas-profile fit` for flags")
@@ -166,6 +200,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
     if not curves:
         return ""
     rows = []
+    varying = varying_settings(curves)
     for c in curves:
         s = c["stop"]
         flags = [f.get("message", f.get("code", "")) for f in c.get("flags") or []]
@@ -174,6 +209,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
             flags.append("still gaining at the top of the grid: add higher step counts")
         r2 = c.get("r2")
         rows.append({
+            **setting_cells(c, varying),
             "mask": c["mask"], "metric": c["metric"], "better": "higher" if c["higher_is_better"] else "lower",
             "stop at steps": "–" if flat else str(s["steps"]),
             "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
@@ -184,7 +220,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
             "flags": "; ".join(flags) or "–",
         })
     frame = pd.DataFrame(rows)
-    table = _table(frame, ("mask", "metric", "better", "flags"), flag_column="flags")
+    table = _table(frame, (*SETTING_COLUMNS, "mask", "metric", "better", "flags"), flag_column="flags")
     steps = {int(c["stop"]["steps"]) for c in curves if not fit_mod.has_no_stop(c.get("flags"))}
     levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
     if scores is not None and len(scores):
@@ -204,20 +240,22 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
 def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
     parts = []
     if scores is not None and len(scores):
-        # Two resampling settings in one run are shown apart, never pooled into one median.
-        jumps = ["jump_length", "jump_n_sample"] if len(scores[["jump_length", "jump_n_sample"]]
-                                                        .drop_duplicates()) > 1 else []
-        medians = (scores.groupby([*jumps, "mask", "metric", "steps"])["value"].median().unstack("steps")
+        # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
+        scores = fit_mod.with_sampler_columns(scores)
+        apart = [k for k in SETTING_KEYS if scores[k].nunique() > 1]
+        medians = (scores.groupby([*apart, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
         medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
-        parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
+        parts.append("<h3>Median score per step count</h3>"
+                     + _table(medians, ("model", "sampler", "sampler_params", "mask", "metric")))
     for panel in sorted((run / "plots").glob("*_panel.png")):
         parts.append(_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})"))
     if document is not None:
         fit = document
         rows = []
+        varying = varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {"mask": curve["mask"], "metric": curve["metric"]}
+            row = {**setting_cells(curve, varying), "mask": curve["mask"], "metric": curve["metric"]}
             for name in ("ax", "ay", "bx", "by"):
                 part = curve[name]
                 low, high = part.get("ci") or (None, None)
@@ -239,8 +277,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
                          f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
                          f"model {html.escape(model)}</h3>"
-                         + _table(pd.DataFrame(rows), ("mask", "metric", "Ax", "Ay", "Bx", "By", "saturated",
-                                                       "flags"), flag_column="flags"))
+                         + _table(pd.DataFrame(rows), (*SETTING_COLUMNS, "mask", "metric", "Ax", "Ay", "Bx", "By",
+                                                       "saturated", "flags"), flag_column="flags"))
     return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
 
 

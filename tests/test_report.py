@@ -121,3 +121,45 @@ def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(t
     lead = page[page.index("Where to stop"):page.index("Quality against steps")]
     assert "<td class=\"\">10</td>" in lead and "its fit.json predates flags" in lead
     assert "R² pooled" in page and "<td class=\"\">0.42</td>" in page
+
+
+def score_rows(model="m", jumps=(10, 10), values=((1, 0.4), (2, 0.6), (5, 0.65), (10, 0.66), (50, 0.66)),
+               n_images=4, metric="haarpsi", higher_is_better=True, **extra):
+    """A scores table's rows for one curve (every image at every step count), no diffusion needed."""
+    return [{"run_id": "r", "model": model, "image_id": f"i{i}", "mask": "thick", "seed": 0, "steps": steps,
+             "jump_length": jumps[0], "jump_n_sample": jumps[1], "unet_calls": steps * jumps[0], "wall_s": 0.1 * steps,
+             "device": "cpu", "dtype": "fp32", "batch_size": 4, "metric": metric, "value": value + 0.05 * i,
+             "higher_is_better": higher_is_better, **extra}
+            for i in range(n_images) for steps, value in values]
+
+
+def lead_table(page):
+    lead = page[page.index("Where to stop"):]
+    return lead[:lead.index("</table>")]
+
+
+def test_the_stop_table_tells_models_and_jump_settings_apart_only_when_the_run_has_several(tmp_path):
+    from aaas_profile import runs
+
+    one = tmp_path / "one"
+    runs.write_part(one, score_rows())
+    assert ">model</th>" not in lead_table(report.build(one)) and ">jumps</th>" not in lead_table(report.build(one))
+    several = tmp_path / "several"
+    # model b stops gaining at 2 steps, model a (jumps 10/10) at 10, model a with jumps 5/5 at 50
+    runs.write_part(several, score_rows("a") + score_rows("b", values=((1, 0.4), (2, 0.7), (5, 0.7), (50, 0.7)))
+                    + score_rows("a", jumps=(5, 5), values=((1, 0.1), (10, 0.3), (50, 0.9))))
+    table = lead_table(report.build(several))
+    assert '<th class="text">model</th>' in table and '<th class="text">jumps</th>' in table
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row)[:5] for row in table.split("<tr>")[2:]]
+    assert rows == [["a", "5/5", "thick", "haarpsi", "higher"], ["a", "10/10", "thick", "haarpsi", "higher"],
+                    ["b", "10/10", "thick", "haarpsi", "higher"]]
+    stops = [re.findall(r"<td[^>]*>([^<]*)</td>", row)[5] for row in table.split("<tr>")[2:]]
+    assert stops == ["50", "10", "2"]
+    fit_run(several, resamples=0, plots=False)  # the same columns when the lead comes from fit.json
+    page = report.build(several)
+    assert "Source: fit.json" in page
+    table = lead_table(page)
+    assert [re.findall(r"<td[^>]*>([^<]*)</td>", row)[:2] for row in table.split("<tr>")[2:]] == [
+        ["a", "5/5"], ["a", "10/10"], ["b", "10/10"]]
+    fitted = page[page.index("Fitted (Ax, Ay, Bx, By)"):]
+    assert '<th class="text">model</th>' in fitted and '<th class="text">jumps</th>' in fitted
