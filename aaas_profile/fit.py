@@ -38,10 +38,14 @@ from aaas_profile.errors import UserError
 
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
-CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
+# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × jump
+# setting (RePaint's j/r; 0/0 for other samplers) × metric.
+CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "jump_length", "jump_n_sample", "metric")
 # What a scores table (or fit.json curve) written before samplers existed means: RePaint, no further parameters
-# (docs: /work/notes/sampler-interface.md; runs.read_scores fills them the same way).
+# (runs.read_scores fills them the same way).
 SAMPLER_DEFAULTS = {"sampler": "repaint", "sampler_params": "{}"}
+# What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
+SETTING_KEYS = ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample")
 
 
 def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +53,42 @@ def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
     table written before samplers lacks them (a copy only when something is added)."""
     missing = {k: v for k, v in SAMPLER_DEFAULTS.items() if k not in scores.columns}
     return scores.assign(**missing) if missing else scores
+
+
+def setting_of(curve) -> dict:
+    """A curve's setting (``SETTING_KEYS``) from a curve key, a fit.json entry or a scores row (anything with
+    ``get``); one from before samplers reads as RePaint with no parameters."""
+    return {k: curve.get(k, SAMPLER_DEFAULTS.get(k)) for k in SETTING_KEYS}
+
+
+def sampler_label(curve) -> str:
+    """The sampler in words: its name, with its parameters when there are any ("dpm-solver {...}")."""
+    s = setting_of(curve)
+    params = str(s["sampler_params"])
+    return str(s["sampler"]) + ("" if params in ("{}", "None") else f" {params}")
+
+
+def varying_settings(curves: list) -> list[str]:
+    """The ``SETTING_KEYS`` that take more than one value over ``curves`` (keys, fit.json entries, rows)."""
+    settings = [setting_of(c) for c in curves]
+    return [k for k in SETTING_KEYS if len({str(s[k]) for s in settings}) > 1]
+
+
+def setting_cells(curve, varying: list[str]) -> dict[str, str]:
+    """What tells ``curve`` apart from the run's other curves, for the keys in ``varying``
+    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``jumps`` as j/r,
+    "–" for a sampler other than RePaint (it has no jumps)."""
+    s, cells = setting_of(curve), {}
+    if "model" in varying:
+        cells["model"] = str(s["model"])
+    if "sampler" in varying or "sampler_params" in varying:
+        cells["sampler"] = sampler_label(s)
+    if "jump_length" in varying or "jump_n_sample" in varying:
+        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if s["sampler"] == "repaint" else "–"
+    return cells
+
+
+SETTING_COLUMNS = ("model", "sampler", "jumps")  # the columns ``setting_cells`` may give, in order
 # The paper's simulator: runtime(t) = (0.001·t² + 2.5·t − 14)·60 s (Du et al. 2023, simulation settings).
 PAPER_RUNTIME = {"formula": "(0.001*t**2 + 2.5*t - 14)*60", "unit": "s", "coef": [-840.0, 150.0, 0.06]}
 
@@ -793,6 +833,14 @@ def runtime_problem(coef, low: float, high: float) -> str | None:
     return None
 
 
+def runtime_label(entry: dict) -> str:
+    """A ``fit_runtime`` entry's sampler, device and dtype in words: "ddim, cpu, fp32"; RePaint's (with no
+    parameters) as before there were other samplers, "cpu, fp32"."""
+    where = f"{entry['device']}, {entry['dtype']}"
+    return where if setting_of(entry)["sampler"] == SAMPLER_DEFAULTS["sampler"] and setting_of(entry)[
+        "sampler_params"] == "{}" else f"{sampler_label(entry)}, {where}"
+
+
 def runtime_warning(entry: dict) -> str | None:
     """One line on a fitted runtime model (a ``fit_runtime`` entry) that the simulator should not trust, or
     None: a low R², or a curve that is not positive and rising over the simulator's task step counts (the
@@ -803,7 +851,7 @@ def runtime_warning(entry: dict) -> str | None:
         return None
     low = min(SIM_TASK_STEPS)
     problem = runtime_problem(fit["coef"], low, max(SIM_TASK_STEPS))
-    where = f"runtime model of {entry['model']} ({entry['device']}, {entry['dtype']})"
+    where = f"runtime model of {entry['model']} ({runtime_label(entry)})"
     if problem:
         return (f"{where} {problem} over {low:g}–{max(SIM_TASK_STEPS)} steps (R² {fit['r2']:.2f}): the timings "
                 "are too noisy or too few; simulate --profile needs --runtime paper, or re-sweep with steady timings")
@@ -816,22 +864,27 @@ def runtime_warning(entry: dict) -> str | None:
 def fit_runtime(scores: pd.DataFrame) -> list[dict]:
     """Seconds per image against steps (quadratic, the paper's form) and against UNet calls (linear).
 
-    One entry per (model, jump setting, device, dtype), from one row per cell (the scores table repeats a cell's
-    wall_s on each metric row); ``coef`` holds ascending powers, c0 + c1·x + c2·x², in seconds per image.
-    Cells with a missing or non-finite wall_s are left out.
+    One entry per (model, sampler, sampler parameters, jump setting, device, dtype), from one row per cell (the
+    scores table repeats a cell's wall_s on each metric row); ``coef`` holds ascending powers, c0 + c1·x + c2·x²,
+    in seconds per image. Cells with a missing or non-finite wall_s are left out. RePaint's entries come first
+    (``build_document`` hands the first to the simulator), then the other samplers by name.
     """
-    cells = scores.drop_duplicates(subset=list(runs.CELL_KEY))
+    scores = with_sampler_columns(scores)
+    cells = scores.drop_duplicates(subset=list(dict.fromkeys([*runs.CELL_KEY, *SAMPLER_DEFAULTS])))
     cells = cells[np.isfinite(cells["wall_s"].to_numpy(float))]
+    cells = cells.assign(_not_repaint=cells["sampler"] != SAMPLER_DEFAULTS["sampler"])
     out = []
-    for (model, jl, jn, device, dtype), group in cells.groupby(
-        ["model", "jump_length", "jump_n_sample", "device", "dtype"], sort=True
+    for (_, model, sampler, params, jl, jn, device, dtype), group in cells.groupby(
+        ["_not_repaint", "model", "sampler", "sampler_params", "jump_length", "jump_n_sample", "device", "dtype"],
+        sort=True,
     ):
         steps, calls = group["steps"].to_numpy(float), group["unet_calls"].to_numpy(float)
         wall = group["wall_s"].to_numpy(float)
         measured = group.groupby("steps").agg(unet_calls=("unet_calls", "median"), median_wall_s=("wall_s", "median"),
                                               n_cells=("wall_s", "size")).reset_index()
         entry = {
-            "model": model, "jump_length": int(jl), "jump_n_sample": int(jn), "device": device, "dtype": dtype,
+            "model": model, "sampler": str(sampler), "sampler_params": str(params), "jump_length": int(jl),
+            "jump_n_sample": int(jn), "device": device, "dtype": dtype,
             "batch_sizes": sorted(int(b) for b in group["batch_size"].unique()), "n_cells": int(len(group)),
             "measured": {k: [float(v) for v in measured[k]] for k in measured.columns},
         }
@@ -854,17 +907,21 @@ def curve_seed(seed: int, key: dict) -> np.random.SeedSequence:
     """The bootstrap's seed for one curve: from the run's ``seed`` and the curve's key alone (its values in
     ``CURVE_KEY`` order, as canonical JSON, hashed with SHA-256: stable across processes and Python versions,
     unlike ``hash()``). So a curve gets the same resamples, and the same intervals, whichever other curves
-    are fitted with it (``fit --metrics dss`` gives dss the intervals of a full fit)."""
+    are fitted with it (``fit --metrics dss`` gives dss the intervals of a full fit). A sampler key at its
+    default (``SAMPLER_DEFAULTS``: RePaint, "{}") is left out, so a scores table from before samplers fits
+    exactly as it did."""
     if seed < 0:
         raise FitError(f"bootstrap seed {seed} must be 0 or more")
-    text = json.dumps([[k, key[k]] for k in CURVE_KEY if k in key], separators=(",", ":"), ensure_ascii=True)
+    kept = [[k, key[k]] for k in CURVE_KEY if k in key and SAMPLER_DEFAULTS.get(k, object()) != key[k]]
+    text = json.dumps(kept, separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return np.random.SeedSequence([int(seed), *(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))])
 
 
 def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, seed: int = 0,
                level: float = 0.95, model: str = "image_offsets") -> list[CurveFit]:
-    """Fit every (model, mask, jump setting, metric) curve of a scores table.
+    """Fit every curve (``CURVE_KEY``: model, mask, sampler, jump setting, metric) of a scores table; a table
+    without sampler columns is RePaint's (``with_sampler_columns``).
 
     With ``x="wall_s"`` each step count sits at the median seconds per image of its cells in that curve: the
     batch-to-batch jitter of wall time says nothing about quality, and a shared x per step count keeps the
@@ -872,6 +929,7 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
     ``curve_seed(seed, key)``.
     """
     curves = []
+    scores = with_sampler_columns(scores)
     for values, group in scores.groupby(list(CURVE_KEY), sort=True):
         key = dict(zip(CURVE_KEY, values, strict=True))
         key = {k: (int(v) if k.startswith("jump") else str(v)) for k, v in key.items()}

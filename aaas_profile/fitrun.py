@@ -94,9 +94,10 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
         entries.append(entry)
     fitted = [r for r in runtime if "vs_steps" in r]
     summary = {"paper": PAPER_RUNTIME, "fits": runtime}
-    if fitted:  # the first (model, jump setting, device, dtype), as the simulator's default
+    if fitted:  # the first (RePaint's when the run has it: fit_runtime's order), as the simulator's default
         first = fitted[0]
-        source = {k: first[k] for k in ("model", "jump_length", "jump_n_sample", "device", "dtype")}
+        source = {k: first[k] for k in ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample",
+                                        "device", "dtype")}
         summary["steps"] = {"coef": first["vs_steps"]["coef"], "unit": "s per image", **source}
         summary["unet_calls"] = {"coef": first["vs_unet_calls"]["coef"], "unit": "s per image", **source}
     return fitfile.clean({

@@ -683,3 +683,94 @@ def test_the_step_effect_uses_the_top_step_count_all_images_share():
     effect = fit.step_effect(pd.DataFrame(rows).assign(x=lambda d: d["steps"].astype(float)), True)
     assert (effect["low_steps"], effect["high_steps"], effect["n_images"]) == (1, 25, 10)
     assert effect["better"] == 10 and effect["p_value"] < 0.01
+
+
+# --- samplers --------------------------------------------------------------------------------------------
+
+DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
+# sampler: (truth (Ax, Ay, Bx, By) in steps, UNet calls per step, jump setting, params, seconds per image as
+# c0 + c1·steps + c2·steps²)
+SAMPLERS = {
+    "repaint": ((20.0, 0.3, 100.0, 0.8), 10, (10, 10), "{}", (0.05, 0.02, 0.0)),
+    "ddim": ((5.0, 0.2, 25.0, 0.7), 1, (0, 0), "{}", (0.01, 0.002, 0.0)),
+    "dpm-solver": ((2.0, 0.25, 10.0, 0.75), 2, (0, 0), DPM_PARAMS, (0.02, 0.004, 1e-5)),
+}
+SAMPLER_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200)
+
+
+def sampler_rows(metric="dss", names=tuple(SAMPLERS), n_images=12):
+    rows = []
+    for k, name in enumerate(names):
+        truth, per_step, (jl, jn), params, (c0, c1, c2) = SAMPLERS[name]
+        for row in curve_rows(metric, truth, steps=SAMPLER_STEPS, n_images=n_images, noise=0.01, seed=k,
+                              calls_per_step=per_step, wall=lambda t, c0=c0, c1=c1, c2=c2: c0 + c1 * t + c2 * t * t):
+            rows.append({**row, "sampler": name, "sampler_params": params, "jump_length": jl, "jump_n_sample": jn})
+    return rows
+
+
+def test_each_sampler_gets_its_own_curve_on_steps_and_on_unet_calls():
+    table = pd.DataFrame(sampler_rows("dss") + sampler_rows("mdsi"))
+    curves = fit.fit_scores(table, resamples=0)
+    assert [(c.key["sampler"], c.key["sampler_params"], c.key["metric"]) for c in curves] == [
+        ("ddim", "{}", "dss"), ("ddim", "{}", "mdsi"), ("dpm-solver", DPM_PARAMS, "dss"),
+        ("dpm-solver", DPM_PARAMS, "mdsi"), ("repaint", "{}", "dss"), ("repaint", "{}", "mdsi")]
+    by_calls = {(c.key["sampler"], c.key["metric"]): c for c in fit.fit_scores(table, x="unet_calls", resamples=0)}
+    for c in curves:
+        truth, per_step = SAMPLERS[c.key["sampler"]][:2]
+        assert (c.estimate.ax, c.estimate.bx) == pytest.approx((truth[0], truth[2]), rel=0.15)
+        assert (c.estimate.ay, c.estimate.by) == pytest.approx((truth[1], truth[3]), abs=0.02)
+        calls = by_calls[(c.key["sampler"], c.key["metric"])]
+        # the same curve on the sampler's own compute axis: x = UNet calls per step × steps
+        assert (calls.estimate.ax, calls.estimate.bx) == pytest.approx(
+            (per_step * c.estimate.ax, per_step * c.estimate.bx), rel=1e-6)
+        assert calls.stop["steps"] == c.stop["steps"]
+    # the bootstrap keeps each sampler apart too: one sampler fitted alone gets the intervals of the full fit
+    full = {(c.key["sampler"], c.key["metric"]): c.ci for c in fit.fit_scores(table, resamples=30, seed=2)}
+    (alone,) = fit.fit_scores(table[(table["sampler"] == "ddim") & (table["metric"] == "dss")], resamples=30, seed=2)
+    assert alone.ci == full[("ddim", "dss")] != full[("repaint", "dss")]
+
+
+def test_the_runtime_model_is_fitted_per_sampler_and_repaint_feeds_the_simulator():
+    table = pd.DataFrame(sampler_rows("dss", n_images=4))
+    entries = fit.fit_runtime(table)
+    assert [(e["sampler"], e["jump_length"]) for e in entries] == [("repaint", 10), ("ddim", 0), ("dpm-solver", 0)]
+    for entry in entries:  # each sampler's own steps → seconds, not one curve through all three
+        assert entry["vs_steps"]["coef"] == pytest.approx(SAMPLERS[entry["sampler"]][4], abs=1e-9)
+        assert entry["n_cells"] == 4 * len(SAMPLER_STEPS)  # one per cell, not one per sampler × cell merged
+    assert fit.runtime_label(entries[0]) == "cpu, fp32"  # RePaint's line reads as before samplers
+    assert fit.runtime_label(entries[2]) == f"dpm-solver {DPM_PARAMS}, cpu, fp32"
+    curves = fit.fit_scores(table, resamples=0)
+    document = fitrun.build_document(Path("run"), "steps", curves, fit.quality_scales(curves), entries, 0, 0, 0.95)
+    assert document["runtime"]["steps"]["sampler"] == "repaint"
+    assert document["runtime"]["steps"]["coef"] == entries[0]["vs_steps"]["coef"]
+    assert [(c["sampler"], c["sampler_params"]) for c in document["curves"]] == [
+        ("ddim", "{}"), ("dpm-solver", DPM_PARAMS), ("repaint", "{}")]
+
+
+def test_plots_carry_the_sampler_and_repaint_keeps_its_names(tmp_path):
+    from aaas_profile import plots
+
+    curves = fit.fit_scores(pd.DataFrame(sampler_rows("dss", n_images=4)), resamples=0)
+    written = plots.plot_all(curves, tmp_path)
+    digest = __import__("hashlib").sha256(DPM_PARAMS.encode()).hexdigest()[:8]
+    assert sorted(p.name for p in written) == sorted(
+        f"m_thick_{s}_{kind}.png" for s in ("j10r10", "ddim", f"dpm-solver-p{digest}") for kind in ("dss", "panel"))
+    assert plots.panel_title(curves[1].key) == f"m · mask thick · sampler dpm-solver {DPM_PARAMS}"
+    assert plots.panel_title(curves[2].key) == "m · mask thick · jumps 10/10"
+
+
+def test_a_table_without_sampler_columns_fits_exactly_as_before_samplers():
+    rows = (curve_rows("dss", (30.0, 0.3, 180.0, 0.8), n_images=12)
+            + curve_rows("vif", (40.0, 0.2, 120.0, 0.7), n_images=12, seed=1, mask="thin"))
+    old = pd.DataFrame(rows)
+    assert "sampler" not in old.columns
+    dss, vif = fit.fit_scores(old, resamples=50, seed=4)
+    # the numbers fit_scores gave before the sampler columns existed (commit 8901897, same table and seed)
+    assert dss.ci["ax"] == (27.59765221767388, 38.43077803685211) and dss.estimate.bx == 178.00333617694096
+    assert vif.ci["by"] == (0.6837517748810444, 0.7052415892448385) and vif.estimate.bx == 122.66488386769828
+    assert dss.key == {"model": "m", "mask": "thick", "sampler": "repaint", "sampler_params": "{}",
+                       "jump_length": 10, "jump_n_sample": 10, "metric": "dss"}
+    filled = fit.fit_scores(old.assign(sampler="repaint", sampler_params="{}"), resamples=50, seed=4)
+    assert [(c.key, c.ci) for c in filled] == [(c.key, c.ci) for c in (dss, vif)]
+    (entry,) = fit.fit_runtime(old)
+    assert (entry["sampler"], entry["sampler_params"], entry["n_cells"]) == ("repaint", "{}", 2 * 12 * len(STEPS))

@@ -163,3 +163,74 @@ def test_the_stop_table_tells_models_and_jump_settings_apart_only_when_the_run_h
         ["a", "5/5"], ["a", "10/10"], ["b", "10/10"]]
     fitted = page[page.index("Fitted (Ax, Ay, Bx, By)"):]
     assert '<th class="text">model</th>' in fitted and '<th class="text">jumps</th>' in fitted
+
+
+def two_sampler_scores():
+    """RePaint (10 UNet calls a step) and DDIM (1 a step) on a higher- and a lower-is-better metric, the same
+    medians for both metrics, so only the direction decides. Budgets 5, 10, 20, 50 UNet calls:
+    RePaint 0.3 at 10, 0.6 at 20, 0.9 at 50; DDIM 0.5 at 5, 0.55 at 10, 0.58 at 20."""
+    import pandas as pd
+
+    rows = []
+    for metric, hib in (("haarpsi", True), ("mdsi", False)):
+        for sampler, jumps, per_step, values in (("repaint", (10, 10), 10, ((1, 0.3), (2, 0.6), (5, 0.9))),
+                                                 ("ddim", (0, 0), 1, ((5, 0.5), (10, 0.55), (20, 0.58)))):
+            for row in score_rows(jumps=jumps, values=values, n_images=3, metric=metric, higher_is_better=hib,
+                                  sampler=sampler, sampler_params="{}"):
+                rows.append({**row, "value": row["value"] - 0.05 * int(row["image_id"][1:]) + 0.05 * (
+                    int(row["image_id"][1:]) - 1), "unet_calls": row["steps"] * per_step})
+    return pd.DataFrame(rows)  # image i0 at value − 0.05, i1 at value, i2 at value + 0.05: the median is value
+
+
+def test_the_best_sampler_per_budget_respects_the_metric_direction():
+    import pandas as pd
+
+    scores = two_sampler_scores()
+    medians = report.sampler_medians(scores)
+    assert sorted(set(medians["setting"])) == ["ddim", "repaint"]
+    # the labels say more only where the run needs it: RePaint's jumps when it has two settings
+    extra = scores[scores["sampler"] == "repaint"].assign(jump_length=5, jump_n_sample=5)
+    assert sorted(set(report.sampler_medians(pd.concat([scores, extra]))["setting"])) == [
+        "ddim", "repaint 10/10", "repaint 5/5"]
+    best = report.best_by_budget(medians)
+    higher = best[best["metric"] == "haarpsi"]
+    lower = best[best["metric"] == "mdsi"]
+    assert higher["budget"].tolist() == lower["budget"].tolist() == [5.0, 10.0, 20.0, 50.0]
+    # higher is better: DDIM alone within 5 calls, DDIM's 0.55 beats RePaint's 0.3 at 10, then RePaint
+    assert higher["best"].tolist() == ["ddim", "ddim", "repaint", "repaint"]
+    assert higher["value"].tolist() == pytest.approx([0.5, 0.55, 0.6, 0.9])
+    # lower is better: RePaint's 0.3 wins from 10 calls on, kept at 20 and 50 (the same or a lower budget)
+    assert lower["best"].tolist() == ["ddim", "repaint", "repaint", "repaint"]
+    assert lower["value"].tolist() == pytest.approx([0.5, 0.3, 0.3, 0.3])
+    assert lower[["steps", "unet_calls"]].values.tolist() == [[5, 5.0], [1, 10.0], [1, 10.0], [1, 10.0]]
+
+
+def test_the_sampler_section_overlays_tables_and_shows_outputs_side_by_side(tmp_path):
+    from PIL import Image
+
+    scores = two_sampler_scores()
+    cell = tmp_path / "images" / "thick-i0-seed0"
+    cell.mkdir(parents=True)
+    names = ["original", "corrupted", "steps-0001", "steps-0002", "steps-0005", "ddim-steps-0005", "ddim-steps-0010",
+             "ddim-steps-0020"]
+    for k, name in enumerate(names):
+        Image.new("RGB", (8, 8), (20 * k, 0, 0)).save(cell / f"{name}.png")
+    section = report.sampler_section(tmp_path, scores)
+    assert section.startswith("<h2>Samplers on one compute axis</h2>") and section.count("<figure>") == 1
+    table = section[section.index("Best sampler per UNet-call budget"):section.index("Outputs side by side")]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
+    assert rows == [["5", "ddim (0.5)", "ddim (0.5)"], ["10", "ddim (0.55)", "repaint (0.3)"],
+                    ["20", "repaint (0.6)", "repaint (0.3)"],
+                    ["50", "repaint (0.9)", "repaint (0.3)"]]
+    assert ">haarpsi ↑</th>" in table and ">mdsi ↓</th>" in table
+    # side by side: per budget, each sampler's output at its largest saved step count within it
+    shown = re.findall(r'alt="thick-i0-seed0 ([^"]+)"', section[section.index("Outputs side by side"):])
+    assert shown == ["original", "corrupted",  # rows: samplers by name; columns: budgets 5, 10, 20, 50 calls
+                     "ddim, 5 steps, 5 calls", "ddim, 10 steps, 10 calls", "ddim, 20 steps, 20 calls",
+                     "ddim, 20 steps, 20 calls",
+                     "repaint, 1 step, 10 calls", "repaint, 2 steps, 20 calls", "repaint, 5 steps, 50 calls"]
+    assert section.count("<td>–</td>") == 1  # RePaint has nothing within 5 UNet calls
+    # one sampler only (a table from before samplers, or RePaint alone): no such section
+    assert report.sampler_section(tmp_path, scores[scores["sampler"] == "ddim"]) == ""
+    assert report.sampler_section(tmp_path, scores.drop(columns=["sampler", "sampler_params"])
+                                  .query("jump_length == 10")) == ""
