@@ -11,7 +11,14 @@ only when the run folder holds its data:
 - outputs: ``images/<cell>/`` as the paper's Figure 2 (original, corrupted, the output at each step count);
 - quality: the sweep's per-step medians from ``scores/``, the 2×3 metric panels from ``plots/*_panel.png``
   (Figure 3) and the (Ax, Ay, Bx, By) table from ``fit.json``;
+- samplers (a run with more than one): per model × mask, each sampler's median curve of every metric on one
+  UNet-calls axis, the best sampler at each UNet-call budget (``best_by_budget``), and the saved outputs
+  side by side at comparable budgets (``images/<cell>/steps-<n>.png`` for RePaint,
+  ``images/<cell>/<sampler>-steps-<n>.png`` for another sampler);
 - simulator: each ``sim/<policy>/summary.json`` as a table, with ``figure5.png`` and ``figure6.png``.
+
+Tables show model, sampler and jumps columns where the run has more than one of them; fit.json is read once,
+through ``fitfile.load``.
 """
 
 from __future__ import annotations

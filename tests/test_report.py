@@ -234,3 +234,17 @@ def test_the_sampler_section_overlays_tables_and_shows_outputs_side_by_side(tmp_
     assert report.sampler_section(tmp_path, scores[scores["sampler"] == "ddim"]) == ""
     assert report.sampler_section(tmp_path, scores.drop(columns=["sampler", "sampler_params"])
                                   .query("jump_length == 10")) == ""
+
+
+def test_the_page_has_the_sampler_section_only_for_a_run_with_several_samplers(tmp_path, monkeypatch):
+    from aaas_profile import runs
+
+    scores = two_sampler_scores()
+    runs.write_part(tmp_path, score_rows())  # a part, so the page reads scores (read_scores is replaced below)
+    assert "Samplers on one compute axis" not in report.build(tmp_path)
+    monkeypatch.setattr(runs, "read_scores", lambda run, columns=None: scores.copy())
+    page = report.build(tmp_path)
+    assert page.index("Where to stop") < page.index("Quality against steps") < page.index(
+        "Samplers on one compute axis")
+    table = lead_table(page)  # the lead tells the samplers apart too
+    assert '<th class="text">sampler</th>' in table and table.count(">ddim</td>") == table.count(">repaint</td>") == 2
