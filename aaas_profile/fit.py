@@ -16,7 +16,7 @@ images, R² within images, pooled and on the per-step medians, a paired test of 
 (``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
 
 Everything here is a pure function of arrays and tables, usable without files: ``fit_scores`` fits every
-(model, mask, jump setting, metric) curve of a scores table. Reading a run folder's scores and writing
+(model, mask, sampler, jump setting, metric) curve of a scores table. Reading a run folder's scores and writing
 ``fit.json`` and the plots is ``aaas_profile.fitrun``'s work; the fit.json format (version, reader, writer)
 is ``aaas_profile.fitfile``'s.
 """
@@ -468,7 +468,7 @@ def has_no_stop(flags: list[dict] | None) -> bool:
 
 @dataclass
 class CurveFit:
-    """The fit of one (model, mask, jump setting, metric) curve; parameters in raw units of metric and x.
+    """The fit of one curve (``CURVE_KEY``: model, mask, sampler, jump setting, metric); raw units of metric and x.
 
     ``estimate`` is the fitted model's curve (``model``): for ``image_offsets`` the shared shape at the average
     image's level, and ``estimate.sse`` its within-image SSE (every image at its own level).
