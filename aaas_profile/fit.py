@@ -15,18 +15,18 @@ through all points. Both are exact global least-squares fits (``solve_profile``)
 images, R² within images, pooled and on the per-step medians, a paired test of whether steps matter at all
 (``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
 
-``fit_run`` fits every (model, mask, jump setting, metric) of a run folder and writes ``fit.json``
-(schema in docs/fit-json.md, ``SCHEMA_VERSION``) and ``plots/*.png``. Everything below it is a pure function
-of arrays and tables, usable without files.
+Everything here is a pure function of arrays and tables, usable without files: ``fit_scores`` fits every
+(model, mask, sampler, jump setting, metric) curve of a scores table. Reading a run folder's scores and writing
+``fit.json`` and the plots is ``aaas_profile.fitrun``'s work; the fit.json format (version, reader, writer)
+is ``aaas_profile.fitfile``'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,17 +34,63 @@ from scipy import optimize
 
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
-from aaas_profile.atomic import write_atomic
-from aaas_profile.errors import UserError, check_writable
-from aaas_profile.sim.formulas import PAPER_RUNTIME  # the simulator's formulas and steps, defined once there
-from aaas_profile.sim.formulas import TASK_STEPS_RANGE as SIM_TASK_STEPS
+from aaas_profile.errors import UserError
+from aaas_profile.sim.formulas import TASK_STEPS_RANGE as SIM_TASK_STEPS  # the simulator's steps, defined there
 from aaas_profile.sim.formulas import paper_runtime_s as paper_runtime  # noqa: F401  (fit's name for it)
 
-SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
-READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
-CURVE_KEY = ("model", "mask", "jump_length", "jump_n_sample", "metric")
+# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × jump
+# setting (RePaint's j/r; 0/0 for other samplers) × metric.
+CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "jump_length", "jump_n_sample", "metric")
+# What a scores table (or fit.json curve) written before samplers existed means: RePaint, no further parameters
+# (runs.read_scores fills them the same way).
+SAMPLER_DEFAULTS = {"sampler": "repaint", "sampler_params": "{}"}
+# What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
+SETTING_KEYS = ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample")
+
+
+def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with the ``sampler`` and ``sampler_params`` columns, filled with ``SAMPLER_DEFAULTS`` where a
+    table written before samplers lacks them (a copy only when something is added)."""
+    missing = {k: v for k, v in SAMPLER_DEFAULTS.items() if k not in scores.columns}
+    return scores.assign(**missing) if missing else scores
+
+
+def setting_of(curve) -> dict:
+    """A curve's setting (``SETTING_KEYS``) from a curve key, a fit.json entry or a scores row (anything with
+    ``get``); one from before samplers reads as RePaint with no parameters."""
+    return {k: curve.get(k, SAMPLER_DEFAULTS.get(k)) for k in SETTING_KEYS}
+
+
+def sampler_label(curve) -> str:
+    """The sampler in words: its name, with its parameters when there are any ("dpm-solver {...}")."""
+    s = setting_of(curve)
+    params = str(s["sampler_params"])
+    return str(s["sampler"]) + ("" if params in ("{}", "None") else f" {params}")
+
+
+def varying_settings(curves: list) -> list[str]:
+    """The ``SETTING_KEYS`` that take more than one value over ``curves`` (keys, fit.json entries, rows)."""
+    settings = [setting_of(c) for c in curves]
+    return [k for k in SETTING_KEYS if len({str(s[k]) for s in settings}) > 1]
+
+
+def setting_cells(curve, varying: list[str]) -> dict[str, str]:
+    """What tells ``curve`` apart from the run's other curves, for the keys in ``varying``
+    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``jumps`` as j/r,
+    "–" for a sampler other than RePaint (it has no jumps)."""
+    s, cells = setting_of(curve), {}
+    if "model" in varying:
+        cells["model"] = str(s["model"])
+    if "sampler" in varying or "sampler_params" in varying:
+        cells["sampler"] = sampler_label(s)
+    if "jump_length" in varying or "jump_n_sample" in varying:
+        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if s["sampler"] == "repaint" else "–"
+    return cells
+
+
+SETTING_COLUMNS = ("model", "sampler", "jumps")  # the columns ``setting_cells`` may give, in order
 
 
 class FitError(UserError, ValueError):
@@ -416,7 +462,7 @@ def has_no_stop(flags: list[dict] | None) -> bool:
 
 @dataclass
 class CurveFit:
-    """The fit of one (model, mask, jump setting, metric) curve; parameters in raw units of metric and x.
+    """The fit of one curve (``CURVE_KEY``: model, mask, sampler, jump setting, metric); raw units of metric and x.
 
     ``estimate`` is the fitted model's curve (``model``): for ``image_offsets`` the shared shape at the average
     image's level, and ``estimate.sse`` its within-image SSE (every image at its own level).
@@ -779,6 +825,14 @@ def runtime_problem(coef, low: float, high: float) -> str | None:
     return None
 
 
+def runtime_label(entry: dict) -> str:
+    """A ``fit_runtime`` entry's sampler, device and dtype in words: "ddim, cpu, fp32"; RePaint's (with no
+    parameters) as before there were other samplers, "cpu, fp32"."""
+    where = f"{entry['device']}, {entry['dtype']}"
+    return where if setting_of(entry)["sampler"] == SAMPLER_DEFAULTS["sampler"] and setting_of(entry)[
+        "sampler_params"] == "{}" else f"{sampler_label(entry)}, {where}"
+
+
 def runtime_warning(entry: dict) -> str | None:
     """One line on a fitted runtime model (a ``fit_runtime`` entry) that the simulator should not trust, or
     None: a low R², or a curve that is not positive and rising over the simulator's task step counts (the
@@ -789,7 +843,7 @@ def runtime_warning(entry: dict) -> str | None:
         return None
     low = min(SIM_TASK_STEPS)
     problem = runtime_problem(fit["coef"], low, max(SIM_TASK_STEPS))
-    where = f"runtime model of {entry['model']} ({entry['device']}, {entry['dtype']})"
+    where = f"runtime model of {entry['model']} ({runtime_label(entry)})"
     if problem:
         return (f"{where} {problem} over {low:g}–{max(SIM_TASK_STEPS)} steps (R² {fit['r2']:.2f}): the timings "
                 "are too noisy or too few; simulate --profile needs --runtime paper, or re-sweep with steady timings")
@@ -802,22 +856,27 @@ def runtime_warning(entry: dict) -> str | None:
 def fit_runtime(scores: pd.DataFrame) -> list[dict]:
     """Seconds per image against steps (quadratic, the paper's form) and against UNet calls (linear).
 
-    One entry per (model, jump setting, device, dtype), from one row per cell (the scores table repeats a cell's
-    wall_s on each metric row); ``coef`` holds ascending powers, c0 + c1·x + c2·x², in seconds per image.
-    Cells with a missing or non-finite wall_s are left out.
+    One entry per (model, sampler, sampler parameters, jump setting, device, dtype), from one row per cell (the
+    scores table repeats a cell's wall_s on each metric row); ``coef`` holds ascending powers, c0 + c1·x + c2·x²,
+    in seconds per image. Cells with a missing or non-finite wall_s are left out. RePaint's entries come first
+    (``build_document`` hands the first to the simulator), then the other samplers by name.
     """
-    cells = scores.drop_duplicates(subset=list(runs.CELL_KEY))
+    scores = with_sampler_columns(scores)
+    cells = scores.drop_duplicates(subset=list(dict.fromkeys([*runs.CELL_KEY, *SAMPLER_DEFAULTS])))
     cells = cells[np.isfinite(cells["wall_s"].to_numpy(float))]
+    cells = cells.assign(_not_repaint=cells["sampler"] != SAMPLER_DEFAULTS["sampler"])
     out = []
-    for (model, jl, jn, device, dtype), group in cells.groupby(
-        ["model", "jump_length", "jump_n_sample", "device", "dtype"], sort=True
+    for (_, model, sampler, params, jl, jn, device, dtype), group in cells.groupby(
+        ["_not_repaint", "model", "sampler", "sampler_params", "jump_length", "jump_n_sample", "device", "dtype"],
+        sort=True,
     ):
         steps, calls = group["steps"].to_numpy(float), group["unet_calls"].to_numpy(float)
         wall = group["wall_s"].to_numpy(float)
         measured = group.groupby("steps").agg(unet_calls=("unet_calls", "median"), median_wall_s=("wall_s", "median"),
                                               n_cells=("wall_s", "size")).reset_index()
         entry = {
-            "model": model, "jump_length": int(jl), "jump_n_sample": int(jn), "device": device, "dtype": dtype,
+            "model": model, "sampler": str(sampler), "sampler_params": str(params), "jump_length": int(jl),
+            "jump_n_sample": int(jn), "device": device, "dtype": dtype,
             "batch_sizes": sorted(int(b) for b in group["batch_size"].unique()), "n_cells": int(len(group)),
             "measured": {k: [float(v) for v in measured[k]] for k in measured.columns},
         }
@@ -832,63 +891,37 @@ def fit_runtime(scores: pd.DataFrame) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# A whole run folder
+# A whole scores table
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class FitResult:
-    run_dir: Path
-    x: str
-    curves: list[CurveFit]
-    scales: dict[str, dict]
-    runtime: list[dict]
-    path: Path  # fit.json
-    plots: list[Path]
-    document: dict
-
-
-def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, drop_nan: bool = False) -> pd.DataFrame:
-    """The run's scores, checked for fitting; raises FitError with a one-line reason."""
-    run = Path(run)
-    if x not in X_CHOICES:
-        raise FitError(f"unknown x axis {x!r}; choose one of {', '.join(X_CHOICES)}")
-    if not run.is_dir():
-        raise FitError(f"{run}: no such run folder")
-    try:
-        scores = runs.read_scores(run)
-    except runs.RunError as err:
-        raise FitError(str(err)) from None
-    if scores.empty:
-        raise FitError(f"{run}: no scores (scores/part-*.parquet); run `aaas-profile sweep` first")
-    if metrics:
-        unknown = sorted(set(metrics) - set(scores["metric"]))
-        if unknown:
-            raise FitError(f"{run}: metric(s) {', '.join(unknown)} not in the scores "
-                           f"(present: {', '.join(sorted(scores['metric'].unique()))})")
-        scores = scores[scores["metric"].isin(metrics)]
-    bad = ~np.isfinite(scores["value"].to_numpy(float)) | ~np.isfinite(scores[x].to_numpy(float))
-    if bad.any():
-        if not drop_nan:
-            row = scores[bad].iloc[0]
-            raise FitError(
-                f"{run}: {int(bad.sum())} NaN or infinite value(s) in 'value' or '{x}' (first: metric {row['metric']}, "
-                f"image {row['image_id']}, mask {row['mask']}, steps {row['steps']}); pass --drop-nan to leave them out"
-            )
-        scores = scores[~bad]
-    return scores.reset_index(drop=True)
+def curve_seed(seed: int, key: dict) -> np.random.SeedSequence:
+    """The bootstrap's seed for one curve: from the run's ``seed`` and the curve's key alone (its values in
+    ``CURVE_KEY`` order, as canonical JSON, hashed with SHA-256: stable across processes and Python versions,
+    unlike ``hash()``). So a curve gets the same resamples, and the same intervals, whichever other curves
+    are fitted with it (``fit --metrics dss`` gives dss the intervals of a full fit). A sampler key at its
+    default (``SAMPLER_DEFAULTS``: RePaint, "{}") is left out, so a scores table from before samplers fits
+    exactly as it did."""
+    if seed < 0:
+        raise FitError(f"bootstrap seed {seed} must be 0 or more")
+    kept = [[k, key[k]] for k in CURVE_KEY if k in key and SAMPLER_DEFAULTS.get(k, object()) != key[k]]
+    text = json.dumps(kept, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return np.random.SeedSequence([int(seed), *(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))])
 
 
 def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, seed: int = 0,
                level: float = 0.95, model: str = "image_offsets") -> list[CurveFit]:
-    """Fit every (model, mask, jump setting, metric) curve of a scores table.
+    """Fit every curve (``CURVE_KEY``: model, mask, sampler, jump setting, metric) of a scores table; a table
+    without sampler columns is RePaint's (``with_sampler_columns``).
 
     With ``x="wall_s"`` each step count sits at the median seconds per image of its cells in that curve: the
     batch-to-batch jitter of wall time says nothing about quality, and a shared x per step count keeps the
-    images paired across step counts for the bootstrap.
+    images paired across step counts for the bootstrap. Each curve's bootstrap draws from its own generator,
+    ``curve_seed(seed, key)``.
     """
-    rng = np.random.default_rng(seed)
     curves = []
+    scores = with_sampler_columns(scores)
     for values, group in scores.groupby(list(CURVE_KEY), sort=True):
         key = dict(zip(CURVE_KEY, values, strict=True))
         key = {k: (int(v) if k.startswith("jump") else str(v)) for k, v in key.items()}
@@ -904,111 +937,6 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
             hib = metrics_mod.METRICS[metric].higher_is_better
         else:
             hib = bool(group["higher_is_better"].iloc[0])
+        rng = np.random.default_rng(curve_seed(seed, key))
         curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves
-
-
-def _clean(value):
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
-                   resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
-    """fit.json's content (docs/fit-json.md)."""
-    import aaas_profile
-
-    entries = []
-    for c in curves:
-        entry = c.to_dict()
-        scale = scales[c.key["metric"]]
-        ay_q, by_q = (float(to_unit(scale, v)) for v in (c.estimate.ay, c.estimate.by))
-        entry["unit_scale"] = {"ay": ay_q, "by": by_q, "gain": by_q - ay_q}
-        # The simulator's view: the curve on [0, 1] (higher is better) against diffusion steps.
-        steps_of = c.level_stats["steps"].to_numpy(float)
-        entry["scale01"] = {"ax": float(np.interp(c.estimate.ax, c.x_levels, steps_of)), "ay": ay_q,
-                            "bx": float(np.interp(c.estimate.bx, c.x_levels, steps_of)), "by": by_q}
-        entries.append(entry)
-    fitted = [r for r in runtime if "vs_steps" in r]
-    summary = {"paper": PAPER_RUNTIME, "fits": runtime}
-    if fitted:  # the first (model, jump setting, device, dtype), as the simulator's default
-        first = fitted[0]
-        source = {k: first[k] for k in ("model", "jump_length", "jump_n_sample", "device", "dtype")}
-        summary["steps"] = {"coef": first["vs_steps"]["coef"], "unit": "s per image", **source}
-        summary["unet_calls"] = {"coef": first["vs_unet_calls"]["coef"], "unit": "s per image", **source}
-    return _clean({
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "aaas-profile", "version": aaas_profile.__version__, "git": runs.git_revision()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run": str(run_dir),
-        "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
-        "fit_model": {"name": model, "form": FIT_MODELS[model]},
-        "x": {"name": x, "unit": X_UNITS[x]},
-        "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
-                      "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
-                      "min_images": MIN_IMAGES_FOR_INTERVALS},
-        "curves": entries,
-        "scales": scales,
-        "runtime": summary,
-    })
-
-
-def write_json(path: Path, document: dict) -> None:
-    """Write atomically (temp file, then rename; nothing left behind on failure)."""
-    write_atomic(Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
-
-
-def load_fit(path: Path) -> dict:
-    """Read a fit.json; raises FitError if it is missing, not JSON, or of a schema version this code does not know."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "fit.json"
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FitError(f"{path}: no such file; run `aaas-profile fit` on the run folder first") from None
-    except json.JSONDecodeError as err:
-        raise FitError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    version = document.get("schema_version") if isinstance(document, dict) else None
-    if version not in READABLE_VERSIONS:
-        raise FitError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads "
-                       f"{', '.join(map(str, READABLE_VERSIONS))}")
-    return document
-
-
-def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
-            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
-            model: str = "image_offsets") -> FitResult:
-    """Fit a run folder: writes ``<run>/fit.json`` and, with ``plots``, ``<run>/plots/*.png``."""
-    if not 0 < level < 1:
-        raise FitError(f"confidence level {level} must be between 0 and 1")
-    if resamples < 0:
-        raise FitError(f"bootstrap resamples {resamples} must be 0 or more")
-    if model not in FIT_MODELS:
-        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
-    run = Path(run)
-    scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
-    for folder in (run, *([run / "plots"] if plots else [])):  # check first: fail before the bootstrap
-        check_writable(folder, "run folder (fit writes fit.json and plots/ there)")
-    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
-    scales = quality_scales(curves)
-    runtime = fit_runtime(scores)
-    document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
-    path = run / "fit.json"
-    write_json(path, document)
-    written: list[Path] = []
-    if plots:
-        from aaas_profile import plots as plots_mod
-
-        written = plots_mod.plot_all(curves, run / "plots", x=x)
-    return FitResult(run, x, curves, scales, runtime, path, written, document)

@@ -1,16 +1,19 @@
 """PNG figures of fitted quality curves (matplotlib, Agg backend: no display needed).
 
-One figure per curve (model × mask × jump setting × metric): each image's values joined by a thin line (an
-image is measured at every step count), the per-step median with its interquartile band, the fitted broken
-line with (Ax, Ay) and (Bx, By) marked and their bootstrap intervals as error bars, where the median stops
-gaining (dotted), the three R² (within images, pooled, medians) and the curve's flags in red. A grid that
-spans more than a factor of 20 (1 to 50 steps) is drawn on a log x axis, so the low end stays visible.
-One 2×3 panel per (model, mask, jump setting) with all six metrics, like Figure 3 of
-Du et al. (2023).
+One figure per curve (model × mask × sampler × jump setting × metric; file names: ``curve_stem``): each
+image's values joined by a thin line (an image is measured at every step count), the per-step median with
+its interquartile band, the fitted broken line with (Ax, Ay) and (Bx, By) marked and their bootstrap
+intervals as error bars, where the median stops gaining (dotted), the three R² (within images, pooled,
+medians) and the curve's flags in red. A grid that spans more than a factor of 20 (1 to 50 steps) is drawn
+on a log x axis, so the low end stays visible. One panel per (model, mask, sampler, jump setting) with every
+metric, three to a row: the six of ``metrics.ALL`` (2×3, like Figure 3 of Du et al. (2023); one not
+measured is marked so) and any other metric of the scores table after them, in further rows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -20,8 +23,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from aaas_profile import fit as fit_mod  # noqa: E402
 from aaas_profile import metrics as metrics_mod  # noqa: E402
-from aaas_profile.atomic import save_figure
+from aaas_profile.atomic import save_figure  # noqa: E402
 from aaas_profile.fit import X_UNITS, CurveFit  # noqa: E402
 
 
@@ -29,9 +33,29 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
 
 
-def _curve_stem(key: dict) -> str:
-    jumps = f"j{key['jump_length']}r{key['jump_n_sample']}"
-    return "_".join(_slug(v) for v in (key["model"], key["mask"], jumps))
+def curve_stem(key: dict) -> str:
+    """A curve's file-name stem without its metric: ``<model>_<mask>_j<j>r<r>`` for RePaint (the names from
+    before there were other samplers), ``<model>_<mask>_<sampler>`` for another sampler, with
+    ``-p<8 hex>`` (SHA-256 of its parameters) when it has any, so two settings of one sampler stay apart."""
+    s = fit_mod.setting_of(key)
+    if s["sampler"] == fit_mod.SAMPLER_DEFAULTS["sampler"] and s["sampler_params"] == "{}":
+        setting = f"j{s['jump_length']}r{s['jump_n_sample']}"
+    else:
+        params = str(s["sampler_params"])
+        digest = "" if params == "{}" else "-p" + hashlib.sha256(params.encode("utf-8")).hexdigest()[:8]
+        setting = f"{s['sampler']}{digest}"
+    return "_".join(_slug(v) for v in (s["model"], key["mask"], setting))
+
+
+def panel_title(key: dict) -> str:
+    """What a panel or a figure shows, in words: model, mask and the sampler (RePaint: its jumps)."""
+    s = fit_mod.setting_of(key)
+    jumps = f"jumps {s['jump_length']}/{s['jump_n_sample']}"
+    if s["sampler"] != fit_mod.SAMPLER_DEFAULTS["sampler"]:
+        setting = f"sampler {fit_mod.sampler_label(s)}"
+    else:
+        setting = jumps if s["sampler_params"] == "{}" else f"sampler {fit_mod.sampler_label(s)} · {jumps}"
+    return f"{s['model']} · mask {key['mask']} · {setting}"
 
 
 def flag_label(curve: CurveFit, flag: dict) -> str:
@@ -98,7 +122,7 @@ def plot_curve(curve: CurveFit, path: Path, x: str = "steps") -> Path:
     """One curve as a PNG."""
     key = curve.key
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
-    draw_curve(ax, curve, x, title=f"{key['metric']} · {key['model']} · mask {key['mask']}")
+    draw_curve(ax, curve, x, title=f"{key['metric']} · {panel_title(key)}")
     ax.legend(fontsize=7, loc="center right")
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)  # fixed margins: tight_layout costs a draw
     save_figure(fig, path)
@@ -106,34 +130,98 @@ def plot_curve(curve: CurveFit, path: Path, x: str = "steps") -> Path:
     return path
 
 
+def panel_metrics(curves: list[CurveFit]) -> list[str]:
+    """The metrics a panel shows, in order: the six of ``metrics.ALL`` (always, so panels line up), then any
+    other metric the curves have, sorted by name."""
+    extra = sorted({c.key["metric"] for c in curves} - set(metrics_mod.ALL))
+    return [*metrics_mod.ALL, *extra]
+
+
+PANEL_COLUMNS = 3
+PANEL_ROW_INCHES = 3.75
+
+
 def plot_panel(curves: list[CurveFit], path: Path, x: str = "steps") -> Path:
-    """A 2×3 panel of the six metrics (in ``metrics.ALL`` order) of one model × mask × jump setting."""
+    """One panel of every metric (``panel_metrics``) of one model × mask × sampler × jump setting, three to a
+    row."""
     by_metric = {c.key["metric"]: c for c in curves}
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), dpi=100)
-    for ax, metric in zip(axes.ravel(), metrics_mod.ALL, strict=True):
-        if metric in by_metric:
-            draw_curve(ax, by_metric[metric], x)
+    names = panel_metrics(curves)
+    rows = math.ceil(len(names) / PANEL_COLUMNS)
+    height = PANEL_ROW_INCHES * rows
+    fig, axes = plt.subplots(rows, PANEL_COLUMNS, figsize=(13, height), dpi=100, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= len(names):
+            ax.set_axis_off()
+        elif names[i] in by_metric:
+            draw_curve(ax, by_metric[names[i]], x)
         else:
             ax.set_axis_off()
-            ax.set_title(f"{metric}: not measured", fontsize=10)
+            ax.set_title(f"{names[i]}: not measured", fontsize=10)
     key = curves[0].key
-    fig.suptitle(f"{key['model']} · mask {key['mask']} · jumps {key['jump_length']}/{key['jump_n_sample']}: "
-                 "quality against compute (grey: images, band: IQR, red: four-parameter fit, green: stop)", fontsize=11)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.91, wspace=0.28, hspace=0.32)
+    fig.suptitle(f"{panel_title(key)}: quality against compute (grey: images, band: IQR, red: four-parameter "
+                 "fit, green: stop)", fontsize=11)
+    # fixed margins in inches (tight_layout costs a draw): the title's 0.68 in at the top, 0.53 in below
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.53 / height, top=1 - 0.68 / height, wspace=0.28,
+                        hspace=0.32)
     save_figure(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_all(curves: list[CurveFit], folder: Path, x: str = "steps") -> list[Path]:
-    """Every curve's PNG and one panel per model × mask × jump setting, in ``folder``. Returns the paths."""
+    """Every curve's PNG and one panel per model × mask × sampler × jump setting, in ``folder``. Returns the
+    paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written, groups = [], {}
     for curve in curves:
-        stem = _curve_stem(curve.key)
+        stem = curve_stem(curve.key)
         groups.setdefault(stem, []).append(curve)
         written.append(plot_curve(curve, folder / f"{stem}_{_slug(curve.key['metric'])}.png", x))
     for stem, group in groups.items():
         written.append(plot_panel(group, folder / f"{stem}_panel.png", x))
     return written
+
+
+def sampler_overlay(medians, title: str):
+    """Each sampler setting's median curve of every metric on one UNet-calls axis (log when the calls span a
+    factor of 20 or more), three metrics to a row; ``medians`` is ``report.sampler_medians``' table for one
+    model × mask (columns metric, setting, unet_calls, value, higher_is_better). Returns the figure (the caller
+    saves or embeds it, then ``close``s it)."""
+    present = set(medians["metric"])
+    names = [m for m in metrics_mod.ALL if m in present] + sorted(present - set(metrics_mod.ALL))
+    rows = math.ceil(len(names) / PANEL_COLUMNS)
+    height = PANEL_ROW_INCHES * rows
+    fig, axes = plt.subplots(rows, PANEL_COLUMNS, figsize=(13, height), dpi=90, squeeze=False)
+    settings = sorted(set(medians["setting"]))
+    colours = {s: f"C{i % 10}" for i, s in enumerate(settings)}
+    for ax, metric in zip(axes.ravel(), [*names, *[None] * (rows * PANEL_COLUMNS - len(names))], strict=True):
+        if metric is None:
+            ax.set_axis_off()
+            continue
+        these = medians[medians["metric"] == metric]
+        for setting in settings:
+            one = these[these["setting"] == setting].sort_values("unet_calls")
+            if len(one):
+                ax.plot(one["unet_calls"], one["value"], "o-", ms=3.5, lw=1.3, color=colours[setting], label=setting)
+        calls = these["unet_calls"].to_numpy(float)
+        if calls.min() > 0 and calls.max() / calls.min() >= 20:
+            ax.set_xscale("log")
+        better = "higher" if bool(these["higher_is_better"].iloc[0]) else "lower"
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel(X_UNITS["unet_calls"])
+        ax.set_ylabel(f"median {metric} ({better} is better)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: samplers against compute (median over images)", fontsize=11)
+    handles = [plt.Line2D([], [], color=colours[s], marker="o", ms=3.5, lw=1.3) for s in settings]
+    # one legend for all panels, under the title (inside a panel it would hide curves or the axis label)
+    fig.legend(handles, settings, loc="upper center", ncol=min(len(settings), 4), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.4 / height))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.53 / height, top=1 - 0.95 / height, wspace=0.28,
+                        hspace=0.4)
+    return fig
+
+
+def close(fig) -> None:
+    """Free a figure's memory (pyplot keeps every open figure)."""
+    plt.close(fig)

@@ -11,14 +11,23 @@ only when the run folder holds its data:
 - outputs: ``images/<cell>/`` as the paper's Figure 2 (original, corrupted, the output at each step count);
 - quality: the sweep's per-step medians from ``scores/``, the 2×3 metric panels from ``plots/*_panel.png``
   (Figure 3) and the (Ax, Ay, Bx, By) table from ``fit.json``;
+- samplers (a run with more than one): per model × mask, each sampler's median curve of every metric on one
+  UNet-calls axis, the best sampler at each UNet-call budget (``best_by_budget``), and the saved outputs
+  side by side at comparable budgets (``images/<cell>/steps-<n>.png`` for RePaint,
+  ``images/<cell>/<sampler>-steps-<n>.png`` for another sampler);
 - simulator: each ``sim/<policy>/summary.json`` as a table, with ``figure5.png`` and ``figure6.png``.
+
+Tables show model, sampler and jumps columns where the run has more than one of them; fit.json is read once,
+through ``fitfile.load``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from aaas_profile import fit as fit_mod
-from aaas_profile import runs
+from aaas_profile import fitfile, runs
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 
@@ -139,33 +148,35 @@ def grid_section(run: Path, max_cells: int = 6) -> str:
             f"to generate (mask 0); the rest is kept.</p>{table}")
 
 
-def _stops(run: Path, scores: pd.DataFrame | None) -> tuple[list[dict], str]:
-    """Per curve: key, direction, stop point, flags, R² within; from fit.json, else from the scores alone."""
-    fit_path = run / "fit.json"
-    if fit_path.exists():
-        document = json.loads(fit_path.read_text())
+def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dict], str]:
+    """Per curve: key, direction, stop point, flags, R² within; from fit.json (``document``), else from the
+    scores alone."""
+    if document is not None:
         curves = [c for c in document.get("curves", []) if isinstance(c.get("stop"), dict)]
         if curves:
             return curves, "fit.json"
     if scores is None or not len(scores):
         return [], ""
     curves = []
-    for (model, mask, metric), group in scores.groupby(["model", "mask", "metric"], sort=True):
+    keys = [*fit_mod.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
+    for values, group in fit_mod.with_sampler_columns(scores).groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
         stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
-        curves.append({"model": model, "mask": mask, "metric": metric, "higher_is_better": hib,
+        curves.append({**dict(zip(keys, values, strict=True)), "higher_is_better": hib,
                        "stop": fit_mod.stop_point(stats, hib), "flags": []})
-    why = "its fit.json predates flags: run `aaas-profile fit` again" if fit_path.exists() else (
+    why = "its fit.json predates flags: run `aaas-profile fit` again" if document is not None else (
         "no fit.json yet: run `aaas-profile fit` for flags")
     return curves, f"the per-step medians in scores/ ({why})"
 
 
-def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
-    """The page's lead: where each metric stops paying for steps, with the image grid at those steps."""
-    curves, source = _stops(run, scores)
+def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
+    """The page's lead: where each metric stops paying for steps, with the image grid at those steps.
+    ``document``: the run's fit.json as ``fitfile.load`` reads it, or None."""
+    curves, source = _stops(scores, document)
     if not curves:
         return ""
     rows = []
+    varying = fit_mod.varying_settings(curves)
     for c in curves:
         s = c["stop"]
         flags = [f.get("message", f.get("code", "")) for f in c.get("flags") or []]
@@ -174,6 +185,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
             flags.append("still gaining at the top of the grid: add higher step counts")
         r2 = c.get("r2")
         rows.append({
+            **fit_mod.setting_cells(c, varying),
             "mask": c["mask"], "metric": c["metric"], "better": "higher" if c["higher_is_better"] else "lower",
             "stop at steps": "–" if flat else str(s["steps"]),
             "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
@@ -184,7 +196,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
             "flags": "; ".join(flags) or "–",
         })
     frame = pd.DataFrame(rows)
-    table = _table(frame, ("mask", "metric", "better", "flags"), flag_column="flags")
+    table = _table(frame, (*fit_mod.SETTING_COLUMNS, "mask", "metric", "better", "flags"), flag_column="flags")
     steps = {int(c["stop"]["steps"]) for c in curves if not fit_mod.has_no_stop(c.get("flags"))}
     levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
     if scores is not None and len(scores):
@@ -201,24 +213,25 @@ def stop_section(run: Path, scores: pd.DataFrame | None) -> str:
             + "</section>")
 
 
-def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
+def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
     parts = []
     if scores is not None and len(scores):
-        # Two resampling settings in one run are shown apart, never pooled into one median.
-        jumps = ["jump_length", "jump_n_sample"] if len(scores[["jump_length", "jump_n_sample"]]
-                                                        .drop_duplicates()) > 1 else []
-        medians = (scores.groupby([*jumps, "mask", "metric", "steps"])["value"].median().unstack("steps")
+        # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
+        scores = fit_mod.with_sampler_columns(scores)
+        apart = [k for k in fit_mod.SETTING_KEYS if scores[k].nunique() > 1]
+        medians = (scores.groupby([*apart, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
         medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
-        parts.append("<h3>Median score per step count</h3>" + _table(medians, ("mask", "metric")))
+        parts.append("<h3>Median score per step count</h3>"
+                     + _table(medians, ("model", "sampler", "sampler_params", "mask", "metric")))
     for panel in sorted((run / "plots").glob("*_panel.png")):
-        parts.append(_figure(panel, f"Six metrics against steps with the fitted four-parameter model ({panel.stem})"))
-    fit_path = run / "fit.json"
-    if fit_path.exists():
-        fit = json.loads(fit_path.read_text())
+        parts.append(_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})"))
+    if document is not None:
+        fit = document
         rows = []
+        varying = fit_mod.varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {"mask": curve["mask"], "metric": curve["metric"]}
+            row = {**fit_mod.setting_cells(curve, varying), "mask": curve["mask"], "metric": curve["metric"]}
             for name in ("ax", "ay", "bx", "by"):
                 part = curve[name]
                 low, high = part.get("ci") or (None, None)
@@ -240,9 +253,169 @@ def quality_section(run: Path, scores: pd.DataFrame | None) -> str:
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
                          f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
                          f"model {html.escape(model)}</h3>"
-                         + _table(pd.DataFrame(rows), ("mask", "metric", "Ax", "Ay", "Bx", "By", "saturated",
-                                                       "flags"), flag_column="flags"))
+                         + _table(pd.DataFrame(rows), (*fit_mod.SETTING_COLUMNS, "mask", "metric", "Ax", "Ay", "Bx",
+                                                       "By", "saturated", "flags"), flag_column="flags"))
     return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Samplers compared on one compute axis (a run with more than one sampler)
+# ---------------------------------------------------------------------------------------------------------
+
+SAMPLER_KEYS = ("sampler", "sampler_params", "jump_length", "jump_n_sample")  # one line per such setting
+# A saved output: images/<cell>/steps-0010.png for RePaint, images/<cell>/<sampler>-steps-0010.png for another
+# sampler (the names sweep writes).
+IMAGE_NAME = re.compile(r"^(?:(?P<sampler>.+)-)?steps-(?P<steps>\d+)\.png$")
+
+
+def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per model × mask × metric × sampler setting (``SAMPLER_KEYS``) × step count: the median ``value`` over
+    images and seeds, the median ``unet_calls`` per image of its cells, and ``higher_is_better``. ``setting``
+    names the setting as briefly as the run allows: the sampler's name, with its parameters only when the run
+    has several for that sampler, and RePaint's jumps (j/r) only when the run has several."""
+    scores = fit_mod.with_sampler_columns(scores)
+    keys = ["model", "mask", "metric", *SAMPLER_KEYS, "steps"]
+    medians = (scores.groupby(keys, sort=True)
+               .agg(value=("value", "median"), unet_calls=("unet_calls", "median"),
+                    higher_is_better=("higher_is_better", "first"))
+               .reset_index())
+    settings = medians[list(SAMPLER_KEYS)].drop_duplicates()
+    n_params = settings.groupby("sampler")["sampler_params"].nunique()
+    n_jumps = settings.groupby("sampler")[["jump_length", "jump_n_sample"]].apply(lambda g: len(g.drop_duplicates()))
+    labels = {}
+    for row in settings.to_dict("records"):
+        label = fit_mod.sampler_label(row) if n_params[row["sampler"]] > 1 else str(row["sampler"])
+        if row["sampler"] == fit_mod.SAMPLER_DEFAULTS["sampler"] and n_jumps[row["sampler"]] > 1:
+            label += f" {row['jump_length']}/{row['jump_n_sample']}"
+        labels[tuple(row.values())] = label
+    medians["setting"] = [labels[k] for k in medians[list(SAMPLER_KEYS)].itertuples(index=False, name=None)]
+    return medians
+
+
+def best_by_budget(medians: pd.DataFrame) -> pd.DataFrame:
+    """Which sampler setting gives the best median at each UNet-call budget, per model × mask × metric.
+
+    ``medians``: ``sampler_medians``' table. The budgets are every median UNet-call count at which some setting
+    was measured (the grid of the comparison). A setting's score at budget B is its best per-step median over
+    its step counts that cost at most B UNet calls per image (the same or a lower budget: a sampler that has
+    peaked may stop early), best meaning highest for a higher-is-better metric and lowest otherwise; a setting
+    with no step count within B is out of the running at B. Returns one row per (model, mask, metric, budget):
+    ``best`` (the winning setting's label; ties joined by " = "), ``value`` (its score), ``steps`` and
+    ``unet_calls`` (where the winner reaches it) and ``higher_is_better``.
+    """
+    out = []
+    for (model, mask, metric), group in medians.groupby(["model", "mask", "metric"], sort=True):
+        sign = 1.0 if bool(group["higher_is_better"].iloc[0]) else -1.0
+        for budget in sorted(group["unet_calls"].unique()):
+            within = group[group["unet_calls"] <= budget]
+            if within.empty:
+                continue
+            signed = within["value"].to_numpy(float) * sign
+            best = signed.max()
+            winners = within[signed == best].sort_values(["unet_calls", "setting"])
+            first = winners.iloc[0]
+            out.append({"model": model, "mask": mask, "metric": metric, "budget": float(budget),
+                        "best": " = ".join(dict.fromkeys(winners["setting"])), "value": float(first["value"]),
+                        "steps": int(first["steps"]), "unet_calls": float(first["unet_calls"]),
+                        "higher_is_better": sign > 0})
+    return pd.DataFrame(out, columns=["model", "mask", "metric", "budget", "best", "value", "steps", "unet_calls",
+                                      "higher_is_better"])
+
+
+def _png_uri(fig) -> str:
+    """A matplotlib figure as a PNG data URI (drawn in memory: the report writes no file but itself)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _saved_outputs(folder: Path) -> dict[str, dict[int, Path]]:
+    """A cell folder's saved outputs: sampler name → step count → PNG (``IMAGE_NAME``)."""
+    found: dict[str, dict[int, Path]] = {}
+    for path in folder.glob("*steps-*.png"):
+        match = IMAGE_NAME.match(path.name)
+        if match:
+            found.setdefault(match["sampler"] or fit_mod.SAMPLER_DEFAULTS["sampler"], {})[int(match["steps"])] = path
+    return found
+
+
+def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budgets: int = 6) -> str:
+    """Saved outputs of each sampler for the same cell at comparable budgets: per budget B (UNet calls per image,
+    from the saved step counts of every sampler), each sampler's output at its largest saved step count that
+    costs at most B, as in ``best_by_budget``."""
+    folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
+    scores = fit_mod.with_sampler_columns(scores)
+    calls = scores.groupby(["sampler", "steps"])["unet_calls"].median()  # file names carry the sampler's name only
+    saved = {folder: _saved_outputs(folder) for folder in folders}
+    samplers = sorted({s for found in saved.values() for s in found})
+    if len(samplers) < 2:
+        return ""
+    cost = {s: {n: float(calls[(s, n)]) for found in saved.values() for n in found.get(s, {}) if (s, n) in calls}
+            for s in samplers}
+    budgets = sorted({c for by_steps in cost.values() for c in by_steps.values()})
+    if len(budgets) > max_budgets:  # evenly spread picks, both ends kept
+        budgets = [budgets[round(i * (len(budgets) - 1) / (max_budgets - 1))] for i in range(max_budgets)]
+    parts = []
+    for folder, found in saved.items():
+        header = "<tr><td></td>" + "".join(f"<td>≤ {b:,.0f} UNet calls</td>" for b in budgets) + "</tr>"
+        rows = []
+        for sampler in samplers:
+            cells = [f'<td class="text">{html.escape(sampler)}</td>']
+            for budget in budgets:
+                affordable = [n for n, c in cost[sampler].items() if c <= budget and n in found.get(sampler, {})]
+                if not affordable:
+                    cells.append("<td>–</td>")
+                    continue
+                n = max(affordable, key=lambda s: (cost[sampler][s], s))
+                label = f"{sampler}, {n} step{'' if n == 1 else 's'}, {cost[sampler][n]:,.0f} calls"
+                cells.append(f'<td><img src="{data_uri(found[sampler][n])}" alt="{html.escape(folder.name)} '
+                             f'{html.escape(label)}"><br>{n} st. · {cost[sampler][n]:,.0f}</td>')
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        originals = "".join(f'<img src="{data_uri(folder / name)}" alt="{html.escape(folder.name)} {name[:-4]}">'
+                            for name in ("original.png", "corrupted.png") if (folder / name).exists())
+        parts.append(f"<h4>{html.escape(folder.name)}</h4><table class='grid'><tr><td class='text'>input</td>"
+                     f"<td colspan='{len(budgets)}' style='text-align:left'>{originals}</td></tr>{header}"
+                     f"{''.join(rows)}</table>")
+    return ("<h3>Outputs side by side at comparable budgets</h3><p class='muted'>Per saved cell and UNet-call "
+            "budget, each sampler's output at its largest saved step count costing at most that many UNet calls "
+            "per image (under each: steps · UNet calls); – where it has none within the budget.</p>" + "".join(parts))
+
+
+def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
+    """A run with more than one sampler: per model × mask, each sampler's median curve of every metric on one
+    UNet-calls axis, the best sampler at each budget (``best_by_budget``), and saved outputs side by side."""
+    if scores is None or not len(scores):
+        return ""
+    if len(fit_mod.with_sampler_columns(scores)[["sampler", "sampler_params"]].drop_duplicates()) < 2:
+        return ""
+    medians = sampler_medians(scores)
+    from aaas_profile import plots  # here: matplotlib only for a run with several samplers
+
+    best = best_by_budget(medians)
+    parts = []
+    for (model, mask), group in medians.groupby(["model", "mask"], sort=True):
+        fig = plots.sampler_overlay(group, f"{model} · mask {mask}")
+        parts.append(f'<figure><img src="{_png_uri(fig)}" alt="samplers: {html.escape(model)} {html.escape(mask)}">'
+                     f"<figcaption>{html.escape(model)} · mask {html.escape(mask)}: the median over images of "
+                     "each metric at each step count, against the median UNet calls per image of those cells "
+                     "(log axis), one line per sampler.</figcaption></figure>")
+        plots.close(fig)
+        these = best[(best["model"] == model) & (best["mask"] == mask)]
+        table = these.assign(cell=[f"{b} ({v:.4g})" for b, v in zip(these["best"], these["value"], strict=True)],
+                             metric=[f"{m} {'↑' if h else '↓'}" for m, h in
+                                     zip(these["metric"], these["higher_is_better"], strict=True)])
+        wide = table.pivot(index="budget", columns="metric", values="cell").fillna("–").reset_index()
+        wide["budget"] = [f"{b:,.0f}" for b in wide["budget"]]
+        wide = wide.rename(columns={"budget": "UNet calls ≤"})
+        wide.columns.name = None
+        parts.append(f"<h3>Best sampler per UNet-call budget · {html.escape(model)} · mask {html.escape(mask)}</h3>"
+                     "<p class='muted'>At each budget B (every UNet-call count per image at which some sampler was "
+                     "measured), the sampler whose best per-step median over images among its step counts costing "
+                     "at most B UNet calls is best: highest for a metric marked ↑, lowest for ↓ (in brackets). A "
+                     "sampler with no step count within B is not compared at B; ties are joined by =.</p>"
+                     + _table(wide, tuple(c for c in wide.columns if c != "UNet calls ≤")))
+    parts.append(_side_by_side(run, scores))
+    return "<h2>Samplers on one compute axis</h2>" + "".join(parts)
 
 
 def simulator_section(run: Path) -> str:
@@ -277,8 +450,11 @@ def build(run: Path) -> str:
     if not run.is_dir():
         raise ReportError(f"{run} is not a run folder")
     scores = runs.read_scores(run) if runs.part_files(run) else None
-    sections = [stop_section(run, scores), run_section(run, scores) if (run / "manifest.json").exists() else "",
-                grid_section(run), quality_section(run, scores), simulator_section(run)]
+    document = fitfile.load(run) if (run / fitfile.NAME).exists() else None
+    sections = [stop_section(run, scores, document),
+                run_section(run, scores) if (run / "manifest.json").exists() else "",
+                grid_section(run), quality_section(run, scores, document), sampler_section(run, scores),
+                simulator_section(run)]
     if not any(sections):
         raise ReportError(f"{run} holds no manifest, scores, images, fit or simulator results to report")
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -20,7 +20,7 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from aaas_profile import cli, errors, fit, metrics, runs, sweep
+from aaas_profile import cli, errors, fit, fitrun, metrics, runs, sweep
 from aaas_profile.cli import app
 from aaas_profile.cli import fit as cli_fit
 from aaas_profile.cli import simulate as cli_simulate
@@ -213,7 +213,7 @@ def test_a_noisy_runtime_model_warns_at_fit_time_and_simulate_has_a_fallback(tmp
     assert "R² 0.50" in fit.runtime_warning({**steady, "vs_steps": {**steady["vs_steps"], "r2": 0.5}})
 
     profile = tmp_path / "fit.json"
-    profile.write_text(json.dumps({"curves": [{"model": "m", "mask": "half", "metric": "vif",
+    profile.write_text(json.dumps({"schema_version": 2, "curves": [{"model": "m", "mask": "half", "metric": "vif",
                                                "scale01": {"ax": 10, "ay": 0.1, "bx": 50, "by": 0.9}}],
                                    "runtime": {"steps": {"coef": noisy["vs_steps"]["coef"]}}}))
     with pytest.raises(SimError, match="--runtime paper"):
@@ -357,7 +357,7 @@ def _render(print_summary, *args) -> str:
 
 def test_summary_tables_are_readable_at_80_columns(model_dir, image_dir, tmp_path):
     run = sweep.run(sweep_config(model_dir, image_dir, tmp_path / "run", steps="5,10,20")).run_dir
-    result = fit.fit_run(run, resamples=20, plots=False)
+    result = fitrun.fit_run(run, resamples=20, plots=False)
     text = _render(cli_fit._print_summary, result, 0.95)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     for name in ("tv ↓", "brisque ↓", "dss ↑", "haarpsi ↑", "mdsi ↓", "vif ↑"):

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from aaas_profile import fit, runs
+from aaas_profile import fit, fitfile, fitrun, runs
 from aaas_profile.cli import fit as cli_fit
 from aaas_profile.metrics import ALL, METRICS
 
@@ -145,7 +145,7 @@ def test_known_curves_are_recovered(name):
 def test_a_curve_that_does_not_saturate_puts_bx_on_the_boundary_and_says_so(tmp_path):
     truth = (40.0, 0.2, 400.0, 0.9)  # saturates far beyond the largest measured step count
     runs.write_part(tmp_path, curve_rows("haarpsi", truth, n_images=30))
-    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
     (curve,) = result.curves
     # Bx ends up beyond 200 steps: at most one measured level (250) on the "plateau", which is no plateau.
     assert 200 < curve.estimate.bx <= 250
@@ -190,17 +190,42 @@ def test_bootstrap_intervals_cover_the_truth_and_shrink_with_more_images(tmp_pat
     rows = curve_rows("dss", truth, n_images=160, seed=7)
     run = tmp_path / "big"
     runs.write_part(run, rows)
-    big = fit.fit_run(run, resamples=200, plots=False).curves[0]
+    big = fitrun.fit_run(run, resamples=200, plots=False).curves[0]
     assert big.ci["bx"][1] - big.ci["bx"][0] < 0.75 * np.median(widths)
 
 
 def test_bootstrap_is_seeded(tmp_path):
     runs.write_part(tmp_path, curve_rows("vif", (37.0, 0.3, 163.0, 0.8), n_images=20))
-    a = fit.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
-    b = fit.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
-    c = fit.fit_run(tmp_path, resamples=100, seed=2, plots=False).curves[0].ci
+    a = fitrun.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
+    b = fitrun.fit_run(tmp_path, resamples=100, seed=1, plots=False).curves[0].ci
+    c = fitrun.fit_run(tmp_path, resamples=100, seed=2, plots=False).curves[0].ci
     assert a == b
     assert a != c
+
+
+def test_a_curve_gets_the_same_intervals_whichever_other_curves_are_fitted(tmp_path):
+    # vif sorts after dss and haarpsi: with one generator shared in turn by the curves, its resamples would
+    # depend on how many curves were fitted before it, and --metrics vif would give other intervals.
+    for j, metric in enumerate(("dss", "haarpsi", "vif")):
+        runs.write_part(tmp_path, curve_rows(metric, (20.0 + 10 * j, 0.3, 150.0, 0.8), n_images=12, seed=j))
+    full = {c.key["metric"]: c.ci for c in fitrun.fit_run(tmp_path, resamples=60, seed=3, plots=False).curves}
+    alone = fitrun.fit_run(tmp_path, resamples=60, seed=3, plots=False, metrics=["vif"]).curves
+    assert [c.key["metric"] for c in alone] == ["vif"] and alone[0].ci == full["vif"]
+    pair = fitrun.fit_run(tmp_path, resamples=60, seed=3, plots=False, metrics=["haarpsi", "dss"]).curves
+    assert {c.key["metric"]: c.ci for c in pair} == {"dss": full["dss"], "haarpsi": full["haarpsi"]}
+
+
+def test_curves_with_equal_data_draw_different_resamples():
+    # the key enters the seed: two masks with identical points get their own bootstrap (not one stream reused)
+    rows = curve_rows("dss", (30.0, 0.3, 180.0, 0.8), n_images=12)
+    table = pd.DataFrame(rows + [{**r, "mask": "thin"} for r in rows])
+    thick, thin = fit.fit_scores(table, resamples=40, seed=0)
+    assert thick.estimate == thin.estimate and thick.ci != thin.ci
+    seed = fit.curve_seed(0, thick.key)
+    assert seed.entropy == fit.curve_seed(0, dict(reversed(list(thick.key.items())))).entropy  # key order: CURVE_KEY
+    assert seed.entropy != fit.curve_seed(1, thick.key).entropy != fit.curve_seed(0, thin.key).entropy
+    with pytest.raises(fit.FitError, match="seed -1 must be 0 or more"):
+        fit.curve_seed(-1, thick.key)
 
 
 def test_bootstrap_resamples_whole_images():
@@ -279,15 +304,15 @@ def test_paper_runtime_reference():
 def test_x_axis_unet_calls_and_wall_s(tmp_path):
     truth = (37.0, 0.3, 163.0, 0.8)
     runs.write_part(tmp_path, curve_rows("dss", truth, n_images=30, calls_per_step=10))
-    by_steps = fit.fit_run(tmp_path, x="steps", resamples=0, plots=False).curves[0].estimate
-    by_calls = fit.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False).curves[0].estimate
+    by_steps = fitrun.fit_run(tmp_path, x="steps", resamples=0, plots=False).curves[0].estimate
+    by_calls = fitrun.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False).curves[0].estimate
     # UNet calls are ten per step here: the same fit, breakpoints scaled by ten.
     assert by_calls.ax == pytest.approx(10 * by_steps.ax, rel=1e-9)
     assert by_calls.bx == pytest.approx(10 * by_steps.bx, rel=1e-9)
     assert by_calls.ay == pytest.approx(by_steps.ay, rel=1e-9)
-    scale01 = fit.load_fit(tmp_path)["curves"][0]["scale01"]
+    scale01 = fitfile.load(tmp_path)["curves"][0]["scale01"]
     assert scale01["ax"] == pytest.approx(by_steps.ax) and scale01["bx"] == pytest.approx(by_steps.bx)
-    result = fit.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
+    result = fitrun.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
     levels = result.curves[0].level_stats
     np.testing.assert_allclose(levels["x"], [0.05 + 0.002 * t + 1e-6 * t * t for t in STEPS])
     assert json.loads(result.path.read_text())["x"] == {"name": "wall_s", "unit": "seconds per image"}
@@ -310,9 +335,9 @@ def six_metric_run(run: Path, masks=("thick",), n_images=20, steps=STEPS) -> dic
 
 def test_fit_json_round_trip_and_quality_scale(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin"))
-    result = fit.fit_run(tmp_path, resamples=50, plots=False)
-    document = fit.load_fit(tmp_path)
-    assert document["schema_version"] == fit.SCHEMA_VERSION == 2
+    result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
+    document = fitfile.load(tmp_path)
+    assert document["schema_version"] == fitfile.SCHEMA_VERSION == 2
     assert document["fit_model"]["name"] == "image_offsets"
     assert document == json.loads(json.dumps(result.document))
     assert len(document["curves"]) == 12
@@ -345,13 +370,13 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
     # A fit.json of another schema version is refused in one line.
     document["schema_version"] = 99
     (tmp_path / "fit.json").write_text(json.dumps(document))
-    with pytest.raises(fit.FitError, match="schema_version 99, this aaas-profile reads 1, 2"):
-        fit.load_fit(tmp_path / "fit.json")
+    with pytest.raises(fitfile.FitFileError, match="schema_version 99, this aaas-profile reads 1, 2"):
+        fitfile.load(tmp_path / "fit.json")
 
 
 def test_plots_are_written(tmp_path):
     six_metric_run(tmp_path, n_images=8)
-    result = fit.fit_run(tmp_path, resamples=20)
+    result = fitrun.fit_run(tmp_path, resamples=20)
     names = sorted(p.name for p in result.plots)
     assert names == sorted([f"m_thick_j10r10_{m}.png" for m in ALL] + ["m_thick_j10r10_panel.png"])
     for path in result.plots:
@@ -361,13 +386,31 @@ def test_plots_are_written(tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "plots" / "m_thick_j10r10_panel.png") as panel:
-        assert panel.size[0] > 1000 and panel.size[0] > panel.size[1]
+        assert panel.size == (1300, 750)  # 2 rows × 3 metrics
+
+
+def test_a_seventh_metric_gets_its_plot_and_a_third_panel_row(tmp_path):
+    # a metric beyond the six (another scorer's column in the scores table) is fitted, plotted and paneled
+    six_metric_run(tmp_path, n_images=5, steps=(10, 20, 50, 100, 200))
+    runs.write_part(tmp_path, curve_rows("sharpness", (20.0, 0.3, 150.0, 0.8), n_images=5, seed=9,
+                                         steps=(10, 20, 50, 100, 200)))
+    result = fitrun.fit_run(tmp_path, resamples=0)
+    assert sorted(c.key["metric"] for c in result.curves) == sorted([*ALL, "sharpness"])
+    assert tmp_path / "plots" / "m_thick_j10r10_sharpness.png" in result.plots
+    from aaas_profile import plots
+
+    assert plots.panel_metrics(result.curves) == [*ALL, "sharpness"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "plots" / "m_thick_j10r10_panel.png") as panel:  # 3 rows of 3.75 in at 100 dpi
+        assert panel.size == (1300, 1125)
+    assert fitfile.load(tmp_path)["scales"]["sharpness"]["higher_is_better"] is True
 
 
 def test_a_realistic_run_fits_in_seconds(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin", "half"), n_images=50)
     start = time.perf_counter()
-    result = fit.fit_run(tmp_path, resamples=200, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=200, plots=False)
     elapsed = time.perf_counter() - start
     assert len(result.curves) == 18
     assert elapsed < 15, elapsed
@@ -384,17 +427,17 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 def test_a_run_folder_without_scores(tmp_path):
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path)
+        fitrun.fit_run(tmp_path)
     assert "no scores" in one_line(err)
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path / "absent")
+        fitrun.fit_run(tmp_path / "absent")
     assert "no such run folder" in one_line(err)
 
 
 def test_a_metric_measured_at_a_single_step_count(tmp_path):
     runs.write_part(tmp_path, curve_rows("vif", steps=(50,), n_images=5))
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path, plots=False)
+        fitrun.fit_run(tmp_path, plots=False)
     message = one_line(err)
     assert "single step count (50)" in message and "metric=vif" in message
 
@@ -404,19 +447,19 @@ def test_nan_values_stop_the_fit_unless_dropped(tmp_path):
     rows[17]["value"] = float("nan")
     runs.write_part(tmp_path, rows)
     with pytest.raises(fit.FitError) as err:
-        fit.fit_run(tmp_path, plots=False)
+        fitrun.fit_run(tmp_path, plots=False)
     message = one_line(err)
     assert "1 NaN" in message and "image img002" in message and "--drop-nan" in message
-    result = fit.fit_run(tmp_path, drop_nan=True, resamples=10, plots=False)
+    result = fitrun.fit_run(tmp_path, drop_nan=True, resamples=10, plots=False)
     assert result.curves[0].n_points == 10 * len(STEPS) - 1
 
 
 def test_bad_options(tmp_path):
     runs.write_part(tmp_path, curve_rows("dss", n_images=3))
     with pytest.raises(fit.FitError, match="unknown x axis 'time'"):
-        fit.fit_run(tmp_path, x="time")
+        fitrun.fit_run(tmp_path, x="time")
     with pytest.raises(fit.FitError, match="metric.s. vif not in the scores"):
-        fit.fit_run(tmp_path, metrics=["vif"])
+        fitrun.fit_run(tmp_path, metrics=["vif"])
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -441,7 +484,7 @@ def test_command_prints_a_table_and_writes_fit_json(app, tmp_path):
         assert column in text
     assert re.search(r"\d+(\.\d+)? \[\d+(\.\d+)?, \d+(\.\d+)?\]", text)  # value [low, high]
     assert "runtime m (cpu, fp32)" in text
-    document = fit.load_fit(tmp_path / "fit.json")
+    document = fitfile.load(tmp_path / "fit.json")
     assert [c["metric"] for c in document["curves"]] == ["dss", "mdsi"]
     assert document["bootstrap"]["resamples"] == 30
 
@@ -544,8 +587,8 @@ def test_offset_fit_recovers_a_known_curve_where_the_pooled_fit_does_not(tmp_pat
     offsets -= offsets.mean()  # the truth is the average image's curve
     rows = offset_rows(truth, offsets, lambda i: GRID if i < 15 else GRID[3:], noise=0.02)
     runs.write_part(tmp_path, rows)
-    offset = fit.fit_run(tmp_path, resamples=200, plots=False).curves[0]
-    pooled = fit.fit_run(tmp_path, resamples=200, plots=False, model="pooled").curves[0]
+    offset = fitrun.fit_run(tmp_path, resamples=200, plots=False).curves[0]
+    pooled = fitrun.fit_run(tmp_path, resamples=200, plots=False, model="pooled").curves[0]
     for i, name in enumerate(("ax", "ay", "bx", "by")):
         lo, hi = offset.ci[name]
         assert lo <= truth[i] <= hi, (name, offset.ci[name])
@@ -554,7 +597,7 @@ def test_offset_fit_recovers_a_known_curve_where_the_pooled_fit_does_not(tmp_pat
     assert {"ax", "ay"} <= set(missed), pooled.ci
     assert offset.estimate.ay == pytest.approx(truth[1], abs=0.02)
     assert pooled.estimate.ay < truth[1] - 0.1  # biased by the low-scoring images alone at the low end
-    assert fit.load_fit(tmp_path)["curves"][0]["fit_model"] == "pooled"
+    assert fitfile.load(tmp_path)["curves"][0]["fit_model"] == "pooled"
 
 
 def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
@@ -565,7 +608,7 @@ def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
     rows = offset_rows((1.0, 0.5, 50.0, 0.5), offsets, lambda i: GRID, noise=0.05, metric="vif")
     rows += offset_rows((2.0, 0.3, 10.0, 0.8), offsets, lambda i: GRID, noise=0.02, metric="dss")
     runs.write_part(tmp_path, rows)
-    result = fit.fit_run(tmp_path, resamples=50, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
     dss, vif = result.curves
     assert vif.flagged("no_effect") and vif.effect["p_value"] >= 0.05
     assert "no measurable effect of steps (50 vs 1 steps" in vif.flags[0]["message"]
@@ -583,12 +626,12 @@ def test_a_flat_metric_is_flagged_and_refused_by_the_simulator(tmp_path):
 def test_two_step_counts_get_no_intervals(tmp_path):
     rows = offset_rows((5.0, 0.3, 20.0, 0.8), np.zeros(10), lambda i: (10, 20), noise=0.02)
     runs.write_part(tmp_path, rows)
-    result = fit.fit_run(tmp_path, resamples=100, plots=True)
+    result = fitrun.fit_run(tmp_path, resamples=100, plots=True)
     (curve,) = result.curves
     assert all(np.isnan(curve.ci[name]).all() for name in ("ax", "ay", "bx", "by"))
     assert curve.flags[0] == {"code": "under_determined", "message": "under-determined, no intervals: 2 distinct "
                               "x value(s) for four parameters (need 4)"}
-    entry = fit.load_fit(tmp_path)["curves"][0]
+    entry = fitfile.load(tmp_path)["curves"][0]
     assert entry["ax"]["ci"] == [None, None] and entry["flags"][0]["code"] == "under_determined"
 
 
@@ -597,7 +640,7 @@ def test_one_image_at_two_step_counts_is_flagged_and_refused(tmp_path):
     from aaas_profile.sim.asps import SimError, profile_asps
 
     runs.write_part(tmp_path, offset_rows((5.0, 0.3, 20.0, 0.8), [0.0], lambda i: (5, 10)))
-    result = fit.fit_run(tmp_path, resamples=100, plots=False)
+    result = fitrun.fit_run(tmp_path, resamples=100, plots=False)
     (curve,) = result.curves
     assert curve.flags[0]["message"] == ("under-determined, no intervals: 2 distinct x value(s) for four "
                                          "parameters (need 4) and 1 image(s) to resample (need 3)")
@@ -640,3 +683,94 @@ def test_the_step_effect_uses_the_top_step_count_all_images_share():
     effect = fit.step_effect(pd.DataFrame(rows).assign(x=lambda d: d["steps"].astype(float)), True)
     assert (effect["low_steps"], effect["high_steps"], effect["n_images"]) == (1, 25, 10)
     assert effect["better"] == 10 and effect["p_value"] < 0.01
+
+
+# --- samplers --------------------------------------------------------------------------------------------
+
+DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
+# sampler: (truth (Ax, Ay, Bx, By) in steps, UNet calls per step, jump setting, params, seconds per image as
+# c0 + c1·steps + c2·steps²)
+SAMPLERS = {
+    "repaint": ((20.0, 0.3, 100.0, 0.8), 10, (10, 10), "{}", (0.05, 0.02, 0.0)),
+    "ddim": ((5.0, 0.2, 25.0, 0.7), 1, (0, 0), "{}", (0.01, 0.002, 0.0)),
+    "dpm-solver": ((2.0, 0.25, 10.0, 0.75), 2, (0, 0), DPM_PARAMS, (0.02, 0.004, 1e-5)),
+}
+SAMPLER_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200)
+
+
+def sampler_rows(metric="dss", names=tuple(SAMPLERS), n_images=12):
+    rows = []
+    for k, name in enumerate(names):
+        truth, per_step, (jl, jn), params, (c0, c1, c2) = SAMPLERS[name]
+        for row in curve_rows(metric, truth, steps=SAMPLER_STEPS, n_images=n_images, noise=0.01, seed=k,
+                              calls_per_step=per_step, wall=lambda t, c0=c0, c1=c1, c2=c2: c0 + c1 * t + c2 * t * t):
+            rows.append({**row, "sampler": name, "sampler_params": params, "jump_length": jl, "jump_n_sample": jn})
+    return rows
+
+
+def test_each_sampler_gets_its_own_curve_on_steps_and_on_unet_calls():
+    table = pd.DataFrame(sampler_rows("dss") + sampler_rows("mdsi"))
+    curves = fit.fit_scores(table, resamples=0)
+    assert [(c.key["sampler"], c.key["sampler_params"], c.key["metric"]) for c in curves] == [
+        ("ddim", "{}", "dss"), ("ddim", "{}", "mdsi"), ("dpm-solver", DPM_PARAMS, "dss"),
+        ("dpm-solver", DPM_PARAMS, "mdsi"), ("repaint", "{}", "dss"), ("repaint", "{}", "mdsi")]
+    by_calls = {(c.key["sampler"], c.key["metric"]): c for c in fit.fit_scores(table, x="unet_calls", resamples=0)}
+    for c in curves:
+        truth, per_step = SAMPLERS[c.key["sampler"]][:2]
+        assert (c.estimate.ax, c.estimate.bx) == pytest.approx((truth[0], truth[2]), rel=0.15)
+        assert (c.estimate.ay, c.estimate.by) == pytest.approx((truth[1], truth[3]), abs=0.02)
+        calls = by_calls[(c.key["sampler"], c.key["metric"])]
+        # the same curve on the sampler's own compute axis: x = UNet calls per step × steps
+        assert (calls.estimate.ax, calls.estimate.bx) == pytest.approx(
+            (per_step * c.estimate.ax, per_step * c.estimate.bx), rel=1e-6)
+        assert calls.stop["steps"] == c.stop["steps"]
+    # the bootstrap keeps each sampler apart too: one sampler fitted alone gets the intervals of the full fit
+    full = {(c.key["sampler"], c.key["metric"]): c.ci for c in fit.fit_scores(table, resamples=30, seed=2)}
+    (alone,) = fit.fit_scores(table[(table["sampler"] == "ddim") & (table["metric"] == "dss")], resamples=30, seed=2)
+    assert alone.ci == full[("ddim", "dss")] != full[("repaint", "dss")]
+
+
+def test_the_runtime_model_is_fitted_per_sampler_and_repaint_feeds_the_simulator():
+    table = pd.DataFrame(sampler_rows("dss", n_images=4))
+    entries = fit.fit_runtime(table)
+    assert [(e["sampler"], e["jump_length"]) for e in entries] == [("repaint", 10), ("ddim", 0), ("dpm-solver", 0)]
+    for entry in entries:  # each sampler's own steps → seconds, not one curve through all three
+        assert entry["vs_steps"]["coef"] == pytest.approx(SAMPLERS[entry["sampler"]][4], abs=1e-9)
+        assert entry["n_cells"] == 4 * len(SAMPLER_STEPS)  # one per cell, not one per sampler × cell merged
+    assert fit.runtime_label(entries[0]) == "cpu, fp32"  # RePaint's line reads as before samplers
+    assert fit.runtime_label(entries[2]) == f"dpm-solver {DPM_PARAMS}, cpu, fp32"
+    curves = fit.fit_scores(table, resamples=0)
+    document = fitrun.build_document(Path("run"), "steps", curves, fit.quality_scales(curves), entries, 0, 0, 0.95)
+    assert document["runtime"]["steps"]["sampler"] == "repaint"
+    assert document["runtime"]["steps"]["coef"] == entries[0]["vs_steps"]["coef"]
+    assert [(c["sampler"], c["sampler_params"]) for c in document["curves"]] == [
+        ("ddim", "{}"), ("dpm-solver", DPM_PARAMS), ("repaint", "{}")]
+
+
+def test_plots_carry_the_sampler_and_repaint_keeps_its_names(tmp_path):
+    from aaas_profile import plots
+
+    curves = fit.fit_scores(pd.DataFrame(sampler_rows("dss", n_images=4)), resamples=0)
+    written = plots.plot_all(curves, tmp_path)
+    digest = __import__("hashlib").sha256(DPM_PARAMS.encode()).hexdigest()[:8]
+    assert sorted(p.name for p in written) == sorted(
+        f"m_thick_{s}_{kind}.png" for s in ("j10r10", "ddim", f"dpm-solver-p{digest}") for kind in ("dss", "panel"))
+    assert plots.panel_title(curves[1].key) == f"m · mask thick · sampler dpm-solver {DPM_PARAMS}"
+    assert plots.panel_title(curves[2].key) == "m · mask thick · jumps 10/10"
+
+
+def test_a_table_without_sampler_columns_fits_exactly_as_before_samplers():
+    rows = (curve_rows("dss", (30.0, 0.3, 180.0, 0.8), n_images=12)
+            + curve_rows("vif", (40.0, 0.2, 120.0, 0.7), n_images=12, seed=1, mask="thin"))
+    old = pd.DataFrame(rows)
+    assert "sampler" not in old.columns
+    dss, vif = fit.fit_scores(old, resamples=50, seed=4)
+    # the numbers fit_scores gave before the sampler columns existed (commit 8901897, same table and seed)
+    assert dss.ci["ax"] == (27.59765221767388, 38.43077803685211) and dss.estimate.bx == 178.00333617694096
+    assert vif.ci["by"] == (0.6837517748810444, 0.7052415892448385) and vif.estimate.bx == 122.66488386769828
+    assert dss.key == {"model": "m", "mask": "thick", "sampler": "repaint", "sampler_params": "{}",
+                       "jump_length": 10, "jump_n_sample": 10, "metric": "dss"}
+    filled = fit.fit_scores(old.assign(sampler="repaint", sampler_params="{}"), resamples=50, seed=4)
+    assert [(c.key, c.ci) for c in filled] == [(c.key, c.ci) for c in (dss, vif)]
+    (entry,) = fit.fit_runtime(old)
+    assert (entry["sampler"], entry["sampler_params"], entry["n_cells"]) == ("repaint", "{}", 2 * 12 * len(STEPS))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aaas_profile import report, sweep
-from aaas_profile.fit import fit_run
+from aaas_profile.fitrun import fit_run
 from aaas_profile.sim.asps import paper_asps
 from aaas_profile.sim.env import SimConfig
 from aaas_profile.sim.runner import SimOptions, simulate
@@ -101,7 +101,7 @@ def test_report_opens_in_a_real_browser_with_every_image_loaded(run_folder, chro
 def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(tmp_path):
     import json
 
-    from aaas_profile import fit, runs
+    from aaas_profile import fitfile, runs
 
     rows = []
     for i in range(4):
@@ -115,9 +115,136 @@ def test_a_version_1_fit_json_still_reports_and_the_lead_comes_from_the_scores(t
                  "curves": [{"mask": "thick", "metric": "haarpsi", "r2": 0.42, "saturated": True,
                              **{k: {"value": 1.0, "ci": [0.5, 1.5]} for k in ("ax", "ay", "bx", "by")}}]}
     (tmp_path / "fit.json").write_text(json.dumps(version_1))
-    assert fit.load_fit(tmp_path)["schema_version"] == 1
+    assert fitfile.load(tmp_path)["schema_version"] == 1
     page = report.build(tmp_path)
     # The median gains 0.01 of a 0.26 range after 5 steps (> 1 %) and nothing after 10.
     lead = page[page.index("Where to stop"):page.index("Quality against steps")]
     assert "<td class=\"\">10</td>" in lead and "its fit.json predates flags" in lead
     assert "R² pooled" in page and "<td class=\"\">0.42</td>" in page
+
+
+def score_rows(model="m", jumps=(10, 10), values=((1, 0.4), (2, 0.6), (5, 0.65), (10, 0.66), (50, 0.66)),
+               n_images=4, metric="haarpsi", higher_is_better=True, **extra):
+    """A scores table's rows for one curve (every image at every step count), no diffusion needed."""
+    return [{"run_id": "r", "model": model, "image_id": f"i{i}", "mask": "thick", "seed": 0, "steps": steps,
+             "jump_length": jumps[0], "jump_n_sample": jumps[1], "unet_calls": steps * jumps[0], "wall_s": 0.1 * steps,
+             "device": "cpu", "dtype": "fp32", "batch_size": 4, "metric": metric, "value": value + 0.05 * i,
+             "higher_is_better": higher_is_better, **extra}
+            for i in range(n_images) for steps, value in values]
+
+
+def lead_table(page):
+    lead = page[page.index("Where to stop"):]
+    return lead[:lead.index("</table>")]
+
+
+def test_the_stop_table_tells_models_and_jump_settings_apart_only_when_the_run_has_several(tmp_path):
+    from aaas_profile import runs
+
+    one = tmp_path / "one"
+    runs.write_part(one, score_rows())
+    assert ">model</th>" not in lead_table(report.build(one)) and ">jumps</th>" not in lead_table(report.build(one))
+    several = tmp_path / "several"
+    # model b stops gaining at 2 steps, model a (jumps 10/10) at 10, model a with jumps 5/5 at 50
+    runs.write_part(several, score_rows("a") + score_rows("b", values=((1, 0.4), (2, 0.7), (5, 0.7), (50, 0.7)))
+                    + score_rows("a", jumps=(5, 5), values=((1, 0.1), (10, 0.3), (50, 0.9))))
+    table = lead_table(report.build(several))
+    assert '<th class="text">model</th>' in table and '<th class="text">jumps</th>' in table
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row)[:5] for row in table.split("<tr>")[2:]]
+    assert rows == [["a", "5/5", "thick", "haarpsi", "higher"], ["a", "10/10", "thick", "haarpsi", "higher"],
+                    ["b", "10/10", "thick", "haarpsi", "higher"]]
+    stops = [re.findall(r"<td[^>]*>([^<]*)</td>", row)[5] for row in table.split("<tr>")[2:]]
+    assert stops == ["50", "10", "2"]
+    fit_run(several, resamples=0, plots=False)  # the same columns when the lead comes from fit.json
+    page = report.build(several)
+    assert "Source: fit.json" in page
+    table = lead_table(page)
+    assert [re.findall(r"<td[^>]*>([^<]*)</td>", row)[:2] for row in table.split("<tr>")[2:]] == [
+        ["a", "5/5"], ["a", "10/10"], ["b", "10/10"]]
+    fitted = page[page.index("Fitted (Ax, Ay, Bx, By)"):]
+    assert '<th class="text">model</th>' in fitted and '<th class="text">jumps</th>' in fitted
+
+
+def two_sampler_scores():
+    """RePaint (10 UNet calls a step) and DDIM (1 a step) on a higher- and a lower-is-better metric, the same
+    medians for both metrics, so only the direction decides. Budgets 5, 10, 20, 50 UNet calls:
+    RePaint 0.3 at 10, 0.6 at 20, 0.9 at 50; DDIM 0.5 at 5, 0.55 at 10, 0.58 at 20."""
+    import pandas as pd
+
+    rows = []
+    for metric, hib in (("haarpsi", True), ("mdsi", False)):
+        for sampler, jumps, per_step, values in (("repaint", (10, 10), 10, ((1, 0.3), (2, 0.6), (5, 0.9))),
+                                                 ("ddim", (0, 0), 1, ((5, 0.5), (10, 0.55), (20, 0.58)))):
+            for row in score_rows(jumps=jumps, values=values, n_images=3, metric=metric, higher_is_better=hib,
+                                  sampler=sampler, sampler_params="{}"):
+                rows.append({**row, "value": row["value"] - 0.05 * int(row["image_id"][1:]) + 0.05 * (
+                    int(row["image_id"][1:]) - 1), "unet_calls": row["steps"] * per_step})
+    return pd.DataFrame(rows)  # image i0 at value − 0.05, i1 at value, i2 at value + 0.05: the median is value
+
+
+def test_the_best_sampler_per_budget_respects_the_metric_direction():
+    import pandas as pd
+
+    scores = two_sampler_scores()
+    medians = report.sampler_medians(scores)
+    assert sorted(set(medians["setting"])) == ["ddim", "repaint"]
+    # the labels say more only where the run needs it: RePaint's jumps when it has two settings
+    extra = scores[scores["sampler"] == "repaint"].assign(jump_length=5, jump_n_sample=5)
+    assert sorted(set(report.sampler_medians(pd.concat([scores, extra]))["setting"])) == [
+        "ddim", "repaint 10/10", "repaint 5/5"]
+    best = report.best_by_budget(medians)
+    higher = best[best["metric"] == "haarpsi"]
+    lower = best[best["metric"] == "mdsi"]
+    assert higher["budget"].tolist() == lower["budget"].tolist() == [5.0, 10.0, 20.0, 50.0]
+    # higher is better: DDIM alone within 5 calls, DDIM's 0.55 beats RePaint's 0.3 at 10, then RePaint
+    assert higher["best"].tolist() == ["ddim", "ddim", "repaint", "repaint"]
+    assert higher["value"].tolist() == pytest.approx([0.5, 0.55, 0.6, 0.9])
+    # lower is better: RePaint's 0.3 wins from 10 calls on, kept at 20 and 50 (the same or a lower budget)
+    assert lower["best"].tolist() == ["ddim", "repaint", "repaint", "repaint"]
+    assert lower["value"].tolist() == pytest.approx([0.5, 0.3, 0.3, 0.3])
+    assert lower[["steps", "unet_calls"]].values.tolist() == [[5, 5.0], [1, 10.0], [1, 10.0], [1, 10.0]]
+
+
+def test_the_sampler_section_overlays_tables_and_shows_outputs_side_by_side(tmp_path):
+    from PIL import Image
+
+    scores = two_sampler_scores()
+    cell = tmp_path / "images" / "thick-i0-seed0"
+    cell.mkdir(parents=True)
+    names = ["original", "corrupted", "steps-0001", "steps-0002", "steps-0005", "ddim-steps-0005", "ddim-steps-0010",
+             "ddim-steps-0020"]
+    for k, name in enumerate(names):
+        Image.new("RGB", (8, 8), (20 * k, 0, 0)).save(cell / f"{name}.png")
+    section = report.sampler_section(tmp_path, scores)
+    assert section.startswith("<h2>Samplers on one compute axis</h2>") and section.count("<figure>") == 1
+    table = section[section.index("Best sampler per UNet-call budget"):section.index("Outputs side by side")]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
+    assert rows == [["5", "ddim (0.5)", "ddim (0.5)"], ["10", "ddim (0.55)", "repaint (0.3)"],
+                    ["20", "repaint (0.6)", "repaint (0.3)"],
+                    ["50", "repaint (0.9)", "repaint (0.3)"]]
+    assert ">haarpsi ↑</th>" in table and ">mdsi ↓</th>" in table
+    # side by side: per budget, each sampler's output at its largest saved step count within it
+    shown = re.findall(r'alt="thick-i0-seed0 ([^"]+)"', section[section.index("Outputs side by side"):])
+    assert shown == ["original", "corrupted",  # rows: samplers by name; columns: budgets 5, 10, 20, 50 calls
+                     "ddim, 5 steps, 5 calls", "ddim, 10 steps, 10 calls", "ddim, 20 steps, 20 calls",
+                     "ddim, 20 steps, 20 calls",
+                     "repaint, 1 step, 10 calls", "repaint, 2 steps, 20 calls", "repaint, 5 steps, 50 calls"]
+    assert section.count("<td>–</td>") == 1  # RePaint has nothing within 5 UNet calls
+    # one sampler only (a table from before samplers, or RePaint alone): no such section
+    assert report.sampler_section(tmp_path, scores[scores["sampler"] == "ddim"]) == ""
+    assert report.sampler_section(tmp_path, scores.drop(columns=["sampler", "sampler_params"])
+                                  .query("jump_length == 10")) == ""
+
+
+def test_the_page_has_the_sampler_section_only_for_a_run_with_several_samplers(tmp_path, monkeypatch):
+    from aaas_profile import runs
+
+    scores = two_sampler_scores()
+    runs.write_part(tmp_path, score_rows())  # a part, so the page reads scores (read_scores is replaced below)
+    assert "Samplers on one compute axis" not in report.build(tmp_path)
+    monkeypatch.setattr(runs, "read_scores", lambda run, columns=None: scores.copy())
+    page = report.build(tmp_path)
+    assert page.index("Where to stop") < page.index("Quality against steps") < page.index(
+        "Samplers on one compute axis")
+    table = lead_table(page)  # the lead tells the samplers apart too
+    assert '<th class="text">sampler</th>' in table and table.count(">ddim</td>") == table.count(">repaint</td>") == 2

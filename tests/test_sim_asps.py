@@ -110,7 +110,7 @@ def write_fit(path, runtime=True):
         curves.append({"model": model, "mask": mask, "metric": metric,
                        "raw": {"ax": ax, "ay": 123.0, "bx": bx, "by": 456.0},
                        "scale01": {"ax": ax, "ay": ay, "bx": bx, "by": by}})
-    data = {"curves": curves}
+    data = {"schema_version": 2, "curves": curves}
     if runtime:
         data["runtime"] = {"steps": {"coef": [0.5, 0.01, 0.0]}}  # seconds per image
     path.write_text(json.dumps(data))
@@ -142,9 +142,10 @@ def test_profile_without_runtime_uses_the_paper_model(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("not json", "cannot read"),
-    ('{"curves": []}', "no 'curves'"),
-    ('{"curves": [{"model": "m", "scale01": {"ax": 1}}]}', "lacks scale01"),
-    ('{"curves": [{"metric": "vif", "scale01": {"ax": 0, "ay": 0, "bx": 9, "by": 1}}], '
+    ('{"curves": []}', "schema_version None"),
+    ('{"schema_version": 2, "curves": []}', "no 'curves'"),
+    ('{"schema_version": 2, "curves": [{"model": "m", "scale01": {"ax": 1}}]}', "lacks scale01"),
+    ('{"schema_version": 2, "curves": [{"metric": "vif", "scale01": {"ax": 0, "ay": 0, "bx": 9, "by": 1}}], '
      '"runtime": {"steps": {"coef": "fast"}}}', "runtime.steps.coef"),
 ])
 def test_profile_errors(tmp_path, content, message):

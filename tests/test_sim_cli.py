@@ -102,6 +102,7 @@ def test_asps_csv_and_profile(tmp_path):
     fit.write_text(
         json.dumps(
             {
+                "schema_version": 2,
                 "curves": [
                     {
                         "model": "m",

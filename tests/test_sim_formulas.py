@@ -29,7 +29,7 @@ def test_runtime_is_the_papers_formula(t):
     assert formulas.paper_runtime_s(t) == pytest.approx(paper(t), rel=1e-12)
     assert fit.paper_runtime(t) == pytest.approx(paper(t), rel=1e-12)
     # the coefficients fit.json records evaluate to the same seconds
-    assert formulas.polynomial(fit.PAPER_RUNTIME["coef"], t) == pytest.approx(paper(t), rel=1e-12)
+    assert formulas.polynomial(formulas.PAPER_RUNTIME["coef"], t) == pytest.approx(paper(t), rel=1e-12)
 
 
 def test_runtime_values_by_hand():

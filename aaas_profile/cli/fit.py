@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile import fit as fit_mod
+from aaas_profile import fitrun
 from aaas_profile.cli.common import console, err_console, fail
 from aaas_profile.errors import UserError
 
@@ -34,7 +35,7 @@ def fit(
         "--fit-model", help="image_offsets: the curve's shape shared, a level per image (every image is measured "
                             "at every step count); pooled: one curve through all points.")] = "image_offsets",
 ) -> None:
-    """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × metric of a run, with
+    """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × sampler × metric of a run, with
     bootstrap intervals over images, an AIC/BIC check against smooth saturating curves, and the runtime model.
 
     The table gives R² within images (each image at its own level), pooled (one level for all) and of the
@@ -53,13 +54,16 @@ def fit(
 
       aaas-profile fit results/celeba-thin --fit-model pooled
 
-    Writes <run>/fit.json (schema: docs/fit-json.md) and <run>/plots/*.png, one figure per curve and a 2×3
-    panel of the six metrics per model × mask.
+    A run with several samplers gets a curve per sampler (--x unet_calls puts them on one compute axis) and
+    a runtime model per sampler.
+
+    Writes <run>/fit.json (schema: docs/fit-json.md) and <run>/plots/*.png, one figure per curve and a
+    panel of every metric (three to a row) per model × mask × sampler.
     """
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     try:
-        result = fit_mod.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                                 drop_nan=drop_nan, plots=plots, model=fit_model)
+        result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
+                                drop_nan=drop_nan, plots=plots, model=fit_model)
     except UserError as err:
         fail(str(err))
     _print_summary(result, level)
@@ -73,16 +77,20 @@ def _r2(value: float) -> str:
     return "–" if value != value else f"{value:.2f}"
 
 
-def _print_summary(result: fit_mod.FitResult, level: float) -> None:
+def _print_summary(result: fitrun.FitResult, level: float) -> None:
     unit = fit_mod.X_UNITS[result.x]
     model = result.document["fit_model"]["name"]
     console.print(f"[bold]{result.path}[/] · {model} · x = {unit} · {level:.0%} bootstrap intervals over images "
                   "(↑ higher is better, ↓ lower)", highlight=False)
     groups: dict[tuple, list] = {}
+    varying = fit_mod.varying_settings([c.key for c in result.curves])
     for c in result.curves:
-        groups.setdefault((c.key["model"], c.key["mask"]), []).append(c)
-    for (model_name, mask), curves in groups.items():  # narrow tables per model × mask: readable at 80 columns
-        title = f"{model_name} · {mask} · {curves[0].n_images} images"
+        setting = fit_mod.setting_cells(c.key, [k for k in varying if k != "model"])
+        groups.setdefault((c.key["model"], c.key["mask"], *setting.items()), []).append(c)
+    # narrow tables per model × mask (× sampler × jumps where the run has several): readable at 80 columns
+    for (model_name, mask, *setting), curves in groups.items():
+        shown = [f"{k} {v}" for k, v in setting if v != "–"]  # no "jumps –" for a sampler without jumps
+        title = " · ".join([model_name, mask, *shown, f"{curves[0].n_images} images"])
         parameters = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
         quality = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         stops = Table(title="where to stop paying for steps: beyond it the median gains < 1 % of the curve's range",
@@ -124,7 +132,7 @@ def _print_summary(result: fit_mod.FitResult, level: float) -> None:
         c = entry["vs_steps"]["coef"]
         terms = " + ".join(f"{v:.3g}·t^{i}" for i, v in enumerate(c))
         terms = terms.replace("·t^0", "").replace("·t^1", "·t")
-        console.print(f"runtime {entry['model']} ({entry['device']}, {entry['dtype']}): {terms} s per image "
+        console.print(f"runtime {entry['model']} ({fit_mod.runtime_label(entry)}): {terms} s per image "
                       f"(R² {entry['vs_steps']['r2']:.3f})", highlight=False)
         if "warning" in entry:
             err_console.print(f"[yellow]warning:[/] {entry['warning']}", highlight=False, soft_wrap=True)

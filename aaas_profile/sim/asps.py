@@ -7,7 +7,6 @@ The three sources all return an :class:`AspSet`; the environment never needs to 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,9 +213,11 @@ def _check_rows(path: Path, sids: list[str], numbers: dict[str, np.ndarray]) -> 
 def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
     """What the simulator reads from ``fit.json``: the curves on the [0, 1] scale and the runtime model.
 
+    Read by ``fitfile.load`` (the one fit.json reader, which refuses a ``schema_version`` it does not know).
     Keys read (everything else is ignored)::
 
-        {"curves": [{"model": str, "mask": str, "metric": str,
+        {"schema_version": 1 or 2,
+         "curves": [{"model": str, "mask": str, "metric": str,
                      "scale01": {"ax": float, "ay": float, "bx": float, "by": float}}, ...],
          "runtime": {"steps": {"coef": [c0, c1, c2]}}}      # optional
 
@@ -224,15 +225,15 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
     ``runtime.steps.coef`` is seconds per image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any
     length). Returns ``(curves, coef)``, each curve a dict with model, mask, metric, ax, ay, bx, by.
     """
+    from aaas_profile import fitfile
     from aaas_profile.fit import refusal as fit_refusal  # here: fit imports torch and piq, the simulator need not
     path = Path(path)
-    if not path.is_file():
-        raise SimError(not_found(path, "profile (fit.json)", folder=False,
-                                 hint="`aaas-profile fit RUN` writes RUN/fit.json"))
+    if path.is_dir():  # a profile is the file itself, not the run folder that holds it
+        raise SimError(not_found(path, "profile (fit.json)", folder=False))
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SimError(f"cannot read profile {path}: {err}") from None
+        data = fitfile.load(path)  # the one fit.json reader: checks schema_version
+    except fitfile.FitFileError as err:
+        raise SimError(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("curves"), list) or not data["curves"]:
         raise SimError(f"profile {path} has no 'curves' list")
     curves = []

@@ -1,0 +1,145 @@
+"""Fitting a run folder: read its scores for the fit, fit every curve, write ``fit.json`` and the plots.
+
+The maths is in ``aaas_profile.fit`` (pure functions of arrays and tables), the fit.json format's version,
+reader and writer in ``aaas_profile.fitfile`` and the figures in ``aaas_profile.plots``; this module joins
+them: ``load_scores`` (the run's scores, checked for fitting), ``build_document`` (fit.json's content,
+docs/fit-json.md) and ``fit_run`` (the ``fit`` command's work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aaas_profile import fitfile, runs
+from aaas_profile.errors import check_writable
+from aaas_profile.fit import (
+    FIT_MODELS,
+    MIN_IMAGES_FOR_INTERVALS,
+    MIN_LEVELS_FOR_INTERVALS,
+    X_CHOICES,
+    X_UNITS,
+    CurveFit,
+    FitError,
+    fit_runtime,
+    fit_scores,
+    quality_scales,
+    to_unit,
+)
+from aaas_profile.sim.formulas import PAPER_RUNTIME
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    x: str
+    curves: list[CurveFit]
+    scales: dict[str, dict]
+    runtime: list[dict]
+    path: Path  # fit.json
+    plots: list[Path]
+    document: dict
+
+
+def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, drop_nan: bool = False) -> pd.DataFrame:
+    """The run's scores, checked for fitting; raises FitError with a one-line reason."""
+    run = Path(run)
+    if x not in X_CHOICES:
+        raise FitError(f"unknown x axis {x!r}; choose one of {', '.join(X_CHOICES)}")
+    if not run.is_dir():
+        raise FitError(f"{run}: no such run folder")
+    try:
+        scores = runs.read_scores(run)
+    except runs.RunError as err:
+        raise FitError(str(err)) from None
+    if scores.empty:
+        raise FitError(f"{run}: no scores (scores/part-*.parquet); run `aaas-profile sweep` first")
+    if metrics:
+        unknown = sorted(set(metrics) - set(scores["metric"]))
+        if unknown:
+            raise FitError(f"{run}: metric(s) {', '.join(unknown)} not in the scores "
+                           f"(present: {', '.join(sorted(scores['metric'].unique()))})")
+        scores = scores[scores["metric"].isin(metrics)]
+    bad = ~np.isfinite(scores["value"].to_numpy(float)) | ~np.isfinite(scores[x].to_numpy(float))
+    if bad.any():
+        if not drop_nan:
+            row = scores[bad].iloc[0]
+            raise FitError(
+                f"{run}: {int(bad.sum())} NaN or infinite value(s) in 'value' or '{x}' (first: metric {row['metric']}, "
+                f"image {row['image_id']}, mask {row['mask']}, steps {row['steps']}); pass --drop-nan to leave them out"
+            )
+        scores = scores[~bad]
+    return scores.reset_index(drop=True)
+
+
+def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
+                   resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
+    """fit.json's content (docs/fit-json.md)."""
+    import aaas_profile
+
+    entries = []
+    for c in curves:
+        entry = c.to_dict()
+        scale = scales[c.key["metric"]]
+        ay_q, by_q = (float(to_unit(scale, v)) for v in (c.estimate.ay, c.estimate.by))
+        entry["unit_scale"] = {"ay": ay_q, "by": by_q, "gain": by_q - ay_q}
+        # The simulator's view: the curve on [0, 1] (higher is better) against diffusion steps.
+        steps_of = c.level_stats["steps"].to_numpy(float)
+        entry["scale01"] = {"ax": float(np.interp(c.estimate.ax, c.x_levels, steps_of)), "ay": ay_q,
+                            "bx": float(np.interp(c.estimate.bx, c.x_levels, steps_of)), "by": by_q}
+        entries.append(entry)
+    fitted = [r for r in runtime if "vs_steps" in r]
+    summary = {"paper": PAPER_RUNTIME, "fits": runtime}
+    if fitted:  # the first (RePaint's when the run has it: fit_runtime's order), as the simulator's default
+        first = fitted[0]
+        source = {k: first[k] for k in ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample",
+                                        "device", "dtype")}
+        summary["steps"] = {"coef": first["vs_steps"]["coef"], "unit": "s per image", **source}
+        summary["unet_calls"] = {"coef": first["vs_unet_calls"]["coef"], "unit": "s per image", **source}
+    return fitfile.clean({
+        "schema_version": fitfile.SCHEMA_VERSION,
+        "tool": {"name": "aaas-profile", "version": aaas_profile.__version__, "git": runs.git_revision()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": str(run_dir),
+        "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
+        "fit_model": {"name": model, "form": FIT_MODELS[model]},
+        "x": {"name": x, "unit": X_UNITS[x]},
+        "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
+                      "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
+                      "min_images": MIN_IMAGES_FOR_INTERVALS},
+        "curves": entries,
+        "scales": scales,
+        "runtime": summary,
+    })
+
+
+def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
+            metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
+            model: str = "image_offsets") -> FitResult:
+    """Fit a run folder: writes ``<run>/fit.json`` and, with ``plots``, ``<run>/plots/*.png``."""
+    if not 0 < level < 1:
+        raise FitError(f"confidence level {level} must be between 0 and 1")
+    if resamples < 0:
+        raise FitError(f"bootstrap resamples {resamples} must be 0 or more")
+    if model not in FIT_MODELS:
+        raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
+    run = Path(run)
+    scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
+    for folder in (run, *([run / "plots"] if plots else [])):  # check first: fail before the bootstrap
+        check_writable(folder, "run folder (fit writes fit.json and plots/ there)")
+    curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
+    scales = quality_scales(curves)
+    runtime = fit_runtime(scores)
+    document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
+    path = run / fitfile.NAME
+    fitfile.write(path, document)
+    written: list[Path] = []
+    if plots:
+        from aaas_profile import plots as plots_mod  # here: matplotlib only when plots are drawn
+
+        written = plots_mod.plot_all(curves, run / "plots", x=x)
+    return FitResult(run, x, curves, scales, runtime, path, written, document)
