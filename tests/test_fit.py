@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from aaas_profile import fit, fitfile, fitrun, runs
+from aaas_profile.cli import app as project_app
 from aaas_profile.cli import fit as cli_fit
 from aaas_profile.metrics import ALL, METRICS
 
@@ -407,13 +406,12 @@ def test_a_seventh_metric_gets_its_plot_and_a_third_panel_row(tmp_path):
     assert fitfile.load(tmp_path)["scales"]["sharpness"]["higher_is_better"] is True
 
 
-def test_a_realistic_run_fits_in_seconds(tmp_path):
+def test_a_realistic_run_fits_every_curve(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin", "half"), n_images=50)
-    start = time.perf_counter()
     result = fitrun.fit_run(tmp_path, resamples=200, plots=False)
-    elapsed = time.perf_counter() - start
     assert len(result.curves) == 18
-    assert elapsed < 15, elapsed
+    # 50 images at 5 step counts: every curve gets finite intervals
+    assert all(np.isfinite(c.ci[name]).all() for c in result.curves for name in ("ax", "ay", "bx", "by"))
 
 
 # --- errors ----------------------------------------------------------------------------------------------
@@ -467,11 +465,9 @@ def test_bad_options(tmp_path):
 
 @pytest.fixture
 def app(monkeypatch):
+    """The project's app (its one catch turns errors into one line), on a wide console."""
     monkeypatch.setattr(cli_fit.console, "width", 240)
-    application = typer.Typer(pretty_exceptions_enable=False)
-    application.command("fit")(cli_fit.fit)
-    application.command("noop")(lambda: None)  # two commands, so "fit" is a subcommand as in cli.py
-    return application
+    return project_app
 
 
 def test_command_prints_a_table_and_writes_fit_json(app, tmp_path):

@@ -11,8 +11,7 @@ from rich.table import Table
 
 from aaas_profile import fit as fit_mod
 from aaas_profile import fitrun
-from aaas_profile.cli.common import console, err_console, fail
-from aaas_profile.errors import UserError
+from aaas_profile.cli.common import console, warn
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
@@ -61,11 +60,8 @@ def fit(
     panel of every metric (three to a row) per model × mask × sampler.
     """
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    try:
-        result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                                drop_nan=drop_nan, plots=plots, model=fit_model)
-    except UserError as err:
-        fail(str(err))
+    result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
+                            drop_nan=drop_nan, plots=plots, model=fit_model)
     _print_summary(result, level)
 
 
@@ -135,5 +131,5 @@ def _print_summary(result: fitrun.FitResult, level: float) -> None:
         console.print(f"runtime {entry['model']} ({fit_mod.runtime_label(entry)}): {terms} s per image "
                       f"(R² {entry['vs_steps']['r2']:.3f})", highlight=False)
         if "warning" in entry:
-            err_console.print(f"[yellow]warning:[/] {entry['warning']}", highlight=False, soft_wrap=True)
+            warn(entry["warning"])
     console.print(f"wrote {result.path} and {len(result.plots)} plots", highlight=False)
