@@ -75,24 +75,27 @@ def _scheduler(kind: type, schedule: dict, steps: int, **fixed):
 
 
 class _Chain(ABC):
-    """The images of one batch that share a step count, and their scheduler's walk through its timesteps."""
+    """The images of one batch that share a step count (``rows``, their ``generators``), and their scheduler's
+    walk through its timesteps: ``position`` is the next event, ``calls`` the UNet calls made so far."""
 
-    def __init__(self, rows: torch.Tensor, generators: list[torch.Generator]):
-        self.rows, self.generators, self.calls = rows, generators, 0
+    def __init__(self, scheduler, rows: torch.Tensor, generators: list[torch.Generator]):
+        self.scheduler, self.rows, self.generators = scheduler, rows, generators
+        self.timesteps: list[int] = scheduler.timesteps.tolist()
+        self.position, self.calls = 0, 0
 
     @property
-    @abstractmethod
-    def done(self) -> bool: ...
+    def done(self) -> bool:
+        return self.position >= len(self.timesteps)
+
+    @property
+    def timestep(self) -> int:
+        """The timestep of the next event (after ``before_call``: of the next UNet call)."""
+        return self.timesteps[self.position]
 
     @property
     @abstractmethod
     def planned_calls(self) -> int:
         """UNet calls the whole walk takes, from the scheduler's timesteps."""
-
-    @property
-    @abstractmethod
-    def timestep(self) -> int:
-        """The timestep of the next UNet call."""
 
     @abstractmethod
     def before_call(self, sample: torch.Tensor) -> None:
@@ -234,23 +237,13 @@ class _RePaintChain(_Chain):
     it goes up."""
 
     def __init__(self, scheduler: RePaintScheduler, rows, generators):
-        super().__init__(rows, generators)
-        self.scheduler = scheduler
-        self.timesteps = scheduler.timesteps.tolist()
-        self.position, self.t_last = 0, self.timesteps[0] + 1
-
-    @property
-    def done(self) -> bool:
-        return self.position >= len(self.timesteps)
+        super().__init__(scheduler, rows, generators)
+        self.t_last = self.timesteps[0] + 1
 
     @property
     def planned_calls(self) -> int:
         return sum(1 for prev, t in zip([self.timesteps[0] + 1, *self.timesteps], self.timesteps, strict=False)
                    if t < prev)
-
-    @property
-    def timestep(self) -> int:
-        return self.timesteps[self.position]
 
     def before_call(self, sample):
         """Apply resampling jumps (noise up from t_last) until the next event is a UNet call."""
@@ -274,23 +267,9 @@ class _ReplacementChain(_Chain):
     every step by the original forward-noised to the step's target level (``scheduler.add_noise``, fresh noise
     from each image's generator), and by the original itself after the last step (the clean level)."""
 
-    def __init__(self, scheduler, rows, generators):
-        super().__init__(rows, generators)
-        self.scheduler = scheduler
-        self.timesteps = scheduler.timesteps.tolist()
-        self.position = 0
-
-    @property
-    def done(self) -> bool:
-        return self.position >= len(self.timesteps)
-
     @property
     def planned_calls(self) -> int:
         return len(self.timesteps)
-
-    @property
-    def timestep(self) -> int:
-        return self.timesteps[self.position]
 
     def before_call(self, sample):
         """Nothing: every step of these schedulers is a UNet call."""

@@ -269,3 +269,19 @@ def test_bad_repaint_parameters_are_refused():
         make_sampler("repaint", jump_length=0)
     with pytest.raises(SamplerError, match=r"eta must lie in \[0, 1\], got 1.5"):
         make_sampler("repaint", eta=1.5)
+
+
+# ---- on CUDA (run with -m gpu; skipped without a GPU) ---------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+def test_an_oracle_unet_gives_back_the_original_on_cuda(name):
+    """As on the CPU, with the chains' state, generators and schedulers' tensors on the GPU (the same float32
+    arithmetic; not yet run on a GPU when written: none was at hand)."""
+    originals, masks = batch(3)
+    oracle = OracleUNet(originals, DEFAULT_SCHEDULE).to("cuda")
+    generators = make_generators([3, 4, 5], "cuda")
+    result = WITH_JUMPS[name].inpaint(oracle, DEFAULT_SCHEDULE, originals, masks, generators, 10)
+    assert result.images.device.type == "cpu"
+    assert (result.images - originals).abs().max() < ORACLE_ATOL
