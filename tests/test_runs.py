@@ -83,11 +83,12 @@ def test_a_live_claim_is_left_alone_and_a_dead_ones_cells_are_taken_over(model_d
 
 def test_claimed_cells_reads_live_claims_and_removes_dead_ones(tmp_path):
     runs.scores_dir(tmp_path).mkdir()
-    live = runs.Claim(tmp_path, [("m", "a.png", "half", 0, 5, 1, 1)])
+    a = ("m", "a.png", "half", 0, "ddim", "{}", 5, 0, 0)
+    live = runs.Claim(tmp_path, [a])
     dead = runs.scores_dir(tmp_path) / ".claim-host-1-dead.json"
-    dead.write_text(json.dumps([["m", "b.png", "half", 0, 5, 1, 1]]))
+    dead.write_text(json.dumps([["m", "b.png", "half", 0, "ddim", "{}", 5, 0, 0]]))
     with runs.scores_lock(tmp_path):
-        assert runs.claimed_cells(tmp_path) == {("m", "a.png", "half", 0, 5, 1, 1)}
+        assert runs.claimed_cells(tmp_path) == {a}
     assert not dead.exists() and live.path.exists()
     with live.path.open() as other:  # the owner's lock is what makes a claim live
         try:
@@ -97,3 +98,15 @@ def test_claimed_cells_reads_live_claims_and_removes_dead_ones(tmp_path):
             pass
     live.release()
     assert not live.path.exists()
+
+
+def test_a_claim_from_before_the_sampler_columns_claims_repaint_cells(tmp_path):
+    """A process of the previous version (keys without sampler) still running on the folder: its cells are
+    RePaint's, with params "{}", in CELL_KEY order."""
+    runs.scores_dir(tmp_path).mkdir()
+    with (runs.scores_dir(tmp_path) / ".claim-host-2-old.json").open("x") as old:
+        fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        json.dump([["m", "a.png", "half", 0, 5, 1, 1]], old)
+        old.flush()
+        with runs.scores_lock(tmp_path):
+            assert runs.claimed_cells(tmp_path) == {("m", "a.png", "half", 0, "repaint", "{}", 5, 1, 1)}
