@@ -137,13 +137,14 @@ def test_summary_reports_medians_at_both_ends():
     row = sweep.summarise(table).iloc[0]
     assert (row.steps_low, row.median_low, row.steps_high, row.median_high, row.better) == (
         10, pytest.approx(0.2), 50, pytest.approx(0.7), "higher")
-    # Two samplers in one folder are never pooled, even at the same j/r columns.
-    two = pd.concat([table.assign(sampler="repaint", sampler_params="{}", jump_length=1, jump_n_sample=1),
+    # Two samplers in one folder are never pooled, even at the same j/r columns (0/0: neither is RePaint).
+    two = pd.concat([table.assign(sampler="dpm-solver", sampler_params=DPM_PARAMS, jump_length=0, jump_n_sample=0),
                      table.assign(sampler="ddim", sampler_params="{}", jump_length=0, jump_n_sample=0,
                                   value=[0.0, 0.2, 0.4, 0.6])])
     summary = sweep.summarise(two).set_index("sampler")
     assert summary.loc["ddim", "median_high"] == pytest.approx(0.5) and summary.loc["ddim", "resampling"] == "0/0"
-    assert summary.loc["repaint", "median_high"] == pytest.approx(0.7) and summary.loc["repaint", "rows"] == 4
+    assert summary.loc["dpm-solver", "median_high"] == pytest.approx(0.7) and summary.loc["dpm-solver", "rows"] == 4
+    assert summary.loc["dpm-solver", "sampler_params"] == DPM_PARAMS
 
 
 def test_a_sweep_scores_each_output_against_its_original_in_piqs_order(model_dir, image_dir, tmp_path):
