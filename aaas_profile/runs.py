@@ -180,18 +180,18 @@ def read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     wanted = list(columns or COLUMNS)
     try:
         present = set(pq.read_schema(path).names)
-        frame = pq.read_table(path, columns=[c for c in wanted if c in present]).to_pandas()
+        table = pq.read_table(path, columns=[c for c in wanted if c in present])
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise RunError(f"{path}: unreadable scores part ({type(err).__name__}); delete it and run the sweep again "
                        "to recompute its cells") from None
     for name, value in LEGACY_SAMPLER.items():
-        if name in wanted and name not in present:
-            frame[name] = pd.Series([value] * len(frame), index=frame.index, dtype=object)
-    missing = [c for c in wanted if c not in frame.columns]
+        if name in wanted and name not in present:  # as Arrow, so pandas gives it the type a new part's has
+            table = table.append_column(pa.field(name, COLUMNS[name]), pa.array([value] * len(table), COLUMNS[name]))
+    missing = [c for c in wanted if c not in table.column_names]
     if missing:
         raise RunError(f"{path}: scores part lacks the column(s) {', '.join(missing)}; delete it and run the sweep "
                        "again to recompute its cells")
-    return frame[wanted]
+    return table.select(wanted).to_pandas()
 
 
 def read_scores(run: Path, columns: list[str] | None = None) -> pd.DataFrame:

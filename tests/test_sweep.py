@@ -188,6 +188,8 @@ def test_a_cuda_sweep_gives_the_same_rows_in_any_batch(model_dir, image_dir, tmp
 
 FIXTURE = Path(__file__).parent / "data" / "sweep-v1"
 DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
+# Where the fixture was written (its manifest; the CPU kernels from torch.backends.cpu.get_cpu_capability()).
+FIXTURE_ENV = ("2.14.1", 2, "AVX512")
 
 
 @pytest.fixture
@@ -205,6 +207,7 @@ def old_run(tmp_path, monkeypatch):
 def test_an_old_run_folder_resumes_without_recomputing_and_adds_only_new_sampler_cells(old_run):
     before = runs.read_scores("run")
     assert list(before.columns) == list(runs.COLUMNS) and len(before) == 8
+    assert before["sampler"].dtype == before["mask"].dtype  # filled as the type a new part's column has
     assert set(before["sampler"]) == {"repaint"} and set(before["sampler_params"]) == {"{}"}
     parts = runs.part_files("run")
 
@@ -227,14 +230,22 @@ def test_an_old_run_folder_resumes_without_recomputing_and_adds_only_new_sampler
 
 
 def test_repaint_through_the_sampler_interface_gives_todays_rows(old_run, tmp_path):
-    """The fixture's rows again (within SCORE_ATOL: the fixture may come from another CPU), and the outputs of
-    the pre-sampler code path (inpaint.inpaint with the cells' seeds, the same batch) bit for bit."""
+    """The fixture's rows again: bit for bit where this process computes as the one that wrote them (same torch,
+    thread count and CPU kernels, FIXTURE_ENV), else within SCORE_ATOL (another machine sums in another order);
+    and the outputs of inpaint.inpaint, which seeds its own generators from the cells' noise seeds, bit for bit."""
     from aaas_profile.inpaint import RePaintConfig, inpaint
 
     config = sweep.SweepConfig.from_sources(old_run, out=str(tmp_path / "new"))
     fresh = runs.read_scores(sweep.run(config).run_dir)
     old = runs.read_scores("run")
-    assert_scores_close(old, fresh, KEY)
+    merged = old.merge(fresh, on=KEY, suffixes=("_old", "_new"))
+    assert len(merged) == len(old) == len(fresh) == 8
+    here = (torch.__version__.split("+")[0], torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())
+    if here == FIXTURE_ENV:
+        assert merged["value_old"].to_numpy().tobytes() == merged["value_new"].to_numpy().tobytes()
+    else:
+        assert_scores_close(old, fresh, KEY)
+    assert (merged["unet_calls_old"] == merged["unet_calls_new"]).all()
 
     prepared = sweep.prepare(config)
     items = [sweep.Item(cell, steps) for cell in sweep.all_cells(prepared) for steps in config.steps]
