@@ -497,7 +497,7 @@ rounding (attention scales q·k once by 1/√d instead of q and k by d^(−1/4) 
 
 The UNet outputs {config.out_channels} channels: ε (channels 0–2) and v (3–5), the interpolation between
 log β_t and log β̃_t that RePaint samples with (σ² = exp(v' log β_t + (1 − v') log β̃_t), v' = (v + 1) / 2).
-aaas-profile's sampler (`aaas_profile/inpaint.py`) uses **ε only**: diffusers' `RePaintScheduler` draws the
+aaas-profile's samplers (`aaas_profile/samplers.py`) use **ε only**: diffusers' `RePaintScheduler` draws the
 unknown region's noise from `--eta` and the fixed posterior variance β̃_t (eta = 1: DDPM with σ² = β̃_t), so
 v is ignored. Curves measured with it are RePaint's inpainting with this network's ε, not a bit-exact rerun of
 RePaint's sampler.

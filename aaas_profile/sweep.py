@@ -38,7 +38,6 @@ from aaas_profile import precision, runs
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
-from aaas_profile.inpaint import RePaintConfig
 from aaas_profile.models import LoadedModel, load
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ class SweepConfig:
     samplers: list[str] = field(default_factory=lambda: ["repaint"])
     jump_length: int = 10  # RePaint's j
     jump_n_sample: int = 10  # RePaint's r
-    eta: float = 0.0  # see inpaint.RePaintConfig
+    eta: float = 0.0  # RePaint's; see samplers.RePaintSampler
     metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
     limit: int | None = None  # use only the first N images (sorted by name)
     batch_size: int = 8
@@ -130,8 +129,8 @@ class SweepConfig:
         self.steps = sorted(set(self.steps))
         self.seeds = list(dict.fromkeys(self.seeds))
         self.metrics = list(metrics_mod.select(self.metrics))
-        try:
-            RePaintConfig(self.jump_length, self.jump_n_sample, self.eta)
+        try:  # checked whichever samplers run: a run folder keeps one eta (FIXED)
+            samplers_mod.RePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
         except ValueError as err:
             raise SweepError(str(err)) from None
         self.make_samplers()  # any parameter a sampler refuses: now, in one line (samplers.SamplerError)
@@ -297,6 +296,7 @@ class Prepared:
     masks: list[masks_mod.MaskSpec]
     device: torch.device
     samplers: dict[str, samplers_mod.Sampler]  # by name, in config.samplers' order
+    unet_calls: dict[tuple[str, int], int]  # (sampler, steps) → UNet calls one image costs
     shard: Shard = Shard()
     dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
     warnings: list[str] = field(default_factory=list)  # one line each, for the user, before the sweep starts
@@ -334,8 +334,12 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
         for image in images:
             for seed in config.seeds:
                 spec.make(model.resolution, Cell(0, image.image_id, spec, seed, config.samplers[0]).mask_seed)
-    prepared = Prepared(config, out, model, images, masks, device, config.make_samplers(), shard, choice.reason,
-                        warnings)
+    samplers = config.make_samplers()
+    # Every sampler at every step count, from its own scheduler: a count it refuses (dpm-solver at 1000) fails
+    # here, in one line (samplers.SamplerError), not hours into the sweep.
+    calls = {(name, steps): sampler.unet_calls(steps, model.scheduler_config)
+             for name, sampler in samplers.items() for steps in config.steps}
+    prepared = Prepared(config, out, model, images, masks, device, samplers, calls, shard, choice.reason, warnings)
     if next(plan(prepared, runs.done_cells(out) if out.is_dir() else set()), None) is not None:
         _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
     return prepared
@@ -486,8 +490,7 @@ def run_batch(prepared: Prepared, items: list[Item], run_id: str,
     sampler = prepared.samplers[names.pop()]
     originals = torch.stack([prepared.images[cell.image_index].tensor for cell in cells])
     masks = torch.stack([cell.mask.make(size, cell.mask_seed) for cell in cells])
-    device = next(model.unet.parameters()).device
-    generators = [torch.Generator(device).manual_seed(int(cell.noise_seed)) for cell in cells]
+    generators = samplers_mod.make_generators([cell.noise_seed for cell in cells], next(model.unet.parameters()).device)
     start = perf_counter()
     result = sampler.inpaint(model.unet, model.scheduler_config, originals, masks, generators,
                              [item.steps for item in items], on_call=on_call)
@@ -593,9 +596,7 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     run_dir = prepared.run_dir
     done = runs.DoneCells(run_dir)
     todo = list(plan(prepared, done.refresh()))
-    schedule = prepared.model.scheduler_config
-    calls = {(name, steps): sampler.unet_calls(steps, schedule)
-             for name, sampler in prepared.samplers.items() for steps in config.steps}  # one image's, per cell
+    calls = prepared.unet_calls
     total_cells = len(shard_cells(prepared)) * len(config.steps)
     planned_calls = sum(calls[item.cell.sampler, item.steps] for batch in todo for item in batch)
     if not todo:  # nothing to do: write nothing (a finished run on a read-only disk resumes cleanly)
@@ -671,7 +672,7 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
             "cell_seeds": prepared.config.seeds,
             "mask_seed": 'masks.mask_seed("mask", mask, image_id, seed)',
             "noise_seed": 'masks.mask_seed("noise", mask, image_id, seed), for every sampler',
-            "generators": "torch.Generator(unet device).manual_seed(noise_seed), one per cell",
+            "generators": "samplers.make_generators(noise seeds, unet device): one per cell",
             "torch_generator_device": str(prepared.device),
         },
         "images": [image.image_id for image in prepared.images],

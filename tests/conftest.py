@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -129,3 +130,47 @@ def assert_scores_close(a, b, key) -> None:
     for metric, rows in merged.groupby("metric"):
         difference = (rows["value_a"] - rows["value_b"]).abs()
         assert (difference <= SCORE_ATOL[metric]).all(), f"{metric}: differs by up to {difference.max():.3g}"
+
+
+class OracleUNet(torch.nn.Module):
+    """A stand-in UNet that knows the originals: it returns exactly the noise that separates the sample it is
+    given from the original at the timestep it is given, eps = (x_t − √ᾱ_t·x0) / √(1 − ᾱ_t) (Ho et al. 2020,
+    eq. 4 solved for the noise). A sampler that walks the right timesteps then predicts x0 exactly at every
+    step and must return the original, also in the generated region. ``variance`` (learned-variance models,
+    6 channels): a second output half that is not epsilon. Every call's implied noise is kept in ``seen``, with
+    the timestep of the call's first image.
+
+    ``shift``: the oracle reads the timestep it is given as t + shift (clamped to the training range), as a
+    sampler would that handed the UNet a timestep off by ``shift``.
+
+    Images are matched to batch rows by position. With several step counts in one batch, the rows of finished
+    chains drop out of the UNet's batch; give ``calls`` (each image's UNet calls, images in ascending order of
+    step count, which is the samplers' chain order) and call k takes the images with more than k calls."""
+
+    def __init__(self, originals: torch.Tensor, schedule: dict, variance: float | None = None, shift: int = 0,
+                 calls: list[int] | None = None):
+        super().__init__()
+        from diffusers import RePaintScheduler
+
+        self.register_buffer("x0", originals.double() * 2 - 1)
+        self.register_buffer("alphas_cumprod", RePaintScheduler(**schedule).alphas_cumprod.double())
+        self.variance, self.shift, self.calls = variance, shift, calls
+        self.seen: list[tuple[int, torch.Tensor]] = []
+        # the samplers read the device and dtype from the first parameter
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    def forward(self, sample, t):
+        if self.calls is None:
+            assert len(set(t.tolist())) == 1, "one step count per batch, or give calls"
+            x0 = self.x0
+        else:
+            x0 = self.x0[[i for i, c in enumerate(self.calls) if c > len(self.seen)]]
+        assert x0.shape[0] == sample.shape[0], "the batch holds other images than the oracle expects"
+        t_read = (t.long() + self.shift).clamp(0, len(self.alphas_cumprod) - 1)
+        alpha_bar = self.alphas_cumprod[t_read].view(-1, 1, 1, 1)
+        eps = (sample.double() - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+        self.seen.append((int(t[0]), eps.float()))
+        out = eps.float()
+        if self.variance is not None:
+            out = torch.cat([out, torch.full_like(out, self.variance)], dim=1)
+        return SimpleNamespace(sample=out)

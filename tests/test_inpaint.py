@@ -1,8 +1,6 @@
-from types import SimpleNamespace
-
 import pytest
 import torch
-from conftest import RESOLUTION, make_unet
+from conftest import RESOLUTION, OracleUNet, make_unet
 from diffusers import RePaintScheduler
 
 from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
@@ -81,7 +79,7 @@ def test_seeds_decide_the_output(unet):
 
 def test_bad_arguments(unet):
     originals, masks = batch(2)
-    with pytest.raises(ValueError, match="one seed per image"):
+    with pytest.raises(ValueError, match="one generator per image"):
         inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [0], 10)
     with pytest.raises(ValueError, match="steps must lie in 1..1000"):
         inpaint(unet, DEFAULT_SCHEDULE, originals, masks, [0, 1], 1001)
@@ -103,36 +101,6 @@ def test_step_counts_share_unet_calls_and_give_the_images_they_give_alone(unet):
 
 
 # ---- the sampler is right, not just shaped right ---------------------------------------------------------------
-
-class OracleUNet(torch.nn.Module):
-    """A stand-in UNet that knows the originals: it returns exactly the noise that separates the sample it is
-    given from the original at the timestep it is given, eps = (x_t − √ᾱ_t·x0) / √(1 − ᾱ_t) (Ho et al. 2020,
-    eq. 4 solved for the noise). A sampler that walks the right timesteps then predicts x0 exactly at every
-    step and must return the original, also in the generated region. ``variance`` (learned-variance models,
-    6 channels): a second output half that is not epsilon. Every call's implied noise is kept in ``seen``.
-
-    Images are matched to batch rows by position, so a batch must share one step count (with several, the
-    rows of finished chains drop out of the UNet's batch)."""
-
-    def __init__(self, originals: torch.Tensor, schedule: dict, variance: float | None = None):
-        super().__init__()
-        self.register_buffer("x0", originals.double() * 2 - 1)
-        self.register_buffer("alphas_cumprod", RePaintScheduler(**schedule).alphas_cumprod.double())
-        self.variance = variance
-        self.seen: list[tuple[int, torch.Tensor]] = []
-        # inpaint reads the device and dtype from the first parameter
-        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
-
-    def forward(self, sample, t):
-        assert len(set(t.tolist())) == 1, "one step count per batch"
-        alpha_bar = self.alphas_cumprod[t.long()].view(-1, 1, 1, 1)
-        eps = (sample.double() - alpha_bar.sqrt() * self.x0) / (1 - alpha_bar).sqrt()
-        self.seen.append((int(t[0]), eps.float()))
-        out = eps.float()
-        if self.variance is not None:
-            out = torch.cat([out, torch.full_like(out, self.variance)], dim=1)
-        return SimpleNamespace(sample=out)
-
 
 @pytest.mark.parametrize("config", [NO_JUMPS, RePaintConfig(5, 2), RePaintConfig(5, 2, eta=1.0),
                                     RePaintConfig(1, 1, eta=0.5)], ids=str)

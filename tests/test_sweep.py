@@ -267,9 +267,12 @@ class CountCalls(sweep.Progress):
         self.calls += images
 
 
-def test_three_samplers_in_one_sweep(model_dir, image_dir, tmp_path):
-    from aaas_profile.inpaint import RePaintConfig, unet_calls
+# RePaint with j = r = 2 at 5 steps walks 800 600 400 (jump up to 800) 600 400 200 0 (up to 400) 200 0: 9 UNet
+# calls; at 2 steps (800 0) it never jumps: 2.
+REPAINT_2_2_CALLS = {2: 2, 5: 9}
 
+
+def test_three_samplers_in_one_sweep(model_dir, image_dir, tmp_path):
     progress = CountCalls()
     result = sweep.run(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,ddim,dpm-solver",
                               masks="half", steps="2,5", jump_length=2, jump_n_sample=2, metrics="tv,haarpsi"),
@@ -280,7 +283,7 @@ def test_three_samplers_in_one_sweep(model_dir, image_dir, tmp_path):
     for image in ("img0.png", "img1.png"):
         for steps in (2, 5):
             repaint, ddim, dpm = (cells.loc[(s, image, steps)] for s in ("repaint", "ddim", "dpm-solver"))
-            assert repaint["unet_calls"] == unet_calls(steps, RePaintConfig(2, 2)) and ddim["unet_calls"] == steps
+            assert repaint["unet_calls"] == REPAINT_2_2_CALLS[steps] and ddim["unet_calls"] == steps
             assert dpm["unet_calls"] == steps
             assert (repaint["jump_length"], repaint["jump_n_sample"], repaint["sampler_params"]) == (2, 2, "{}")
             assert (ddim["jump_length"], ddim["jump_n_sample"], ddim["sampler_params"]) == (0, 0, "{}")
@@ -348,3 +351,11 @@ def test_a_cells_output_does_not_depend_on_its_batch_for_any_sampler(model_dir, 
         assert not torch.allclose(together[0], together[2], atol=BATCH_ATOL)  # two images: two outputs
     with pytest.raises(ValueError, match="a batch runs one sampler"):
         sweep.run_batch(prepared, [items[0], items[2]], "run")
+
+
+def test_a_step_count_a_sampler_refuses_fails_before_anything_is_written(model_dir, image_dir, tmp_path):
+    from aaas_profile.samplers import SamplerError
+
+    with pytest.raises(SamplerError, match="dpm-solver cannot take 1000 steps"):
+        sweep.prepare(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,dpm-solver", steps="5,1000"))
+    assert not (tmp_path / "run").exists()
