@@ -75,10 +75,11 @@ def scores_dir(run: Path) -> Path:
 
 def write_part(run: Path, rows: list[dict]) -> Path:
     """Write rows (dicts with COLUMNS' keys) as one new part file, atomically and flushed to disk. Returns its
-    path."""
+    path. A row without the sampler keys is RePaint's (LEGACY_SAMPLER), as rows were before samplers existed,
+    rather than a row with no sampler."""
     folder = scores_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    table = pa.Table.from_pylist([{**LEGACY_SAMPLER, **row} for row in rows], schema=SCHEMA)
     final = folder / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
     with atomic_path(final, fsync=True) as temp:  # temp: .part-*.tmp, which clean-up under the lock looks for
         pq.write_table(table, temp)

@@ -110,3 +110,17 @@ def test_a_claim_from_before_the_sampler_columns_claims_repaint_cells(tmp_path):
         old.flush()
         with runs.scores_lock(tmp_path):
             assert runs.claimed_cells(tmp_path) == {("m", "a.png", "half", 0, "repaint", "{}", 5, 1, 1)}
+
+
+def test_a_row_written_without_the_sampler_keys_is_repaints(tmp_path):
+    """Rows from code that predates the sampler columns (test tables, scripts) are RePaint's, not sampler-less."""
+    row = {"run_id": "r", "model": "m", "image_id": "a.png", "mask": "half", "seed": 0, "steps": 5, "jump_length": 1,
+           "jump_n_sample": 1, "unet_calls": 5, "wall_s": 0.1, "device": "cpu", "dtype": "fp32", "batch_size": 1,
+           "metric": "tv", "value": 0.5, "higher_is_better": False}
+    runs.write_part(tmp_path, [row, {**row, "sampler": "ddim", "sampler_params": "{}", "jump_length": 0,
+                                     "jump_n_sample": 0}])
+    table = runs.read_scores(tmp_path)
+    assert list(zip(table["sampler"], table["sampler_params"], table["jump_length"], strict=True)) == [
+        ("repaint", "{}", 1), ("ddim", "{}", 0)]
+    assert runs.done_cells(tmp_path) == {("m", "a.png", "half", 0, "repaint", "{}", 5, 1, 1),
+                                         ("m", "a.png", "half", 0, "ddim", "{}", 5, 0, 0)}
