@@ -185,7 +185,8 @@ def _print_summary(result: sweep_mod.SweepResult) -> None:
     table = Table(title=f"{result.run_dir} · medians over images × masks × seeds")
     first = [*(["sampler"] if samplers else []), *(["j/r"] if settings else [])]
     for column in (*first, "metric", "better", "lowest steps", "median", "highest steps", "median", "rows"):
-        table.add_column(column, justify="left" if column in (*first, "metric", "better") else "right")
+        table.add_column(column, justify="left" if column in (*first, "metric", "better") else "right",
+                         min_width=max(map(len, labels)) if column == "sampler" else None)  # names unshortened
     for label, row in zip(labels, summary.itertuples(), strict=True):
         table.add_row(*([label] if samplers else []), *([row.resampling] if settings else []), row.metric,
                       row.better, str(row.steps_low), f"{row.median_low:.4g}", str(row.steps_high),
