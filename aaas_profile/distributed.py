@@ -1,6 +1,7 @@
 """Sweeps across many GPUs and machines on Ray (optional extra: ``pip install "aaas-profile[ray]"``).
 
-The sweep is cut into shards (``sweep.Shard``); each shard runs as one Ray task with one GPU when the cluster
+The sweep is cut into shards (``sweep.Shard``: every n-th cell, a cell being image × mask × seed × sampler, so
+each shard gets its share of every sampler's cells); each shard runs as one Ray task with one GPU when the cluster
 has GPUs (one CPU share otherwise) and writes its own part files into the run folder, exactly as a shard
 started by hand, torchrun or a SLURM array would. The run folder must therefore be on a filesystem every
 node sees (NFS, Lustre, a mounted bucket), and every node needs the package, the model weights and the
@@ -67,8 +68,8 @@ def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = Non
     ``on_progress(cells_done, cells_total)`` is called while the tasks run.
     """
     prepared = sweep.prepare(config)
-    # The driver's resolved configuration (dtype "auto" already decided, the run folder fixed): every shard
-    # runs what the driver checked, whatever hardware its node has.
+    # The driver's resolved configuration (dtype "auto" already decided, the run folder fixed, the samplers
+    # checked): every shard runs what the driver checked, whatever hardware its node has.
     config = replace(prepared.config, out=str(prepared.run_dir.resolve()))
     ray = connect(address, num_cpus=os.cpu_count() if address == "local" else None)
     resources = ray.cluster_resources()
@@ -77,7 +78,7 @@ def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = Non
     threads = 1 if gpus else max(1, cpus // count)
     task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else threads, max_retries=0)(_run_shard)
     pending = [task.remote(config, index, count, threads) for index in range(count)]
-    total = len(sweep.all_cells(prepared)) * len(config.steps)
+    total = len(sweep.all_cells(prepared)) * len(config.steps)  # every sampler's cells at every step count
     reports, last = [], 0.0
     while pending:
         finished, pending = ray.wait(pending, num_returns=1, timeout=2.0)

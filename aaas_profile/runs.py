@@ -35,13 +35,17 @@ import pyarrow.parquet as pq
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import UserError
 
-# One row per image × mask × seed × steps × metric (DESIGN.md, "The scores table").
+# One row per image × mask × seed × sampler × steps × metric (DESIGN.md, "The scores table"). ``sampler`` is
+# a name of ``samplers.SAMPLERS`` and ``sampler_params`` its parameters beyond RePaint's jumps as canonical JSON
+# (``samplers.sampler_params_json``); jump_length/jump_n_sample are RePaint's j/r, 0/0 for other samplers.
 COLUMNS = {
     "run_id": pa.string(),
     "model": pa.string(),
     "image_id": pa.string(),
     "mask": pa.string(),
     "seed": pa.int64(),
+    "sampler": pa.string(),
+    "sampler_params": pa.string(),
     "steps": pa.int64(),
     "jump_length": pa.int64(),
     "jump_n_sample": pa.int64(),
@@ -55,7 +59,10 @@ COLUMNS = {
     "higher_is_better": pa.bool_(),
 }
 SCHEMA = pa.schema(list(COLUMNS.items()))
-CELL_KEY = ("model", "image_id", "mask", "seed", "steps", "jump_length", "jump_n_sample")
+CELL_KEY = ("model", "image_id", "mask", "seed", "sampler", "sampler_params", "steps", "jump_length", "jump_n_sample")
+# What parts written before the sampler columns existed hold: every row was RePaint's, whose params are "{}"
+# (its parameters are the jump columns), so those folders resume and fit as they are.
+LEGACY_SAMPLER = {"sampler": "repaint", "sampler_params": "{}"}
 
 
 class RunError(UserError, RuntimeError):
@@ -68,10 +75,11 @@ def scores_dir(run: Path) -> Path:
 
 def write_part(run: Path, rows: list[dict]) -> Path:
     """Write rows (dicts with COLUMNS' keys) as one new part file, atomically and flushed to disk. Returns its
-    path."""
+    path. A row without the sampler keys is RePaint's (LEGACY_SAMPLER), as rows were before samplers existed,
+    rather than a row with no sampler."""
     folder = scores_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    table = pa.Table.from_pylist([{**LEGACY_SAMPLER, **row} for row in rows], schema=SCHEMA)
     final = folder / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
     with atomic_path(final, fsync=True) as temp:  # temp: .part-*.tmp, which clean-up under the lock looks for
         pq.write_table(table, temp)
@@ -140,7 +148,7 @@ def claimed_cells(run: Path) -> set[tuple]:
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:  # its owner holds it: a live claim
-                    keys.update(tuple(key) for key in json.load(f))
+                    keys.update(_claimed_key(key) for key in json.load(f))
                     continue
                 path.unlink(missing_ok=True)  # we got the lock: the owner is gone
         except FileNotFoundError:
@@ -150,6 +158,15 @@ def claimed_cells(run: Path) -> set[tuple]:
     return keys
 
 
+def _claimed_key(key: list) -> tuple:
+    """A claim file's key as a CELL_KEY tuple; a claim written by a process from before the sampler columns
+    (no sampler in its keys) claimed RePaint cells."""
+    if len(key) == len(CELL_KEY) - len(LEGACY_SAMPLER):
+        at = CELL_KEY.index("sampler")
+        key = [*key[:at], *LEGACY_SAMPLER.values(), *key[at:]]
+    return tuple(key)
+
+
 def _remove_quietly(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
@@ -157,8 +174,30 @@ def _remove_quietly(path: Path) -> None:
         pass  # the original error is the one to report; a read-only folder cannot hold the temp file anyway
 
 
+def read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """One scores part as a frame with ``columns`` (default: all of COLUMNS, in order). A part written before
+    the sampler columns existed gets them filled (LEGACY_SAMPLER), so old run folders resume and fit as they
+    are. Raises RunError naming an unreadable part."""
+    wanted = list(columns or COLUMNS)
+    try:
+        present = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[c for c in wanted if c in present])
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise RunError(f"{path}: unreadable scores part ({type(err).__name__}); delete it and run the sweep again "
+                       "to recompute its cells") from None
+    for name, value in LEGACY_SAMPLER.items():
+        if name in wanted and name not in present:  # as Arrow, so pandas gives it the type a new part's has
+            table = table.append_column(pa.field(name, COLUMNS[name]), pa.array([value] * len(table), COLUMNS[name]))
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise RunError(f"{path}: scores part lacks the column(s) {', '.join(missing)}; delete it and run the sweep "
+                       "again to recompute its cells")
+    return table.select(wanted).to_pandas()
+
+
 def read_scores(run: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The run's whole scores table (all parts). Raises RunError naming an unreadable part.
+    """The run's whole scores table (all parts; see :func:`read_part`). Raises RunError naming an unreadable
+    part.
 
     A row that appears in two parts (two processes that raced on one cell) is kept once.
     """
@@ -167,16 +206,7 @@ def read_scores(run: Path, columns: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in COLUMNS.items()})[
             columns or list(COLUMNS)
         ]
-    frames = []
-    for path in parts:
-        try:
-            frames.append(pq.read_table(path, columns=columns).to_pandas())
-        except Exception as err:  # pyarrow raises several types for a damaged file
-            raise RunError(
-                f"{path}: unreadable scores part ({type(err).__name__}); delete it and run the sweep again to "
-                "recompute its cells"
-            ) from None
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat([read_part(path, columns) for path in parts], ignore_index=True)
     key = [c for c in (*CELL_KEY, "metric") if c in table.columns]
     return table.drop_duplicates(subset=key, keep="first", ignore_index=True)
 
@@ -199,12 +229,7 @@ class DoneCells:
     def refresh(self) -> set[tuple]:
         new = [path for path in part_files(self.run) if path.name not in self._read]
         for path in new:
-            try:
-                table = pq.read_table(path, columns=list(CELL_KEY)).to_pandas()
-            except Exception as err:  # pyarrow raises several types for a damaged file
-                raise RunError(f"{path}: unreadable scores part ({type(err).__name__}); delete it and run the "
-                               "sweep again to recompute its cells") from None
-            self.keys.update(table.itertuples(index=False, name=None))
+            self.keys.update(read_part(path, list(CELL_KEY)).itertuples(index=False, name=None))
             self._read.add(path.name)
         return self.keys
 

@@ -1,12 +1,15 @@
-"""The sweep: corrupt each image with each mask and seed, inpaint it at every step count, score the output.
+"""The sweep: corrupt each image with each mask and seed, inpaint it with each sampler at every step count,
+score the output.
 
-A cell is (model, image, mask, seed) at one step count and one resampling setting; its scores go to the run
-folder's long table (``runs.COLUMNS``). Cells run in batches that share UNet calls; each batch's rows are one
-atomically written part, so an interrupted sweep started again skips what is done and loses nothing.
+A cell is (model, image, mask, seed, sampler) at one step count (and, for RePaint, one resampling setting); its
+scores go to the run folder's long table (``runs.COLUMNS``). Cells run in batches of one sampler that share UNet
+calls; each batch's rows are one atomically written part, so an interrupted sweep started again skips what is
+done and loses nothing.
 
-Seeds: a cell's mask comes from ``mask_seed("mask", mask, image, seed)`` and its diffusion noise from
-``mask_seed("noise", mask, image, seed)``, the same at every step count (common random numbers make the
-quality-vs-steps curve smoother), and independent of the batch it ran in.
+Seeds: a cell's mask comes from ``mask_seed("mask", mask, image, seed)`` and its diffusion noise from a
+``torch.Generator`` seeded with ``mask_seed("noise", mask, image, seed)``, the same at every step count and for
+every sampler (common random numbers make the quality-vs-steps curves smoother and the samplers' curves
+comparable), and independent of the batch it ran in.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
 from aaas_profile import precision, runs
+from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
-from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
 from aaas_profile.models import LoadedModel, load
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -61,9 +64,11 @@ class SweepConfig:
     masks: list[str] = field(default_factory=lambda: ["thick"])  # one family keeps the default sweep short
     steps: list[int] = field(default_factory=lambda: list(DEFAULT_STEPS))
     seeds: list[int] = field(default_factory=lambda: [0])
+    # samplers.SAMPLERS names; written and read as the key "sampler" (KEY_NAMES), like the --sampler option
+    samplers: list[str] = field(default_factory=lambda: ["repaint"])
     jump_length: int = 10  # RePaint's j
     jump_n_sample: int = 10  # RePaint's r
-    eta: float = 0.0  # see inpaint.RePaintConfig
+    eta: float = 0.0  # RePaint's; see samplers.RePaintSampler
     metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
     limit: int | None = None  # use only the first N images (sorted by name)
     batch_size: int = 8
@@ -82,11 +87,11 @@ class SweepConfig:
             except (OSError, tomllib.TOMLDecodeError) as err:
                 raise SweepError(f"{file}: cannot read the configuration ({err})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        types = {f.name: f.type for f in fields(cls)}
+        types = {KEY_NAMES.get(f.name, f.name): f.type for f in fields(cls)}  # by the names users write
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise SweepError(f"unknown configuration key(s): {', '.join(unknown)}; choose from {', '.join(types)}")
-        for key in ("masks", "metrics"):
+        for key in ("masks", "metrics", "sampler"):
             if isinstance(values.get(key), str):
                 values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
         for key in ("steps", "seeds"):
@@ -94,7 +99,8 @@ class SweepConfig:
                 values[key] = parse_ints(values[key], key)
         for key, value in values.items():
             values[key] = _checked_type(key, value, types[key], file)
-        config = cls(**values)
+        fields_by_key = {key: name for name, key in KEY_NAMES.items()}
+        config = cls(**{fields_by_key.get(k, k): v for k, v in values.items()})
         config.validate()
         return config
 
@@ -113,16 +119,35 @@ class SweepConfig:
             raise SweepError(f"unknown dtype '{self.dtype}': choose from {', '.join(precision.CHOICES)}")
         if self.limit is not None and self.limit < 1:
             raise SweepError(f"limit must be ≥ 1, got {self.limit}")
+        if not self.samplers:
+            raise SweepError("give at least one sampler")
+        unknown = [name for name in self.samplers if name not in samplers_mod.SAMPLERS]
+        if unknown:
+            raise SweepError(f"unknown sampler(s) {', '.join(map(repr, unknown))}: choose from "
+                             f"{', '.join(samplers_mod.SAMPLERS)}")
+        self.samplers = list(dict.fromkeys(self.samplers))
         self.steps = sorted(set(self.steps))
         self.seeds = list(dict.fromkeys(self.seeds))
         self.metrics = list(metrics_mod.select(self.metrics))
-        try:
-            RePaintConfig(self.jump_length, self.jump_n_sample, self.eta)
+        try:  # checked whichever samplers run: a run folder keeps one eta (FIXED)
+            samplers_mod.RePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
         except ValueError as err:
             raise SweepError(str(err)) from None
+        self.make_samplers()  # any parameter a sampler refuses: now, in one line (samplers.SamplerError)
+
+    def make_samplers(self) -> dict[str, samplers_mod.Sampler]:
+        """The sweep's samplers by name, in the configured order (RePaint with this sweep's j, r and eta)."""
+        return {name: samplers_mod.make_sampler(name, jump_length=self.jump_length,
+                                                jump_n_sample=self.jump_n_sample, eta=self.eta)
+                for name in self.samplers}
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({k: v for k, v in asdict(self).items() if v is not None})
+        return tomli_w.dumps({KEY_NAMES.get(k, k): v for k, v in asdict(self).items() if v is not None})
+
+
+# Fields whose configuration key (config.toml, --config files, from_sources' keywords) is not the field name:
+# one sampler name per entry, as the --sampler option.
+KEY_NAMES = {"samplers": "sampler"}
 
 
 def _checked_type(key: str, value, kind: str, file: Path | None):
@@ -195,6 +220,7 @@ class Cell:
     image_id: str
     mask: masks_mod.MaskSpec
     seed: int
+    sampler: str  # a key of Prepared.samplers
 
     @property
     def mask_seed(self) -> int:
@@ -207,7 +233,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class Shard:
-    """Shard ``index`` of ``count``: every ``count``-th cell (image × mask × seed, all its step counts) in the
+    """Shard ``index`` of ``count``: every ``count``-th cell (image × mask × seed × sampler, all its step counts) in the
     sweep's fixed cell order, starting at ``index``. Shards of one sweep write disjoint parts into one run
     folder; each resumes like a whole sweep, since every shard reads which cells all parts already hold."""
 
@@ -269,7 +295,8 @@ class Prepared:
     images: list[images_mod.Image]
     masks: list[masks_mod.MaskSpec]
     device: torch.device
-    repaint: RePaintConfig
+    samplers: dict[str, samplers_mod.Sampler]  # by name, in config.samplers' order
+    unet_calls: dict[tuple[str, int], int]  # (sampler, steps) → UNet calls one image costs
     shard: Shard = Shard()
     dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
     warnings: list[str] = field(default_factory=list)  # one line each, for the user, before the sweep starts
@@ -306,10 +333,13 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     for spec in masks:  # fail now, not after hours, on a mask that keeps everything or nothing
         for image in images:
             for seed in config.seeds:
-                spec.make(model.resolution, Cell(0, image.image_id, spec, seed).mask_seed)
-    prepared = Prepared(config, out, model, images, masks, device,
-                        RePaintConfig(config.jump_length, config.jump_n_sample, config.eta), shard, choice.reason,
-                        warnings)
+                spec.make(model.resolution, Cell(0, image.image_id, spec, seed, config.samplers[0]).mask_seed)
+    samplers = config.make_samplers()
+    # Every sampler at every step count, from its own scheduler: a count it refuses (dpm-solver at 1000) fails
+    # here, in one line (samplers.SamplerError), not hours into the sweep.
+    calls = {(name, steps): sampler.unet_calls(steps, model.scheduler_config)
+             for name, sampler in samplers.items() for steps in config.steps}
+    prepared = Prepared(config, out, model, images, masks, device, samplers, calls, shard, choice.reason, warnings)
     if next(plan(prepared, runs.done_cells(out) if out.is_dir() else set()), None) is not None:
         _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
     return prepared
@@ -393,12 +423,13 @@ def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
 
 
 def all_cells(prepared: Prepared) -> list[Cell]:
-    """All cells of the sweep in its fixed order (image, then mask, then seed)."""
+    """All cells of the sweep in its fixed order (image, then mask, then seed, then sampler)."""
     return [
-        Cell(i, image.image_id, spec, seed)
+        Cell(i, image.image_id, spec, seed, sampler)
         for i, image in enumerate(prepared.images)
         for spec in prepared.masks
         for seed in prepared.config.seeds
+        for sampler in prepared.samplers
     ]
 
 
@@ -418,39 +449,51 @@ class Item:
 def plan(prepared: Prepared, done: set[tuple]) -> Iterator[list[Item]]:
     """Batches of at most batch_size items this shard still has to run.
 
-    The shard's cells go in chunks of batch_size, all step counts of a chunk before the next, so whole curves
-    arrive early. Inside a chunk the items are ordered by step count, so most batches hold one step count;
-    where a chunk is part done or short, a batch mixes step counts, which still share UNet calls
-    (``inpaint`` runs them in lockstep)."""
+    A batch holds one sampler: the shard's cells go sampler by sampler (in the configured order), each
+    sampler's in chunks of batch_size, all step counts of a chunk before the next, so whole curves arrive early.
+    Inside a chunk the items are ordered by step count, so most batches hold one step count; where a chunk is
+    part done or short, a batch mixes step counts, which still share UNet calls (the sampler runs them in
+    lockstep)."""
     c = prepared.config
     mine = shard_cells(prepared)
-    for start in range(0, len(mine), c.batch_size):
-        chunk = mine[start:start + c.batch_size]
-        items = [Item(cell, steps) for steps in c.steps for cell in chunk
-                 if _key(prepared, cell, steps) not in done]
-        for first in range(0, len(items), c.batch_size):
-            yield items[first:first + c.batch_size]
+    for sampler in prepared.samplers:
+        cells = [cell for cell in mine if cell.sampler == sampler]
+        for start in range(0, len(cells), c.batch_size):
+            chunk = cells[start:start + c.batch_size]
+            items = [Item(cell, steps) for steps in c.steps for cell in chunk
+                     if _key(prepared, cell, steps) not in done]
+            for first in range(0, len(items), c.batch_size):
+                yield items[first:first + c.batch_size]
 
 
 def _key(prepared: Prepared, cell: Cell, steps: int) -> tuple:
-    c = prepared.config
-    return (prepared.model.name, cell.image_id, cell.mask.name, cell.seed, steps, c.jump_length, c.jump_n_sample)
+    """The cell at ``steps`` as a runs.CELL_KEY tuple (RePaint's jumps 0/0 for another sampler)."""
+    sampler = prepared.samplers[cell.sampler]
+    return (prepared.model.name, cell.image_id, cell.mask.name, cell.seed, sampler.name,
+            samplers_mod.sampler_params_json(sampler), steps, sampler.jump_length, sampler.jump_n_sample)
 
 
 def run_batch(prepared: Prepared, items: list[Item], run_id: str,
               on_call: Callable[[int], None] | None = None) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
-    """Inpaint and score one batch. Returns the rows, the outputs and the corrupted inputs (for saving).
+    """Inpaint (with the batch's one sampler) and score one batch. Returns the rows, the outputs and the
+    corrupted inputs (for saving).
 
-    ``wall_s`` of an item is its share of the batch's time, in proportion to the UNet calls it received (in a
-    batch of one step count: the batch time over its size)."""
+    Image i's noise comes from its own generator, seeded with its cell's noise seed on the UNet's device, so a
+    cell's output does not depend on its batch. ``wall_s`` of an item is its share of the batch's time, in
+    proportion to the UNet calls it received (in a batch of one step count: the batch time over its size)."""
     model, c = prepared.model, prepared.config
     size = model.resolution
     cells = [item.cell for item in items]
+    names = {cell.sampler for cell in cells}
+    if len(names) != 1:
+        raise ValueError(f"a batch runs one sampler, got {sorted(names)}")
+    sampler = prepared.samplers[names.pop()]
     originals = torch.stack([prepared.images[cell.image_index].tensor for cell in cells])
     masks = torch.stack([cell.mask.make(size, cell.mask_seed) for cell in cells])
+    generators = samplers_mod.make_generators([cell.noise_seed for cell in cells], next(model.unet.parameters()).device)
     start = perf_counter()
-    result = inpaint(model.unet, model.scheduler_config, originals, masks, [cell.noise_seed for cell in cells],
-                     [item.steps for item in items], prepared.repaint, on_call=on_call)
+    result = sampler.inpaint(model.unet, model.scheduler_config, originals, masks, generators,
+                             [item.steps for item in items], on_call=on_call)
     if prepared.device.type == "cuda":
         torch.cuda.synchronize(prepared.device)
     elapsed = perf_counter() - start
@@ -461,9 +504,8 @@ def run_batch(prepared: Prepared, items: list[Item], run_id: str,
         wall = elapsed * result.unet_calls[i] / total_calls
         for name in c.metrics:
             rows.append({
-                "run_id": run_id, "model": model.name, "image_id": cell.image_id, "mask": cell.mask.name,
-                "seed": cell.seed, "steps": item.steps, "jump_length": c.jump_length,
-                "jump_n_sample": c.jump_n_sample, "unet_calls": result.unet_calls[i], "wall_s": wall,
+                "run_id": run_id, **dict(zip(runs.CELL_KEY, _key(prepared, cell, item.steps), strict=True)),
+                "unet_calls": result.unet_calls[i], "wall_s": wall,
                 "device": str(prepared.device), "dtype": c.dtype, "batch_size": len(items), "metric": name,
                 "value": float(scores[name][i]),
                 "higher_is_better": metrics_mod.METRICS[name].higher_is_better,
@@ -473,7 +515,8 @@ def run_batch(prepared: Prepared, items: list[Item], run_id: str,
 
 
 def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, saved: dict) -> None:
-    """PNGs of the first ``save_images`` cells: original, corrupted input, output at each step count."""
+    """PNGs of the first ``save_images`` cells (image × mask × seed): original, corrupted input, and the output
+    of each sampler at each step count (:func:`image_name`)."""
     folder = prepared.run_dir / "images"
     for i, item in enumerate(items):
         cell = item.cell
@@ -485,7 +528,13 @@ def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, save
             saved[key].mkdir(parents=True, exist_ok=True)
             _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
             _png(corrupted[i], saved[key] / "corrupted.png")
-        _png(outputs[i], saved[key] / f"steps-{item.steps:04d}.png")
+        _png(outputs[i], saved[key] / image_name(cell.sampler, item.steps))
+
+
+def image_name(sampler: str, steps: int) -> str:
+    """The saved output of ``sampler`` at ``steps``: ``steps-0010.png`` for RePaint (the name from before there
+    were other samplers, which report.py reads), ``<sampler>-steps-0010.png`` for another."""
+    return ("" if sampler == "repaint" else f"{sampler}-") + f"steps-{steps:04d}.png"
 
 
 def _slug(text: str) -> str:
@@ -498,17 +547,19 @@ def _png(image: torch.Tensor, path: Path) -> None:
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Per resampling setting and metric: the median at the lowest and the highest step count swept, and the
-    direction. Settings are never pooled: a run folder may hold two (``resampling`` is "j/r")."""
+    """Per sampler, resampling setting and metric: the median at the lowest and the highest step count swept,
+    and the direction. Samplers and settings are never pooled: a run folder may hold several (``sampler`` and
+    ``sampler_params`` as in the scores table, ``resampling`` is RePaint's "j/r", "0/0" for another sampler)."""
     rows = []
-    if not {"jump_length", "jump_n_sample"} <= set(table.columns):
-        table = table.assign(jump_length=0, jump_n_sample=0)  # a bare table: one setting, unnamed
-    settings = table[["jump_length", "jump_n_sample"]].drop_duplicates().sort_values(["jump_length", "jump_n_sample"])
-    for jl, jn in settings.itertuples(index=False):
-        same = table[(table["jump_length"] == jl) & (table["jump_n_sample"] == jn)]
-        rows.extend({"resampling": f"{jl}/{jn}", **row} for row in _summarise_setting(same))
-    return pd.DataFrame(rows, columns=["resampling", "metric", "better", "steps_low", "median_low", "steps_high",
-                                       "median_high", "rows"])
+    # A bare table (no such columns): one setting, unnamed, of one sampler.
+    defaults = {"jump_length": 0, "jump_n_sample": 0, **runs.LEGACY_SAMPLER}
+    table = table.assign(**{k: v for k, v in defaults.items() if k not in table.columns})
+    group = ["sampler", "sampler_params", "jump_length", "jump_n_sample"]
+    for (name, params, jl, jn), same in table.groupby(group, sort=True):
+        rows.extend({"sampler": name, "sampler_params": params, "resampling": f"{jl}/{jn}", **row}
+                    for row in _summarise_setting(same))
+    return pd.DataFrame(rows, columns=["sampler", "sampler_params", "resampling", "metric", "better", "steps_low",
+                                       "median_low", "steps_high", "median_high", "rows"])
 
 
 def _summarise_setting(table: pd.DataFrame) -> list[dict]:
@@ -545,9 +596,9 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     run_dir = prepared.run_dir
     done = runs.DoneCells(run_dir)
     todo = list(plan(prepared, done.refresh()))
-    calls = {steps: unet_calls(steps, prepared.repaint, prepared.model.scheduler_config) for steps in config.steps}
+    calls = prepared.unet_calls
     total_cells = len(shard_cells(prepared)) * len(config.steps)
-    planned_calls = sum(calls[item.steps] for batch in todo for item in batch)
+    planned_calls = sum(calls[item.cell.sampler, item.steps] for batch in todo for item in batch)
     if not todo:  # nothing to do: write nothing (a finished run on a read-only disk resumes cleanly)
         return SweepResult(run_dir, prepared.config, 0, total_cells, 0.0, 0, summarise(runs.read_scores(run_dir)))
     _check_writable_run(prepared)  # check first, write last (again: prepare may have been long ago)
@@ -571,7 +622,7 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
             if prepared.config.save_images:
                 _save_images(prepared, items, outputs, corrupted, saved)
             ran += len(items)
-            calls_run += sum(calls[item.steps] for item in items)
+            calls_run += sum(calls[item.cell.sampler, item.steps] for item in items)
             progress.batch_done(len(items))
         # Cells another process claimed and then gave up (it died) are free again: take them in another pass.
         todo = list(plan(prepared, done.refresh())) if ran > ran_before else []
@@ -620,21 +671,32 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
         "seeds": {
             "cell_seeds": prepared.config.seeds,
             "mask_seed": 'masks.mask_seed("mask", mask, image_id, seed)',
-            "noise_seed": 'masks.mask_seed("noise", mask, image_id, seed)',
+            "noise_seed": 'masks.mask_seed("noise", mask, image_id, seed), for every sampler',
+            "generators": "samplers.make_generators(noise seeds, unet device): one per cell",
             "torch_generator_device": str(prepared.device),
         },
         "images": [image.image_id for image in prepared.images],
         "masks": [spec.name for spec in prepared.masks],
+        # every sampler this folder was swept with (a folder from before samplers: RePaint's rows only)
+        "samplers": {**data.get("samplers", {}), **{name: _describe(sampler)
+                                                    for name, sampler in prepared.samplers.items()}},
     })
     data.setdefault("invocations", []).append({
         "id": invocation,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": _command_line(),
         "shard": str(prepared.shard),
+        "samplers": list(prepared.samplers),
         "host": platform.node(),
         "cells_already_done": done_before,
     })
     manifest.write(data)
+
+
+def _describe(sampler: samplers_mod.Sampler) -> dict:
+    """A sampler as manifest.json records it: what its rows hold in the sampler columns."""
+    return {"sampler_params": samplers_mod.sampler_params_json(sampler), "jump_length": sampler.jump_length,
+            "jump_n_sample": sampler.jump_n_sample}
 
 
 def _finish_manifest(prepared: Prepared, invocation: str, ran: int, wall: float) -> None:

@@ -96,6 +96,26 @@ def test_bad_input_gives_one_line_and_keeps_what_was_written(model_dir, image_di
     assert runs.read_scores(out).equals(before)
 
 
+def test_several_samplers_get_a_column_each_in_the_summary(model_dir, image_dir, tmp_path):
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--metrics", "tv", "--sampler",
+                    "ddim,dpm-solver", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "2 samplers (ddim, dpm-solver)" in result.output and "4 cells run, 0 already done" in result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert lines.keys() == {"ddim", "dpm-solver"}  # one row each, not pooled
+    assert re.search(r"^┃ sampler +┃ metric", result.output, re.M)  # the header: sampler first
+    for name in ("ddim", "dpm-solver"):
+        assert lines[name].split("│")[-2].strip() == "2"  # rows: its 2 images at 5 steps
+
+
+def test_an_unknown_sampler_is_one_line_and_writes_nothing(model_dir, image_dir, tmp_path):
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--sampler", "repaint,ddpm",
+                    "--out", tmp_path / "run")
+    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, ddim, dpm-solver")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("fill, words", [(255, "nothing to inpaint"), (0, "nothing known")])
 def test_full_and_empty_user_masks_are_refused(model_dir, image_dir, tmp_path, fill, words):
     masks = tmp_path / "mymasks"

@@ -83,11 +83,12 @@ def test_a_live_claim_is_left_alone_and_a_dead_ones_cells_are_taken_over(model_d
 
 def test_claimed_cells_reads_live_claims_and_removes_dead_ones(tmp_path):
     runs.scores_dir(tmp_path).mkdir()
-    live = runs.Claim(tmp_path, [("m", "a.png", "half", 0, 5, 1, 1)])
+    a = ("m", "a.png", "half", 0, "ddim", "{}", 5, 0, 0)
+    live = runs.Claim(tmp_path, [a])
     dead = runs.scores_dir(tmp_path) / ".claim-host-1-dead.json"
-    dead.write_text(json.dumps([["m", "b.png", "half", 0, 5, 1, 1]]))
+    dead.write_text(json.dumps([["m", "b.png", "half", 0, "ddim", "{}", 5, 0, 0]]))
     with runs.scores_lock(tmp_path):
-        assert runs.claimed_cells(tmp_path) == {("m", "a.png", "half", 0, 5, 1, 1)}
+        assert runs.claimed_cells(tmp_path) == {a}
     assert not dead.exists() and live.path.exists()
     with live.path.open() as other:  # the owner's lock is what makes a claim live
         try:
@@ -97,3 +98,29 @@ def test_claimed_cells_reads_live_claims_and_removes_dead_ones(tmp_path):
             pass
     live.release()
     assert not live.path.exists()
+
+
+def test_a_claim_from_before_the_sampler_columns_claims_repaint_cells(tmp_path):
+    """A process of the previous version (keys without sampler) still running on the folder: its cells are
+    RePaint's, with params "{}", in CELL_KEY order."""
+    runs.scores_dir(tmp_path).mkdir()
+    with (runs.scores_dir(tmp_path) / ".claim-host-2-old.json").open("x") as old:
+        fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        json.dump([["m", "a.png", "half", 0, 5, 1, 1]], old)
+        old.flush()
+        with runs.scores_lock(tmp_path):
+            assert runs.claimed_cells(tmp_path) == {("m", "a.png", "half", 0, "repaint", "{}", 5, 1, 1)}
+
+
+def test_a_row_written_without_the_sampler_keys_is_repaints(tmp_path):
+    """Rows from code that predates the sampler columns (test tables, scripts) are RePaint's, not sampler-less."""
+    row = {"run_id": "r", "model": "m", "image_id": "a.png", "mask": "half", "seed": 0, "steps": 5, "jump_length": 1,
+           "jump_n_sample": 1, "unet_calls": 5, "wall_s": 0.1, "device": "cpu", "dtype": "fp32", "batch_size": 1,
+           "metric": "tv", "value": 0.5, "higher_is_better": False}
+    runs.write_part(tmp_path, [row, {**row, "sampler": "ddim", "sampler_params": "{}", "jump_length": 0,
+                                     "jump_n_sample": 0}])
+    table = runs.read_scores(tmp_path)
+    assert list(zip(table["sampler"], table["sampler_params"], table["jump_length"], strict=True)) == [
+        ("repaint", "{}", 1), ("ddim", "{}", 0)]
+    assert runs.done_cells(tmp_path) == {("m", "a.png", "half", 0, "repaint", "{}", 5, 1, 1),
+                                         ("m", "a.png", "half", 0, "ddim", "{}", 5, 0, 0)}

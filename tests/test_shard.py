@@ -45,17 +45,27 @@ def test_shards_split_the_cells_into_disjoint_covering_sets(model_dir, image_dir
     owned = [[c for p, c in enumerate(cells) if Shard(i, 3).owns(p)] for i in range(3)]
     assert sorted(len(o) for o in owned) == [2, 2, 2]
     assert {id(c) for o in owned for c in o} == {id(c) for c in cells}
+    # With two samplers a cell is image × mask × seed × sampler: 12 cells, each sampler's spread over the shards.
+    prepared = sweep.prepare(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,ddim"))
+    cells = sweep.all_cells(prepared)
+    assert len(cells) == 12 and len(set(cells)) == 12
+    owned = [[c for p, c in enumerate(cells) if Shard(i, 3).owns(p)] for i in range(3)]
+    assert sorted(len(o) for o in owned) == [4, 4, 4] and set().union(*owned) == set(cells)
+    assert all({c.sampler for c in o} == {"repaint", "ddim"} for o in owned)
 
 
 def test_two_shards_give_exactly_the_rows_of_one_process(model_dir, image_dir, tmp_path):
-    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one")).run_dir)
-    first = sweep.run(config(model_dir, image_dir, tmp_path / "sharded"), shard=Shard(0, 2))
-    assert first.cells_run == 6  # 3 of the 6 cells, at two step counts
-    second = sweep.run(config(model_dir, image_dir, tmp_path / "sharded"), shard=Shard(1, 2))
-    assert second.cells_run == 6
-    same_rows(whole, runs.read_scores(tmp_path / "sharded"))
+    kw = {"sampler": "repaint,dpm-solver"}
+    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one", **kw)).run_dir)
+    first = sweep.run(config(model_dir, image_dir, tmp_path / "sharded", **kw), shard=Shard(0, 2))
+    assert first.cells_run == 12  # 6 of the 12 cells (samplers included), at two step counts
+    second = sweep.run(config(model_dir, image_dir, tmp_path / "sharded", **kw), shard=Shard(1, 2))
+    assert second.cells_run == 12
+    sharded = runs.read_scores(tmp_path / "sharded")
+    same_rows(whole, sharded)
+    assert sharded.groupby("sampler")["run_id"].size().to_dict() == {"repaint": 6 * 2 * 6, "dpm-solver": 6 * 2 * 6}
     invocations = runs.Manifest(tmp_path / "sharded" / "manifest.json").read()["invocations"]
-    assert [(i["shard"], i["cells_run"]) for i in invocations] == [("0/2", 6), ("1/2", 6)]
+    assert [(i["shard"], i["cells_run"]) for i in invocations] == [("0/2", 12), ("1/2", 12)]
 
 
 class StopAfter(sweep.Progress):
@@ -93,12 +103,14 @@ def local_ray():
 def test_ray_runs_the_shards_and_gives_the_same_rows(model_dir, image_dir, tmp_path, local_ray):
     from aaas_profile.distributed import run_on_ray
 
-    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one")).run_dir)
+    kw = {"sampler": "repaint,ddim", "masks": "half,thick"}  # the shards carry the samplers
+    whole = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "one", **kw)).run_dir)
     seen = []
-    result, reports = run_on_ray(config(model_dir, image_dir, tmp_path / "ray"), "local", shards=2,
+    result, reports = run_on_ray(config(model_dir, image_dir, tmp_path / "ray", **kw), "local", shards=2,
                                  on_progress=lambda done, total: seen.append((done, total)))
     assert [r["shard"] for r in reports] == ["0/2", "1/2"]
-    assert result.cells_run == 12 and seen[-1] == (12, 12)
+    assert result.cells_run == 16 and seen[-1] == (16, 16)  # 2 images × 2 masks × 2 samplers × 2 step counts
+    assert set(result.summary["sampler"]) == {"repaint", "ddim"}
     same_rows(whole, runs.read_scores(tmp_path / "ray"), exact=False)  # Ray workers run 1 thread each
 
 

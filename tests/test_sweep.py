@@ -1,15 +1,17 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import tomllib
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_scores_close, sweep_config
+from conftest import assert_scores_close, save_model, sweep_config, write_images
 
 from aaas_profile import runs, sweep
 from aaas_profile.metrics import ALL
@@ -135,6 +137,14 @@ def test_summary_reports_medians_at_both_ends():
     row = sweep.summarise(table).iloc[0]
     assert (row.steps_low, row.median_low, row.steps_high, row.median_high, row.better) == (
         10, pytest.approx(0.2), 50, pytest.approx(0.7), "higher")
+    # Two samplers in one folder are never pooled, even at the same j/r columns (0/0: neither is RePaint).
+    two = pd.concat([table.assign(sampler="dpm-solver", sampler_params=DPM_PARAMS, jump_length=0, jump_n_sample=0),
+                     table.assign(sampler="ddim", sampler_params="{}", jump_length=0, jump_n_sample=0,
+                                  value=[0.0, 0.2, 0.4, 0.6])])
+    summary = sweep.summarise(two).set_index("sampler")
+    assert summary.loc["ddim", "median_high"] == pytest.approx(0.5) and summary.loc["ddim", "resampling"] == "0/0"
+    assert summary.loc["dpm-solver", "median_high"] == pytest.approx(0.7) and summary.loc["dpm-solver", "rows"] == 4
+    assert summary.loc["dpm-solver", "sampler_params"] == DPM_PARAMS
 
 
 def test_a_sweep_scores_each_output_against_its_original_in_piqs_order(model_dir, image_dir, tmp_path):
@@ -172,3 +182,180 @@ def test_a_cuda_sweep_gives_the_same_rows_in_any_batch(model_dir, image_dir, tmp
     assert len(merged) == len(one)
     rel = 1e-2 if dtype == "fp32" else 0.1
     assert merged["value_1"].to_numpy() == pytest.approx(merged["value_8"].to_numpy(), rel=rel, abs=rel / 10)
+
+
+# --- samplers (issue 19 B) ---------------------------------------------------------------------------------
+
+FIXTURE = Path(__file__).parent / "data" / "sweep-v1"
+DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
+# Where the fixture was written (its manifest; the CPU kernels from torch.backends.cpu.get_cpu_capability()).
+FIXTURE_ENV = ("2.14.1", 2, "AVX512")
+
+
+@pytest.fixture
+def old_run(tmp_path, monkeypatch):
+    """tests/data/sweep-v1 (a run folder written before the sampler columns, see its README) next to the
+    model and images it was made from, rebuilt the same way; the working directory is that folder, since the
+    run's config.toml records relative paths. Returns the config of the command that wrote it."""
+    save_model(tmp_path / "tiny-ddpm")
+    write_images(tmp_path / "images", n=2)
+    shutil.copytree(FIXTURE / "run", tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "run" / "config.toml"
+
+
+def test_an_old_run_folder_resumes_without_recomputing_and_adds_only_new_sampler_cells(old_run):
+    before = runs.read_scores("run")
+    assert list(before.columns) == list(runs.COLUMNS) and len(before) == 8
+    assert before["sampler"].dtype == before["mask"].dtype  # filled as the type a new part's column has
+    assert set(before["sampler"]) == {"repaint"} and set(before["sampler_params"]) == {"{}"}
+    parts = runs.part_files("run")
+
+    again = sweep.run(sweep.SweepConfig.from_sources(old_run))  # the same command
+    assert (again.cells_run, again.cells_skipped) == (0, 4)
+    assert runs.part_files("run") == parts
+
+    more = sweep.run(sweep.SweepConfig.from_sources(old_run, sampler="repaint,ddim"))
+    assert (more.cells_run, more.cells_skipped) == (4, 4)  # only ddim's 2 images × 2 step counts
+    table = runs.read_scores("run")
+    ddim = table[table["sampler"] == "ddim"]
+    assert len(ddim) == 8 and (ddim["unet_calls"] == ddim["steps"]).all()
+    assert (ddim[["jump_length", "jump_n_sample"]] == 0).all().all() and set(ddim["sampler_params"]) == {"{}"}
+    kept = table[table["sampler"] == "repaint"].sort_values(KEY, ignore_index=True)
+    assert kept.equals(before.sort_values(KEY, ignore_index=True))  # the old rows as they were
+    assert tomllib.loads(Path("run/config.toml").read_text())["sampler"] == ["repaint", "ddim"]
+    manifest = json.loads(Path("run/manifest.json").read_text())
+    assert manifest["samplers"]["ddim"] == {"sampler_params": "{}", "jump_length": 0, "jump_n_sample": 0}
+    assert manifest["invocations"][-1]["samplers"] == ["repaint", "ddim"]
+
+
+def test_repaint_through_the_sampler_interface_gives_todays_rows(old_run, tmp_path):
+    """The fixture's rows again: bit for bit where this process computes as the one that wrote them (same torch,
+    thread count and CPU kernels, FIXTURE_ENV), else within SCORE_ATOL (another machine sums in another order);
+    and the outputs of inpaint.inpaint, which seeds its own generators from the cells' noise seeds, bit for bit."""
+    from aaas_profile.inpaint import RePaintConfig, inpaint
+
+    config = sweep.SweepConfig.from_sources(old_run, out=str(tmp_path / "new"))
+    fresh = runs.read_scores(sweep.run(config).run_dir)
+    old = runs.read_scores("run")
+    merged = old.merge(fresh, on=KEY, suffixes=("_old", "_new"))
+    assert len(merged) == len(old) == len(fresh) == 8
+    here = (torch.__version__.split("+")[0], torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())
+    if here == FIXTURE_ENV:
+        assert merged["value_old"].to_numpy().tobytes() == merged["value_new"].to_numpy().tobytes()
+    else:
+        assert_scores_close(old, fresh, KEY)
+    assert (merged["unet_calls_old"] == merged["unet_calls_new"]).all()
+
+    prepared = sweep.prepare(config)
+    items = [sweep.Item(cell, steps) for cell in sweep.all_cells(prepared) for steps in config.steps]
+    rows, outputs, _ = sweep.run_batch(prepared, items, "run")
+    cells = [item.cell for item in items]
+    originals = torch.stack([prepared.images[cell.image_index].tensor for cell in cells])
+    masks = torch.stack([cell.mask.make(prepared.model.resolution, cell.mask_seed) for cell in cells])
+    today = inpaint(prepared.model.unet, prepared.model.scheduler_config, originals, masks,
+                    [cell.noise_seed for cell in cells], [item.steps for item in items], RePaintConfig(1, 1, 0.0))
+    assert torch.equal(outputs, today.images)
+    assert [row["unet_calls"] for row in rows[::2]] == today.unet_calls
+
+
+class CountCalls(sweep.Progress):
+    def start(self, total_calls, total_cells):
+        self.planned, self.calls = total_calls, 0
+
+    def unet_call(self, images):
+        self.calls += images
+
+
+# RePaint with j = r = 2 at 5 steps walks 800 600 400 (jump up to 800) 600 400 200 0 (up to 400) 200 0: 9 UNet
+# calls; at 2 steps (800 0) it never jumps: 2.
+REPAINT_2_2_CALLS = {2: 2, 5: 9}
+
+
+def test_three_samplers_in_one_sweep(model_dir, image_dir, tmp_path):
+    progress = CountCalls()
+    result = sweep.run(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,ddim,dpm-solver",
+                              masks="half", steps="2,5", jump_length=2, jump_n_sample=2, metrics="tv,haarpsi"),
+                       progress=progress)
+    table = runs.read_scores(result.run_dir)
+    assert len(table) == 3 * 2 * 2 * 2 and not table.duplicated(KEY).any()  # samplers × images × steps × metrics
+    cells = table.drop_duplicates(list(runs.CELL_KEY)).set_index(["sampler", "image_id", "steps"])
+    for image in ("img0.png", "img1.png"):
+        for steps in (2, 5):
+            repaint, ddim, dpm = (cells.loc[(s, image, steps)] for s in ("repaint", "ddim", "dpm-solver"))
+            assert repaint["unet_calls"] == REPAINT_2_2_CALLS[steps] and ddim["unet_calls"] == steps
+            assert dpm["unet_calls"] == steps
+            assert (repaint["jump_length"], repaint["jump_n_sample"], repaint["sampler_params"]) == (2, 2, "{}")
+            assert (ddim["jump_length"], ddim["jump_n_sample"], ddim["sampler_params"]) == (0, 0, "{}")
+            assert (dpm["jump_length"], dpm["jump_n_sample"], dpm["sampler_params"]) == (0, 0, DPM_PARAMS)
+    assert cells.loc[("repaint", "img0.png", 5), "unet_calls"] > 5  # resampling: RePaint pays more
+    tv = table[table["metric"] == "tv"].set_index(["sampler", "image_id", "steps"])["value"]
+    assert tv[("ddim", "img0.png", 5)] != tv[("dpm-solver", "img0.png", 5)] != tv[("repaint", "img0.png", 5)]
+    # The progress bar's plan is what ran: each sampler's own UNet calls.
+    assert progress.planned == progress.calls == result.unet_calls == int(cells["unet_calls"].sum())
+    # Never pooled: one summary row per sampler and metric, over that sampler's 4 cells.
+    assert sorted(zip(result.summary["sampler"], result.summary["metric"], strict=True)) == sorted(
+        (s, m) for s in ("repaint", "ddim", "dpm-solver") for m in ("tv", "haarpsi"))
+    assert set(result.summary["rows"]) == {4}
+    saved = sorted(p.name for p in next((result.run_dir / "images").iterdir()).iterdir())
+    assert saved == ["corrupted.png", "ddim-steps-0002.png", "ddim-steps-0005.png", "dpm-solver-steps-0002.png",
+                     "dpm-solver-steps-0005.png", "original.png", "steps-0002.png", "steps-0005.png"]
+
+
+def test_samplers_come_from_the_option_and_the_config_file(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('sampler = ["ddim", "repaint"]\n')
+    cfg = sweep.SweepConfig.from_sources(path)
+    assert cfg.samplers == ["ddim", "repaint"]
+    assert sweep.SweepConfig.from_sources(path, sampler="dpm-solver,ddim,dpm-solver").samplers == ["dpm-solver", "ddim"]
+    assert tomllib.loads(cfg.to_toml())["sampler"] == ["ddim", "repaint"]
+    assert sweep.SweepConfig().samplers == ["repaint"]
+    with pytest.raises(sweep.SweepError, match=r"unknown sampler\(s\) 'ddpm': choose from repaint, ddim, dpm-solver"):
+        sweep.SweepConfig.from_sources(sampler="repaint,ddpm")
+    path.write_text('samplers = ["ddim"]\n')
+    with pytest.raises(sweep.SweepError, match="unknown configuration key"):
+        sweep.SweepConfig.from_sources(path)
+
+
+def test_the_default_run_folder_is_the_same_with_samplers():
+    """Default folders made before samplers still resume: the digest is today's (computed at c9c68e6), and
+    adding a sampler extends the folder like adding a step count."""
+    from types import SimpleNamespace
+
+    faces = SimpleNamespace(name="faces")
+    default = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="fp32")
+    assert sweep.default_out(default, faces) == Path("results/faces-eval-f0ca9ca1")
+    more = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="fp32", samplers=["repaint", "ddim"])
+    assert sweep.default_out(more, faces) == Path("results/faces-eval-f0ca9ca1")
+    other = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="bf16", metrics=["tv"], eta=0.5)
+    assert sweep.default_out(other, SimpleNamespace(name="celeba")) == Path("results/celeba-eval-3852bf78")
+
+
+def test_a_cells_output_does_not_depend_on_its_batch_for_any_sampler(model_dir, image_dir, tmp_path):
+    """Batches hold one sampler; in each sampler's batch (two step counts mixed) every cell gets the output it
+    gets alone, up to float rounding (test_inpaint.BATCH_ATOL): its noise comes from its own generator."""
+    from test_inpaint import BATCH_ATOL
+
+    prepared = sweep.prepare(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,ddim,dpm-solver",
+                                    masks="half", steps="2,5", metrics="tv", batch_size=4))
+    items = [sweep.Item(cell, steps) for cell in sweep.all_cells(prepared) for steps in (2, 5)]
+    batches = list(sweep.plan(prepared, set()))
+    assert [{item.cell.sampler for item in batch} for batch in batches] == [{"repaint"}, {"ddim"}, {"dpm-solver"}]
+    assert sorted(map(str, (i for b in batches for i in b))) == sorted(map(str, items))
+    for name in prepared.samplers:
+        mine = [item for item in items if item.cell.sampler == name]
+        _, together, _ = sweep.run_batch(prepared, mine, "run")
+        for i, item in enumerate(mine):
+            _, alone, _ = sweep.run_batch(prepared, [item], "run")
+            assert torch.allclose(together[i:i + 1], alone, atol=BATCH_ATOL), (name, item.steps)
+        assert not torch.allclose(together[0], together[2], atol=BATCH_ATOL)  # two images: two outputs
+    with pytest.raises(ValueError, match="a batch runs one sampler"):
+        sweep.run_batch(prepared, [items[0], items[2]], "run")
+
+
+def test_a_step_count_a_sampler_refuses_fails_before_anything_is_written(model_dir, image_dir, tmp_path):
+    from aaas_profile.samplers import SamplerError
+
+    with pytest.raises(SamplerError, match="dpm-solver cannot take 1000 steps"):
+        sweep.prepare(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,dpm-solver", steps="5,1000"))
+    assert not (tmp_path / "run").exists()

@@ -56,6 +56,7 @@ def sweep(
     masks: Annotated[str | None, typer.Option(help="Comma list of mask families (thick, thin, half, expand, line, box) and/or folders of mask images (white = keep). \\[default: thick]")] = None,  # noqa: E501
     steps: Annotated[str | None, typer.Option(help="Step counts, e.g. 10,20,25,50. Use divisors of the 1000 training steps: the scheduler spaces timesteps by 1000 // steps, so other counts start from a lower noise level. \\[default: 1,2,5,10,20,25,50: the rise at 1-5 steps and the plateau after it, a few CPU minutes on the bundled model; the paper swept 10-250]")] = None,  # noqa: E501
     seeds: Annotated[str | None, typer.Option(help="Seeds per image × mask, e.g. 0,1 or 0-4. \\[default: 0]")] = None,  # noqa: E501
+    sampler: Annotated[str | None, typer.Option(help="Comma list of samplers, each swept over the same cells and step counts (one curve each): repaint (RePaint, with --jump-length/--jump-n-sample), ddim (DDIM, eta 0), dpm-solver (DPM-Solver++ 2nd order); ddim and dpm-solver keep the known region by replacement and cost one UNet call a step. \\[default: repaint]")] = None,  # noqa: E501
     jump_length: Annotated[int | None, typer.Option("--jump-length", help="RePaint's resampling jump j (1 with --jump-n-sample 1 turns resampling off). \\[default: 10]")] = None,  # noqa: E501
     jump_n_sample: Annotated[int | None, typer.Option("--jump-n-sample", help="RePaint's resampling count r. \\[default: 10]")] = None,  # noqa: E501
     eta: Annotated[float | None, typer.Option(help="Noise weight of the unknown part's update: 0 = diffusers' RePaint default, 1 = DDPM. \\[default: 0]")] = None,  # noqa: E501
@@ -71,7 +72,8 @@ def sweep(
     ray: Annotated[str | None, typer.Option(help="Run the shards as Ray tasks (one GPU each): 'local' starts Ray here, 'auto' joins a running cluster, or ray://HOST:PORT. Needs aaas-profile[ray].")] = None,  # noqa: E501
     shards: Annotated[int | None, typer.Option(help="Number of shards with --ray. \\[default: the cluster's GPUs, else CPUs / 2]")] = None,  # noqa: E501
 ) -> None:
-    """Corrupt images, inpaint them with RePaint at a sweep of step counts, and score every output.
+    """Corrupt images, inpaint them with RePaint (or other samplers, --sampler) at a sweep of step counts, and
+    score every output.
 
     Examples:
 
@@ -83,6 +85,8 @@ def sweep(
       torchrun --nproc-per-node 8 -m aaas_profile.cli sweep --model celeba --out results/celeba
 
       aaas-profile sweep --model celeba --out results/celeba --ray auto
+
+      aaas-profile sweep --sampler repaint,ddim,dpm-solver --steps 5,10,25,50
 
     Writes results/<run>/ (config.toml, manifest.json, scores/part-*.parquet, images/). Running the same
     command again resumes: finished cells are skipped (without --out the folder's name is a digest of the
@@ -99,16 +103,16 @@ def sweep(
         if shard is not None:
             fail("--shard and --ray exclude each other: Ray makes the shards itself")
         _sweep_on_ray(config, ray, shards, errors, model=model, data=None if data is None else str(data),
-                      masks=masks, steps=steps, seeds=seeds, jump_length=jump_length, jump_n_sample=jump_n_sample,
-                      eta=eta, metrics=metrics, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
-                      save_images=save_images, out=None if out is None else str(out))
+                      masks=masks, steps=steps, seeds=seeds, sampler=sampler, jump_length=jump_length,
+                      jump_n_sample=jump_n_sample, eta=eta, metrics=metrics, limit=limit, batch_size=batch_size,
+                      device=device, dtype=dtype, save_images=save_images, out=None if out is None else str(out))
         return
     try:
         part = sweep_mod.Shard.parse(shard) if shard else sweep_mod.Shard.from_env(dict(os.environ))
         cfg = sweep_mod.SweepConfig.from_sources(
             config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
-            jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics, limit=limit,
-            batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
+            sampler=sampler, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics,
+            limit=limit, batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
             out=None if out is None else str(out),
         )
         prepared = sweep_mod.prepare(cfg, part)
@@ -119,7 +123,8 @@ def sweep(
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
-        f"{len(cfg.steps)} step counts · {prepared.device} {prepared.config.dtype} · run folder {prepared.run_dir}"
+        + (f"{len(cfg.samplers)} samplers ({', '.join(cfg.samplers)}) × " if len(cfg.samplers) > 1 else "")
+        + f"{len(cfg.steps)} step counts · {prepared.device} {prepared.config.dtype} · run folder {prepared.run_dir}"
         + (f" · shard {part}" if part.count > 1 else ""),
         highlight=False,
     )
@@ -132,6 +137,16 @@ def sweep(
     finally:
         progress.stop()
     _print_summary(result)
+
+
+def sampler_labels(summary):
+    """The summary's sampler names, with their parameters where one name appears with two sets of them."""
+    import pandas as pd
+
+    if summary.empty:
+        return pd.Series([], dtype=object, index=summary.index)
+    ambiguous = summary.groupby("sampler")["sampler_params"].transform("nunique") > 1
+    return summary["sampler"].where(~ambiguous, summary["sampler"] + " " + summary["sampler_params"])
 
 
 def _sweep_on_ray(config: Path | None, address: str, shards: int | None, errors, **options) -> None:
@@ -162,14 +177,20 @@ def _sweep_on_ray(config: Path | None, address: str, shards: int | None, errors,
 
 
 def _print_summary(result: sweep_mod.SweepResult) -> None:
-    several = result.summary["resampling"].nunique() > 1  # a run folder with two j/r settings: never pooled
+    summary = result.summary
+    # A run folder with several samplers or j/r settings: a column for each (the summary never pools them).
+    labels = sampler_labels(summary)
+    samplers = labels.nunique() > 1
+    settings = summary.groupby(labels)["resampling"].nunique().max() > 1 if len(summary) else False
     table = Table(title=f"{result.run_dir} · medians over images × masks × seeds")
-    for column in (*(["j/r"] if several else []), "metric", "better", "lowest steps", "median", "highest steps",
-                   "median", "rows"):
-        table.add_column(column, justify="left" if column in ("j/r", "metric", "better") else "right")
-    for row in result.summary.itertuples():
-        table.add_row(*([row.resampling] if several else []), row.metric, row.better, str(row.steps_low),
-                      f"{row.median_low:.4g}", str(row.steps_high), f"{row.median_high:.4g}", str(row.rows))
+    first = [*(["sampler"] if samplers else []), *(["j/r"] if settings else [])]
+    for column in (*first, "metric", "better", "lowest steps", "median", "highest steps", "median", "rows"):
+        table.add_column(column, justify="left" if column in (*first, "metric", "better") else "right",
+                         min_width=max(map(len, labels)) if column == "sampler" else None)  # names unshortened
+    for label, row in zip(labels, summary.itertuples(), strict=True):
+        table.add_row(*([label] if samplers else []), *([row.resampling] if settings else []), row.metric,
+                      row.better, str(row.steps_low), f"{row.median_low:.4g}", str(row.steps_high),
+                      f"{row.median_high:.4g}", str(row.rows))
     console.print(table)
     rate = result.unet_calls / result.wall_s if result.wall_s > 0 else 0.0
     console.print(
