@@ -60,14 +60,16 @@ def _run_shard(config: sweep.SweepConfig, index: int, count: int, threads: int) 
 
 
 def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = None,
-               on_progress: Callable[[int, int], None] | None = None) -> tuple[sweep.SweepResult, list[dict]]:
+               on_progress: Callable[[int, int], None] | None = None,
+               prepared: sweep.Prepared | None = None) -> tuple[sweep.SweepResult, list[dict]]:
     """Run a whole sweep as Ray tasks and return the run folder's summary and each shard's report.
 
     The sweep is validated and its run folder fixed here, on the driver, before any task starts, so every
     shard writes to the same folder. ``shards`` defaults to the cluster's GPUs, or one shard per two CPUs.
-    ``on_progress(cells_done, cells_total)`` is called while the tasks run.
+    ``on_progress(cells_done, cells_total)`` is called while the tasks run. ``prepared``: ``sweep.prepare(config)``
+    when the caller has already made it (to show its warnings first).
     """
-    prepared = sweep.prepare(config)
+    prepared = prepared or sweep.prepare(config)
     # The driver's resolved configuration (dtype "auto" already decided, the run folder fixed, the samplers
     # checked): every shard runs what the driver checked, whatever hardware its node has.
     config = replace(prepared.config, out=str(prepared.run_dir.resolve()))

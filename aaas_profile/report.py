@@ -371,11 +371,11 @@ def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budge
                 cells.append(f'<td><img src="{data_uri(found[sampler][n])}" alt="{html.escape(folder.name)} '
                              f'{html.escape(label)}"><br>{n} st. · {cost[sampler][n]:,.0f}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
-        originals = "".join(f'<img src="{data_uri(folder / name)}" alt="{html.escape(folder.name)} {name[:-4]}">'
-                            for name in ("original.png", "corrupted.png") if (folder / name).exists())
+        inputs = [f'<td><img src="{data_uri(folder / name)}" alt="{html.escape(folder.name)} {name[:-4]}">'
+                  f'<br>{name[:-4]}</td>' for name in ("original.png", "corrupted.png") if (folder / name).exists()]
+        inputs += ["<td></td>"] * (len(budgets) - len(inputs))  # one image a cell, side by side like the outputs
         parts.append(f"<h4>{html.escape(folder.name)}</h4><table class='grid'><tr><td class='text'>input</td>"
-                     f"<td colspan='{len(budgets)}' style='text-align:left'>{originals}</td></tr>{header}"
-                     f"{''.join(rows)}</table>")
+                     f"{''.join(inputs)}</tr>{header}{''.join(rows)}</table>")
     return ("<h3>Outputs side by side at comparable budgets</h3><p class='muted'>Per saved cell and UNet-call "
             "budget, each sampler's output at its largest saved step count costing at most that many UNet calls "
             "per image (under each: steps · UNet calls); – where it has none within the budget.</p>" + "".join(parts))

@@ -274,6 +274,18 @@ class Shard:
         return position % self.count == self.index
 
 
+def check_parallel_options(shard: str | None, ray: str | None, shards: int | None) -> None:
+    """How the cells are split: ``--shard INDEX/COUNT`` per process, or ``--ray`` with ``--shards`` tasks.
+    Raises SweepError (one line) for a combination that cannot mean anything."""
+    if shards is not None and shards < 1:
+        raise SweepError(f"--shards must be ≥ 1, got {shards}")
+    if shards is not None and ray is None:
+        raise SweepError(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per "
+                         "process")
+    if ray is not None and shard is not None:
+        raise SweepError("--shard and --ray exclude each other: Ray makes the shards itself")
+
+
 @dataclass
 class SweepResult:
     run_dir: Path

@@ -171,6 +171,28 @@ def test_the_top_level_turns_any_os_error_into_one_line(monkeypatch, tmp_path):
     one_line_error(invoke("report", tmp_path), str(tmp_path / "x"), "Permission denied", "permissions")
 
 
+def test_every_error_class_is_a_user_error_and_only_the_app_catches_them():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import aaas_profile
+
+    classes = []
+    for module in pkgutil.walk_packages(aaas_profile.__path__, "aaas_profile."):
+        if not module.name.endswith("__main__"):
+            loaded = importlib.import_module(module.name)
+            classes += [c for c in vars(loaded).values()
+                        if inspect.isclass(c) and issubclass(c, BaseException) and c.__module__ == loaded.__name__]
+    assert len(classes) >= 16, classes  # the walk reached the stage modules (fit, sweep, samplers, sim ...)
+    assert [c.__qualname__ for c in classes if not issubclass(c, errors.UserError)] == []
+    commands = [p for p in Path(cli.__file__).parent.glob("*.py") if p.name not in ("__init__.py", "common.py")]
+    assert len(commands) == 7  # __main__, sweep, fit, simulate, train, models, report
+    for path in commands:
+        text = path.read_text()
+        assert "fail(" not in text and "except UserError" not in text and "typer.Exit" not in text, path.name
+
+
 # ---------------------------------------------------------------------------------------------------------
 # C. Silent wrong results
 # ---------------------------------------------------------------------------------------------------------

@@ -7,30 +7,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich import box
 from rich.table import Table
 
 from aaas_profile import sweep as sweep_mod
-from aaas_profile.cli.common import console, err_console, fail
-from aaas_profile.errors import UserError
+from aaas_profile.cli.common import console, progress_bar, warn
+from aaas_profile.errors import Interrupted
 
 
 class RichProgress(sweep_mod.Progress):
     """A rich progress bar over UNet image-forwards (what the time goes into), with an ETA."""
 
     def __init__(self):
-        self.bar = Progress(
-            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("UNet image-forwards"),
-            TextColumn("· {task.fields[cells]} cells"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console,
-        )
+        self.bar = progress_bar("sweep", "UNet image-forwards", "· {task.fields[cells]} cells")
         self.task = None
         self.cells = 0
 
@@ -94,46 +83,37 @@ def sweep(
     may share one --out (shards: --shard, torchrun, SLURM arrays, --ray; or the same command started twice):
     each cell is computed once.
     """
-    errors = UserError
-    if shards is not None and shards < 1:
-        fail(f"--shards must be ≥ 1, got {shards}")
-    if shards is not None and ray is None:
-        fail(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per process")
-    if ray is not None:
-        if shard is not None:
-            fail("--shard and --ray exclude each other: Ray makes the shards itself")
-        _sweep_on_ray(config, ray, shards, errors, model=model, data=None if data is None else str(data),
-                      masks=masks, steps=steps, seeds=seeds, sampler=sampler, jump_length=jump_length,
-                      jump_n_sample=jump_n_sample, eta=eta, metrics=metrics, limit=limit, batch_size=batch_size,
-                      device=device, dtype=dtype, save_images=save_images, out=None if out is None else str(out))
-        return
-    try:
+    sweep_mod.check_parallel_options(shard, ray, shards)
+    cfg = sweep_mod.SweepConfig.from_sources(
+        config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
+        sampler=sampler, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics,
+        limit=limit, batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
+        out=None if out is None else str(out),
+    )
+    part = sweep_mod.Shard()
+    if ray is None:
         part = sweep_mod.Shard.parse(shard) if shard else sweep_mod.Shard.from_env(dict(os.environ))
-        cfg = sweep_mod.SweepConfig.from_sources(
-            config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
-            sampler=sampler, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics,
-            limit=limit, batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
-            out=None if out is None else str(out),
-        )
-        prepared = sweep_mod.prepare(cfg, part)
-    except errors as err:
-        fail(str(err))
+    prepared = sweep_mod.prepare(cfg, part)
     for warning in prepared.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        warn(warning)
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
         + (f"{len(cfg.samplers)} samplers ({', '.join(cfg.samplers)}) × " if len(cfg.samplers) > 1 else "")
         + f"{len(cfg.steps)} step counts · {prepared.device} {prepared.config.dtype} · run folder {prepared.run_dir}"
-        + (f" · shard {part}" if part.count > 1 else ""),
+        + (f" · shard {part}" if part.count > 1 else "") + (f" · on Ray ({ray})" if ray is not None else ""),
         highlight=False,
     )
+    interrupted = (f"interrupted: finished cells are saved in {prepared.run_dir}; run the same command again to "
+                   "resume")
+    if ray is not None:
+        _sweep_on_ray(cfg, prepared, ray, shards, interrupted)
+        return
     progress = RichProgress()
     try:
         result = sweep_mod.run(cfg, progress=progress, prepared=prepared)
     except KeyboardInterrupt:
-        fail(f"interrupted: finished cells are saved in {prepared.run_dir}; run the same command again to resume",
-             code=130)
+        raise Interrupted(interrupted) from None
     finally:
         progress.stop()
     _print_summary(result)
@@ -149,11 +129,11 @@ def sampler_labels(summary):
     return summary["sampler"].where(~ambiguous, summary["sampler"] + " " + summary["sampler_params"])
 
 
-def _sweep_on_ray(config: Path | None, address: str, shards: int | None, errors, **options) -> None:
+def _sweep_on_ray(cfg: sweep_mod.SweepConfig, prepared: sweep_mod.Prepared, address: str, shards: int | None,
+                  interrupted: str) -> None:
     from aaas_profile import distributed
 
-    bar = Progress(TextColumn("[bold]sweep on Ray"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    bar = progress_bar("sweep on Ray", "cells")
     task = None
 
     def on_progress(done: int, total: int) -> None:
@@ -163,13 +143,10 @@ def _sweep_on_ray(config: Path | None, address: str, shards: int | None, errors,
         bar.update(task, completed=done)
 
     try:
-        cfg = sweep_mod.SweepConfig.from_sources(config, **options)
         with bar:
-            result, reports = distributed.run_on_ray(cfg, address, shards, on_progress=on_progress)
-    except errors as err:
-        fail(str(err))
+            result, reports = distributed.run_on_ray(cfg, address, shards, on_progress=on_progress, prepared=prepared)
     except KeyboardInterrupt:
-        fail("interrupted: finished cells are saved; run the same command again to resume", code=130)
+        raise Interrupted(interrupted) from None
     for report in reports:
         console.print(f"shard {report['shard']}: {report['cells_run']} cells in {report['wall_s']:.1f} s",
                       highlight=False)
@@ -182,7 +159,8 @@ def _print_summary(result: sweep_mod.SweepResult) -> None:
     labels = sampler_labels(summary)
     samplers = labels.nunique() > 1
     settings = summary.groupby(labels)["resampling"].nunique().max() > 1 if len(summary) else False
-    table = Table(title=f"{result.run_dir} · medians over images × masks × seeds")
+    table = Table(title=f"{result.run_dir} · medians over images × masks × seeds", box=box.SIMPLE_HEAD,
+                  title_justify="left", pad_edge=False)  # as the fit tables: readable at 80 columns
     first = [*(["sampler"] if samplers else []), *(["j/r"] if settings else [])]
     for column in (*first, "metric", "better", "lowest steps", "median", "highest steps", "median", "rows"):
         table.add_column(column, justify="left" if column in (*first, "metric", "better") else "right",

@@ -12,7 +12,7 @@ import typer
 
 from aaas_profile import train as train_mod
 from aaas_profile.cli.common import console, key_value_table, progress_bar
-from aaas_profile.errors import UserError
+from aaas_profile.errors import Interrupted, UserError
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -85,6 +85,9 @@ def train(
         result = train_mod.train(data, out, config, resume=resume, command=command, on_step=on_step,
                                  on_resume=lambda step: console.print(f"resuming from the checkpoint at step {step} "
                                                                       f"of {steps}", highlight=False))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: training state is saved every {checkpoint_every} steps in {out}/checkpoint; "
+                          "run the same command again to resume from the last one") from None
     finally:
         progress.stop()
     console.print(key_value_table(f"trained {result.out}", [

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from aaas_profile.atomic import atomic_path, write_atomic
-from aaas_profile.errors import check_writable
+from aaas_profile.errors import Interrupted, check_writable
 from aaas_profile.sim import registry
 from aaas_profile.sim.asps import AspSet, SimError, write_asps_csv
 from aaas_profile.sim.env import AspSelectionEnv, SimConfig
@@ -198,7 +198,7 @@ class SimResult:
     notes: list[str] = field(default_factory=list)
 
 
-class SimInterrupted(SimError):
+class SimInterrupted(SimError, Interrupted):
     """Ctrl-C during ``simulate``: says where a learning policy's checkpoint is, to ``--resume`` from."""
 
 
