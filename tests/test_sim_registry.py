@@ -82,8 +82,8 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_line(result, *fragments):
-    assert result.exit_code == 2, result.output
+def one_line(result, *fragments, code=2):
+    assert result.exit_code == code, result.output
     text = " ".join(result.output.split())
     assert text.startswith("error:") and len(result.output.strip().splitlines()) == 1, result.output
     for fragment in fragments:
@@ -152,7 +152,8 @@ def test_ctrl_c_while_a_registered_policy_trains_names_its_checkpoint(toy, tmp_p
     monkeypatch.setitem(INTERRUPT_AFTER, "episodes", 2)
     result = invoke("simulate", "--policy", "toy", "--train-episodes", "5", "--no-baselines", "--out", tmp_path,
                     *FAST)
-    one_line(result, f"interrupted; TOY's last checkpoint is in {tmp_path / 'sim' / 'toy'} (use --resume)")
+    one_line(result, f"interrupted; TOY's last checkpoint is in {tmp_path / 'sim' / 'toy'} (use --resume)",
+             code=130)  # Ctrl-C: 128 + SIGINT, as a shell reports it
     assert json.loads((tmp_path / "sim" / "toy" / "toy.json").read_text())["episodes"] == 2
 
 

@@ -229,6 +229,20 @@ def test_an_old_run_folder_resumes_without_recomputing_and_adds_only_new_sampler
     assert manifest["invocations"][-1]["samplers"] == ["repaint", "ddim"]
 
 
+def test_an_old_run_folder_fits_and_reports_as_repaint(old_run):
+    """The folder written before samplers existed fits (one RePaint curve per metric, keyed as RePaint with no
+    parameters) and reports (no samplers section: it holds one sampler)."""
+    from aaas_profile import fitfile, fitrun, report
+
+    result = fitrun.fit_run(Path("run"), resamples=0, plots=False)
+    assert sorted((c.key["metric"], c.key["sampler"], c.key["sampler_params"]) for c in result.curves) == [
+        ("haarpsi", "repaint", "{}"), ("tv", "repaint", "{}")]
+    document = fitfile.load(Path("run") / "fit.json")
+    assert {(c["sampler"], c["jump_length"], c["jump_n_sample"]) for c in document["curves"]} == {("repaint", 1, 1)}
+    page = report.build(Path("run"))
+    assert "Where to stop paying for steps" in page and "Samplers on one compute axis" not in page
+
+
 def test_repaint_through_the_sampler_interface_gives_todays_rows(old_run, tmp_path):
     """The fixture's rows again: bit for bit where this process computes as the one that wrote them (same torch,
     thread count and CPU kernels, FIXTURE_ENV), else within SCORE_ATOL (another machine sums in another order);
