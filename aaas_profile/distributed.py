@@ -20,6 +20,7 @@ Multi-node recipe::
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from time import monotonic, sleep
@@ -35,6 +36,29 @@ def _import_ray():
     return ray
 
 
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers a TCP connection at a cluster address HOST:PORT or ray://HOST:PORT (the OS's reason),
+    or None when something does or the address has another form ("local", "auto": Ray's own to resolve).
+
+    Asked before ``ray.init``, which retries a silent address for minutes before it gives up."""
+    host, colon, port = address.split("://", 1)[-1].rpartition(":")
+    if address in ("local", "auto") or not colon or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except OSError as err:
+        return err.strerror or type(err).__name__
+
+
+def check_address(address: str) -> None:
+    """Raise SweepError (one line) when nothing answers at a HOST:PORT cluster address (``unreachable``)."""
+    why = unreachable(address)
+    if why is not None:
+        raise sweep.SweepError(f"cannot reach a Ray cluster at '{address}' ({why}): start one there "
+                               "(`ray start --head`) or check the address")
+
+
 def connect(address: str, num_cpus: int | None = None):
     """Join a Ray cluster: "local" starts one on this machine, "auto" finds a running one, or ray://HOST:PORT."""
     ray = _import_ray()
@@ -42,6 +66,7 @@ def connect(address: str, num_cpus: int | None = None):
         if address == "local":
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         else:
+            check_address(address)
             try:
                 ray.init(address=address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as err:

@@ -130,3 +130,43 @@ def test_simulation_seeds_on_ray_give_the_rows_of_one_process(tmp_path, local_ra
     assert (tmp_path / "ray" / "seed-1" / "sim" / "crash-avoid" / "episodes.parquet").exists()
     assert summary.loc["crash-avoid", ("mean", "crashes")] == 0
     assert summary.loc["greedy-oracle", ("mean", "reward")] > summary.loc["random", ("mean", "reward")]
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_silent_cluster_address_is_one_line_before_ray_waits(monkeypatch, model_dir, image_dir, tmp_path):
+    """ray.init retries an address nothing answers at for minutes; the TCP probe says so at once, for a sweep
+    and for simulate's seeds (the same connect)."""
+    ray = pytest.importorskip("ray")
+    from typer.testing import CliRunner
+
+    from aaas_profile import distributed
+    from aaas_profile.cli import app
+
+    port = _closed_port()
+    assert distributed.unreachable(f"127.0.0.1:{port}") == "Connection refused"
+    assert distributed.unreachable(f"ray://127.0.0.1:{port}") == "Connection refused"
+    assert distributed.unreachable("local") is None and distributed.unreachable("auto") is None
+
+    def must_not_start(*args, **kwargs):
+        raise AssertionError("ray.init called for an address the probe found silent")
+
+    monkeypatch.setattr(ray, "init", must_not_start)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    address = f"127.0.0.1:{port}"
+    for args in (["sweep", "--model", str(model_dir), "--data", str(image_dir), "--steps", "2", "--save-images", "0",
+                  "--out", str(tmp_path / "run"), "--ray", address],
+                 ["simulate", "--policy", "random", "--episodes", "1", "--no-optimum", "--seeds", "0-1",
+                  "--out", str(tmp_path / "sim"), "--ray", address]):
+        result = CliRunner().invoke(app, args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and text.startswith("error:"), result.output
+        assert f"cannot reach a Ray cluster at '{address}' (Connection refused)" in text
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sim").exists()  # nothing written

@@ -84,6 +84,10 @@ def sweep(
     each cell is computed once.
     """
     sweep_mod.check_parallel_options(shard, ray, shards)
+    if ray is not None:
+        from aaas_profile import distributed
+
+        distributed.check_address(ray)  # before the run folder is made: a silent address fails at once
     cfg = sweep_mod.SweepConfig.from_sources(
         config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
         sampler=sampler, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics,
