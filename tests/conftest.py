@@ -174,3 +174,24 @@ class OracleUNet(torch.nn.Module):
         if self.variance is not None:
             out = torch.cat([out, torch.full_like(out, self.variance)], dim=1)
         return SimpleNamespace(sample=out)
+
+
+def invoke(*args):
+    """``aaas-profile ARGS...`` through the project's app (its one catch included), in this process."""
+    from typer.testing import CliRunner
+
+    from aaas_profile.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments, code: int = 2) -> None:
+    """The command ended with exit ``code`` and one line starting 'error:' that names each fragment: no traceback,
+    no second error (rich may wrap the one line on a narrow terminal, so continuation lines are allowed)."""
+    assert result.exit_code == code and isinstance(result.exception, SystemExit | None), result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    text = " ".join(result.output.split())
+    assert text.startswith("error:") and "Traceback" not in result.output, result.output
+    assert all(not line.startswith("error:") for line in lines[1:]), result.output
+    for fragment in fragments:
+        assert fragment in text, result.output

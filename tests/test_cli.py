@@ -4,32 +4,19 @@ import re
 
 import numpy as np
 import pytest
+from conftest import invoke, one_line_error
 from PIL import Image
-from typer.testing import CliRunner
 
 from aaas_profile import cli, runs
-from aaas_profile.cli import app
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch):
     """Rich fits tables to the terminal; a wide one keeps cells on one line for the assertions."""
     monkeypatch.setattr(cli.common.console, "width", 240)
+
+
 FAST = ["--steps", "5", "--masks", "half", "--jump-length", "1", "--jump-n-sample", "1", "--save-images", "0"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    text = " ".join(result.output.split())  # rich wraps long lines on narrow terminals
-    assert text.startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in text, result.output
 
 
 def test_sweep_runs_and_prints_a_summary(model_dir, image_dir, tmp_path):

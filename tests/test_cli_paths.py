@@ -16,13 +16,10 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_scores_close, save_model, write_images
-from typer.testing import CliRunner
+from conftest import assert_scores_close, invoke, one_line_error, save_model, write_images
 
 from aaas_profile import cli, runs
-from aaas_profile.cli import app
 
-runner = CliRunner()
 KEY = [*runs.CELL_KEY, "metric"]
 # one step count, no resampling, two cheap metrics, on the CPU in fp32 (the tests compare runs with each other)
 FAST = ["--steps", "5", "--jump-length", "1", "--jump-n-sample", "1", "--save-images", "0", "--metrics",
@@ -35,21 +32,9 @@ def wide_console(monkeypatch):
     monkeypatch.setattr(cli.common.console, "width", 240)
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def ok(result):
     assert result.exit_code == 0, result.output
     return " ".join(result.output.split())
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code not in (0, None), result.output
-    text = " ".join(result.output.split())  # rich wraps long lines on narrow terminals
-    assert text.startswith("error:") and text.count("error:") == 1, result.output
-    for fragment in fragments:
-        assert fragment in text, result.output
 
 
 # ---- sweep → fit → simulate --profile → report ----------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import sweep_config, write_images
+from conftest import invoke, one_line_error, sweep_config, write_images
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -30,21 +30,6 @@ from aaas_profile.sim.asps import SimError, paper_asps, profile_asps, read_asps_
 FAST = ["--masks", "half", "--jump-length", "1", "--jump-n-sample", "1", "--save-images", "0",
         "--metrics", "tv,vif"]
 SIM_FAST = ["--episodes", "1", "--no-optimum", "--no-baselines", "--horizon", "20000"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    """Exit non-zero with one line that starts with 'error:' and names each fragment; no traceback."""
-    assert result.exit_code != 0 and isinstance(result.exception, SystemExit | None), result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    text = " ".join(result.output.split())
-    assert text.startswith("error:") and "Traceback" not in result.output, result.output
-    assert len(lines) == 1 or all(not line.startswith("error:") for line in lines[1:]), result.output
-    for fragment in fragments:
-        assert fragment in text, result.output
 
 
 # ---------------------------------------------------------------------------------------------------------

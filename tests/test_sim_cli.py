@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import one_line_error
 from typer.testing import CliRunner
 
 from aaas_profile.cli import app  # the real app: its group turns the stage's UserError into one line
@@ -263,14 +264,6 @@ def test_agod_preset_runs_on_its_table_and_writes_it(tmp_path):
 # -- the stage decides, the command only parses, calls and prints (issue 19) ---------------------------------
 
 RAY_FAST = ["simulate", "--policy", "random", "--seeds", "0-3", *FAST]
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error:"), result.output
-    text = " ".join(result.output.split())
-    for fragment in fragments:
-        assert fragment in text, result.output
 
 
 def test_ray_not_installed_is_one_line(tmp_path, monkeypatch):

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke, one_line_error
 
 from aaas_profile.atomic import write_atomic
-from aaas_profile.cli import app
 from aaas_profile.sim import registry
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
@@ -78,18 +77,6 @@ def toy():
     registry.REGISTRY.pop("toy")
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line(result, *fragments, code=2):
-    assert result.exit_code == code, result.output
-    text = " ".join(result.output.split())
-    assert text.startswith("error:") and len(result.output.strip().splitlines()) == 1, result.output
-    for fragment in fragments:
-        assert fragment in text, result.output
-
-
 def test_the_registry_names_the_papers_policies():
     assert registry.names() == (*BASELINES, "sac")
     assert registry.baseline_names() == BASELINES
@@ -136,15 +123,15 @@ def test_a_registered_learning_policy_trains_resumes_and_loads_through_simulate(
 
 
 def test_the_options_a_registered_policy_takes_follow_from_its_entry(toy, tmp_path):
-    one_line(invoke("simulate", "--policy", "toy", "--auto-alpha", "--out", tmp_path, *FAST),
+    one_line_error(invoke("simulate", "--policy", "toy", "--auto-alpha", "--out", tmp_path, *FAST),
              "--auto-alpha only applies to --policy sac, not toy; drop it or use --policy sac")
-    one_line(invoke("simulate", "--policy", "random", "--resume", "--out", tmp_path, *FAST),
+    one_line_error(invoke("simulate", "--policy", "random", "--resume", "--out", tmp_path, *FAST),
              "--resume only applies to --policy sac or --policy toy, not random")
-    one_line(invoke("simulate", "--policy", "toy", "--resume", "--out", tmp_path, *FAST),
+    one_line_error(invoke("simulate", "--policy", "toy", "--resume", "--out", tmp_path, *FAST),
              "--resume: no TOY checkpoint at", "toy.json")
-    one_line(invoke("simulate", "--policy", "toy", "--train-episodes", "0", "--out", tmp_path, *FAST),
+    one_line_error(invoke("simulate", "--policy", "toy", "--train-episodes", "0", "--out", tmp_path, *FAST),
              "would evaluate an untrained TOY agent")
-    one_line(invoke("simulate", "--policy", "toy", "--resume", "--checkpoint", tmp_path / "x.json",
+    one_line_error(invoke("simulate", "--policy", "toy", "--resume", "--checkpoint", tmp_path / "x.json",
                     "--out", tmp_path, *FAST), "give one of them")
 
 
@@ -152,7 +139,7 @@ def test_ctrl_c_while_a_registered_policy_trains_names_its_checkpoint(toy, tmp_p
     monkeypatch.setitem(INTERRUPT_AFTER, "episodes", 2)
     result = invoke("simulate", "--policy", "toy", "--train-episodes", "5", "--no-baselines", "--out", tmp_path,
                     *FAST)
-    one_line(result, f"interrupted; TOY's last checkpoint is in {tmp_path / 'sim' / 'toy'} (use --resume)",
+    one_line_error(result, f"interrupted; TOY's last checkpoint is in {tmp_path / 'sim' / 'toy'} (use --resume)",
              code=130)  # Ctrl-C: 128 + SIGINT, as a shell reports it
     assert json.loads((tmp_path / "sim" / "toy" / "toy.json").read_text())["episodes"] == 2
 
