@@ -44,8 +44,8 @@ X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wa
 # setting (RePaint's j/r; 0/0 for other samplers) × metric.
 CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "jump_length", "jump_n_sample", "metric")
 # What a scores table (or fit.json curve) written before samplers existed means: RePaint, no further parameters
-# (runs.read_scores fills them the same way).
-SAMPLER_DEFAULTS = {"sampler": "repaint", "sampler_params": "{}"}
+# (the values runs.read_scores fills old parts with).
+SAMPLER_DEFAULTS = runs.LEGACY_SAMPLER
 # What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
 SETTING_KEYS = ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample")
 

@@ -119,8 +119,9 @@ def write_fit(path, runtime=True):
 
 def test_profile_asps(tmp_path):
     path = write_fit(tmp_path / "fit.json")
-    curves, coef = read_fit_profile(path)
-    assert len(curves) == 3 and coef == [0.5, 0.01, 0.0]
+    curves, coefs = read_fit_profile(path)
+    assert len(curves) == 3 and coefs == {"repaint": [0.5, 0.01, 0.0]}  # a profile from before samplers
+    assert {c["sampler"] for c in curves} == {"repaint"}
     asps = profile_asps(path, metric="haarpsi", n=5, seed=0)
     # curves ordered by (model, mask): thick then thin, cycled over the ASPs
     assert asps.ax.tolist() == [10, 5, 10, 5, 10] and asps.by.tolist() == [0.8, 0.9, 0.8, 0.9, 0.8]
@@ -153,6 +154,37 @@ def test_profile_errors(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(SimError, match=message):
         profile_asps(path)
+
+
+def write_two_sampler_fit(path, x="steps"):
+    """A profile of a sweep with --sampler repaint,ddim: haarpsi curves and a runtime model for each."""
+    curves = [{"model": "faces", "mask": "thick", "metric": "haarpsi", "sampler": sampler, "sampler_params": "{}",
+               "scale01": {"ax": ax, "ay": 0.1, "bx": bx, "by": by}}
+              for sampler, ax, bx, by in (("repaint", 10, 200, 0.8), ("ddim", 5, 120, 0.7))]
+    runtime = {"steps": {"coef": [0.5, 0.01, 0.0], "sampler": "repaint"},
+               "fits": [{"sampler": "repaint", "vs_steps": {"coef": [0.5, 0.01, 0.0]}},
+                        {"sampler": "ddim", "vs_steps": {"coef": [0.1, 0.002, 0.0]}}]}
+    path.write_text(json.dumps({"schema_version": 2, "x": {"name": x}, "curves": curves, "runtime": runtime}))
+    return path
+
+
+def test_a_profile_of_several_samplers_uses_one_sampler_and_its_runtime(tmp_path):
+    path = write_two_sampler_fit(tmp_path / "fit.json")
+    default = profile_asps(path, n=4)  # never a mix: RePaint's curve and runtime, and a note naming the choice
+    assert default.bx.tolist() == [200] * 4 and any("sampler repaint (choose with --sampler" in n
+                                                   for n in default.notes)
+    ddim = profile_asps(path, n=4, sampler="ddim")
+    assert ddim.bx.tolist() == [120] * 4 and ddim.by.tolist() == [0.7] * 4 and "sampler ddim" in ddim.source
+    scale = paper_runtime_s(250) / (0.1 + 0.002 * 250)  # ddim's own steps → seconds model, rescaled
+    assert ddim.runtime_coef == pytest.approx((0.1 * scale, 0.002 * scale, 0.0))
+    with pytest.raises(SimError, match="no curve of sampler 'dpm-solver'; it has repaint, ddim"):
+        profile_asps(path, sampler="dpm-solver")
+
+
+def test_a_profile_fitted_against_unet_calls_is_refused(tmp_path):
+    """Its breakpoints are UNet calls; the simulator's tasks ask for steps (RePaint's 50 steps are 410 calls)."""
+    with pytest.raises(SimError, match="fitted against unet_calls, but the simulator's tasks ask for diffusion"):
+        profile_asps(write_two_sampler_fit(tmp_path / "fit.json", x="unet_calls"))
 
 
 def test_profile_unknown_metric(tmp_path):

@@ -294,6 +294,7 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(tmp_path, monkeypatch)
     (["--seeds", "3-1"], "the range '3-1' is empty"),
     (["--seeds", ","], "names no seed"),
     (["--runtime", "paper"], "--runtime only applies to --profile"),
+    (["--sampler", "ddim"], "--sampler only applies to --profile"),
     (["--runtime", "fast", "--profile", "fit.json"], "--runtime 'fast': choose profile or paper"),
     (["--profile", "fit.json", "--asps", "a.csv"], "give --profile or --asps, not both"),
     (["--seeds", "0-1", "--policy", "random", "--resume"], "--resume only applies to --policy sac"),

@@ -59,6 +59,11 @@ def simulate(
         str | None,
         typer.Option(help="Metric whose curves a --profile uses. \\[default: the profile's first]"),
     ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(help="Sampler whose curves and runtime a --profile uses (a sweep with --sampler holds "
+                     "several). \\[default: repaint when the profile has it, else its first]"),
+    ] = None,
     allow_flagged_profile: Annotated[
         bool,
         typer.Option("--allow-flagged-profile", help="Use --profile curves that `fit` flagged as flat (no "
@@ -139,7 +144,7 @@ def simulate(
 
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
-    source = AspSource(preset=preset, asps=asps, profile=profile, metric=metric, runtime=runtime,
+    source = AspSource(preset=preset, asps=asps, profile=profile, metric=metric, sampler=sampler, runtime=runtime,
                        allow_flagged=allow_flagged_profile)
     config = sim_config(horizon)
     seed_list = parse_seeds(seeds, ray)

@@ -210,23 +210,32 @@ def _check_rows(path: Path, sids: list[str], numbers: dict[str, np.ndarray]) -> 
                            "positive number of diffusion steps")
 
 
-def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
-    """What the simulator reads from ``fit.json``: the curves on the [0, 1] scale and the runtime model.
+def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
+    """What the simulator reads from ``fit.json``: the curves on the [0, 1] scale and each sampler's runtime
+    model.
 
     Read by ``fitfile.load`` (the one fit.json reader, which refuses a ``schema_version`` it does not know).
     Keys read (everything else is ignored)::
 
         {"schema_version": 1 or 2,
-         "curves": [{"model": str, "mask": str, "metric": str,
+         "x": {"name": "steps"},                            # optional; any other x axis is refused
+         "curves": [{"model": str, "mask": str, "metric": str, "sampler": str,   # sampler: optional, repaint
                      "scale01": {"ax": float, "ay": float, "bx": float, "by": float}}, ...],
-         "runtime": {"steps": {"coef": [c0, c1, c2]}}}      # optional
+         "runtime": {"steps": {"coef": [c0, c1, c2], "sampler": str},            # optional
+                     "fits": [{"sampler": str, "vs_steps": {"coef": [...]}}, ...]}}
 
-    ``scale01`` is the curve on the [0, 1] quality scale (higher is better, x in diffusion steps);
+    ``scale01`` is the curve on the [0, 1] quality scale (higher is better, x in diffusion steps: the
+    simulator's tasks ask for steps, so a profile fitted against UNet calls or seconds is refused);
     ``runtime.steps.coef`` is seconds per image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any
-    length). Returns ``(curves, coef)``, each curve a dict with model, mask, metric, ax, ay, bx, by.
+    length) of the sampler it names, and ``runtime.fits`` holds the other samplers'. Returns ``(curves,
+    coefs)``: each curve a dict with model, mask, metric, sampler, ax, ay, bx, by; ``coefs`` maps a sampler to
+    its runtime coefficients (empty when the profile has no runtime model).
     """
     from aaas_profile import fitfile
     from aaas_profile.fit import refusal as fit_refusal  # here: fit imports torch and piq, the simulator need not
+    from aaas_profile.runs import LEGACY_SAMPLER  # a curve or runtime from before samplers is RePaint's
+
+    repaint = LEGACY_SAMPLER["sampler"]
     path = Path(path)
     if path.is_dir():  # a profile is the file itself, not the run folder that holds it
         raise SimError(not_found(path, "profile (fit.json)", folder=False))
@@ -236,6 +245,10 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
         raise SimError(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("curves"), list) or not data["curves"]:
         raise SimError(f"profile {path} has no 'curves' list")
+    x = data["x"].get("name", "steps") if isinstance(data.get("x"), dict) else "steps"
+    if x != "steps":
+        raise SimError(f"profile {path} was fitted against {x}, but the simulator's tasks ask for diffusion steps: "
+                       "run `aaas-profile fit RUN` (the default --x steps) for the profile")
     curves = []
     for i, curve in enumerate(data["curves"]):
         try:
@@ -244,13 +257,14 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
                 "model": str(curve.get("model", "?")),
                 "mask": str(curve.get("mask", "?")),
                 "metric": str(curve.get("metric", "?")),
+                "sampler": str(curve.get("sampler", repaint)),
             }
             row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
         except (KeyError, TypeError, ValueError):
             raise SimError(f"profile {path}: curve {i} lacks scale01 with numeric ax, ay, bx, by") from None
         row["refusal"] = fit_refusal(curve)
         curves.append(row)
-    coef = None
+    coefs: dict[str, list[float]] = {}
     runtime = data.get("runtime")
     if runtime is not None:
         try:
@@ -259,7 +273,13 @@ def read_fit_profile(path: Path) -> tuple[list[dict], list[float] | None]:
             raise SimError(f"profile {path}: runtime.steps.coef must be a list of numbers") from None
         if not coef:
             raise SimError(f"profile {path}: runtime.steps.coef is empty")
-    return curves, coef
+        coefs[str(runtime["steps"].get("sampler", repaint))] = coef
+        for fit in runtime.get("fits", []) if isinstance(runtime.get("fits"), list) else []:
+            try:  # the other samplers' steps → seconds fits (the first per sampler, as runtime.steps is)
+                coefs.setdefault(str(fit["sampler"]), [float(c) for c in fit["vs_steps"]["coef"]])
+            except (KeyError, TypeError, ValueError):
+                continue  # a fit without a usable steps model: that sampler falls back to the paper's
+    return curves, coefs
 
 
 def profile_asps(
@@ -271,8 +291,10 @@ def profile_asps(
     reference_runtime_s: float | None = None,
     allow_flagged: bool = False,
     measured_runtime: bool = True,
+    sampler: str | None = None,
 ) -> AspSet:
-    """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric``.
+    """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric`` and ``sampler``
+    (default: repaint when the profile has it, else its first), with that sampler's runtime model.
 
     A curve that ``fit`` flagged as under-determined, flat ("no measurable effect of steps") or getting worse
     with steps is refused with its reason unless ``allow_flagged``. Curves are ordered by (model, mask);
@@ -282,9 +304,21 @@ def profile_asps(
     leave every ASP idle. ``measured_runtime=False`` uses the paper's runtime model instead (``--runtime
     paper``): the fallback when the measured one is unusable (``fit.runtime_problem``).
     """
-    curves, coef = read_fit_profile(path)
-    metrics = sorted({c["metric"] for c in curves})
+    from aaas_profile.runs import LEGACY_SAMPLER
+
+    curves, coefs = read_fit_profile(path)
+    samplers = list(dict.fromkeys(c["sampler"] for c in curves))
     notes = []
+    if sampler is None:
+        repaint = LEGACY_SAMPLER["sampler"]
+        sampler = repaint if repaint in samplers else samplers[0]
+        if len(samplers) > 1:
+            notes.append(f"sampler {sampler} (choose with --sampler from {', '.join(samplers)})")
+    elif sampler not in samplers:
+        raise SimError(f"profile {path} has no curve of sampler {sampler!r}; it has {', '.join(samplers)}")
+    curves = [c for c in curves if c["sampler"] == sampler]
+    coef = coefs.get(sampler)
+    metrics = sorted({c["metric"] for c in curves})
     if metric is None:
         metric = curves[0]["metric"]
         if len(metrics) > 1:
@@ -306,7 +340,7 @@ def profile_asps(
     if not measured_runtime:
         notes.append("runtime: the paper's model (--runtime paper)")
     elif coef is None:
-        notes.append("runtime: the paper's model (the profile has none)")
+        notes.append(f"runtime: the paper's model (the profile has none for {sampler})")
     else:
         from aaas_profile.fit import runtime_problem
 
@@ -327,7 +361,7 @@ def profile_asps(
         bx=[c["bx"] for c in picks],
         by=[c["by"] for c in picks],
         capacity=rng.choice(PAPER_CAPACITIES, n),
-        source=f"profile {Path(path).name}, metric {metric}",
+        source=f"profile {Path(path).name}, metric {metric}" + (f", sampler {sampler}" if len(samplers) > 1 else ""),
         runtime_coef=runtime_coef,
         notes=tuple(notes),
     )

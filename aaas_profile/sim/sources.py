@@ -21,12 +21,13 @@ RUNTIME_CHOICES = ("profile", "paper")
 @dataclass(frozen=True)
 class AspSource:
     """``--preset`` (used when neither of the others is given), ``--asps`` (a CSV table) or ``--profile`` (a
-    ``fit.json``, with ``metric``, ``runtime`` 'profile' or 'paper', and ``allow_flagged``)."""
+    ``fit.json``, with ``metric``, ``sampler``, ``runtime`` 'profile' or 'paper', and ``allow_flagged``)."""
 
     preset: str = "paper"
     asps: Path | None = None
     profile: Path | None = None
     metric: str | None = None
+    sampler: str | None = None
     runtime: str = "profile"
     allow_flagged: bool = False
 
@@ -38,6 +39,8 @@ class AspSource:
         if self.runtime == "paper" and self.profile is None:
             raise SimError("--runtime only applies to --profile (the other ASP sets use the paper's runtime model "
                            "already)")
+        if self.sampler is not None and self.profile is None:
+            raise SimError("--sampler only applies to --profile (it picks that sampler's curves and runtime)")
 
     def load(self, seed: int) -> AspSet:
         """The ASP set of a run with ``seed`` (a table ignores it)."""
@@ -45,7 +48,7 @@ class AspSource:
             return read_asps_csv(self.asps)
         if self.profile is not None:
             return profile_asps(self.profile, metric=self.metric, seed=seed, allow_flagged=self.allow_flagged,
-                                measured_runtime=self.runtime == "profile")
+                                measured_runtime=self.runtime == "profile", sampler=self.sampler)
         return preset_asps(self.preset, seed)
 
     def default_out(self) -> Path:
@@ -61,7 +64,7 @@ class AspSource:
             return partial(_same, built)
         if self.profile is not None:
             # load() already refused flagged curves unless allow_flagged; the seeds need not refuse them again
-            return partial(_profile_for_seed, self.profile, self.metric, self.runtime == "profile")
+            return partial(_profile_for_seed, self.profile, self.metric, self.runtime == "profile", self.sampler)
         return partial(preset_asps, self.preset)
 
 
@@ -69,8 +72,10 @@ def _same(asp_set: AspSet, seed: int) -> AspSet:
     return asp_set
 
 
-def _profile_for_seed(profile: Path, metric: str | None, measured_runtime: bool, seed: int) -> AspSet:
-    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True, measured_runtime=measured_runtime)
+def _profile_for_seed(profile: Path, metric: str | None, measured_runtime: bool, sampler: str | None,
+                      seed: int) -> AspSet:
+    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True, measured_runtime=measured_runtime,
+                        sampler=sampler)
 
 
 def sim_config(horizon_s: float) -> SimConfig:
