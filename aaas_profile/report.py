@@ -159,7 +159,7 @@ def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dic
         return [], ""
     curves = []
     keys = [*fit_mod.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
-    for values, group in fit_mod.with_sampler_columns(scores).groupby(keys, sort=True):
+    for values, group in scores.groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
         stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
         curves.append({**dict(zip(keys, values, strict=True)), "higher_is_better": hib,
@@ -217,7 +217,6 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
-        scores = fit_mod.with_sampler_columns(scores)
         apart = [k for k in fit_mod.SETTING_KEYS if scores[k].nunique() > 1]
         medians = (scores.groupby([*apart, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
@@ -272,8 +271,8 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
     """Per model × mask × metric × sampler setting (``SAMPLER_KEYS``) × step count: the median ``value`` over
     images and seeds, the median ``unet_calls`` per image of its cells, and ``higher_is_better``. ``setting``
     names the setting as briefly as the run allows: the sampler's name, with its parameters only when the run
-    has several for that sampler, and RePaint's jumps (j/r) only when the run has several."""
-    scores = fit_mod.with_sampler_columns(scores)
+    has several for that sampler, and RePaint's jumps (j/r) only when the run has several. ``scores`` has the
+    sampler columns, as ``runs.read_scores`` gives them."""
     keys = ["model", "mask", "metric", *SAMPLER_KEYS, "steps"]
     medians = (scores.groupby(keys, sort=True)
                .agg(value=("value", "median"), unet_calls=("unet_calls", "median"),
@@ -344,7 +343,6 @@ def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budge
     from the saved step counts of every sampler), each sampler's output at its largest saved step count that
     costs at most B, as in ``best_by_budget``."""
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
-    scores = fit_mod.with_sampler_columns(scores)
     calls = scores.groupby(["sampler", "steps"])["unet_calls"].median()  # file names carry the sampler's name only
     saved = {folder: _saved_outputs(folder) for folder in folders}
     samplers = sorted({s for found in saved.values() for s in found})
@@ -386,7 +384,8 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
     UNet-calls axis, the best sampler at each budget (``best_by_budget``), and saved outputs side by side."""
     if scores is None or not len(scores):
         return ""
-    if len(fit_mod.with_sampler_columns(scores)[["sampler", "sampler_params"]].drop_duplicates()) < 2:
+    scores = fit_mod.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
+    if len(scores[["sampler", "sampler_params"]].drop_duplicates()) < 2:
         return ""
     medians = sampler_medians(scores)
     from aaas_profile import plots  # here: matplotlib only for a run with several samplers
@@ -449,6 +448,7 @@ def build(run: Path) -> str:
     run = Path(run)
     if not run.is_dir():
         raise ReportError(f"{run} is not a run folder")
+    # read_scores gives parts from before samplers their sampler columns; every section below relies on them
     scores = runs.read_scores(run) if runs.part_files(run) else None
     document = fitfile.load(run) if (run / fitfile.NAME).exists() else None
     sections = [stop_section(run, scores, document),
