@@ -27,7 +27,6 @@ import base64
 import html
 import io
 import json
-import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,10 +260,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
 # Samplers compared on one compute axis (a run with more than one sampler)
 # ---------------------------------------------------------------------------------------------------------
 
-SAMPLER_KEYS = ("sampler", "sampler_params", "jump_length", "jump_n_sample")  # one line per such setting
-# A saved output: images/<cell>/steps-0010.png for RePaint, images/<cell>/<sampler>-steps-0010.png for another
-# sampler (the names sweep writes).
-IMAGE_NAME = re.compile(r"^(?:(?P<sampler>.+)-)?steps-(?P<steps>\d+)\.png$")
+# One line per sampler setting: fit.SETTING_KEYS but the model (a model × mask gets its own figure)
+SAMPLER_KEYS = tuple(k for k in fit_mod.SETTING_KEYS if k != "model")
 
 
 def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
@@ -329,12 +326,12 @@ def _png_uri(fig) -> str:
 
 
 def _saved_outputs(folder: Path) -> dict[str, dict[int, Path]]:
-    """A cell folder's saved outputs: sampler name → step count → PNG (``IMAGE_NAME``)."""
+    """A cell folder's saved outputs: sampler name → step count → PNG (``runs.output_image_name``)."""
     found: dict[str, dict[int, Path]] = {}
     for path in folder.glob("*steps-*.png"):
-        match = IMAGE_NAME.match(path.name)
-        if match:
-            found.setdefault(match["sampler"] or fit_mod.SAMPLER_DEFAULTS["sampler"], {})[int(match["steps"])] = path
+        parsed = runs.parse_output_image_name(path.name)
+        if parsed is not None:
+            found.setdefault(parsed[0], {})[parsed[1]] = path
     return found
 
 

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import uuid
@@ -63,6 +64,22 @@ CELL_KEY = ("model", "image_id", "mask", "seed", "sampler", "sampler_params", "s
 # What parts written before the sampler columns existed hold: every row was RePaint's, whose params are "{}"
 # (its parameters are the jump columns), so those folders resume and fit as they are.
 LEGACY_SAMPLER = {"sampler": "repaint", "sampler_params": "{}"}
+# A saved output (sweep --save-images) in images/<cell>/: steps-0010.png for RePaint (the name from before there
+# were other samplers), <sampler>-steps-0010.png for another; sweep writes these names and report reads them.
+_OUTPUT_IMAGE = re.compile(r"^(?:(?P<sampler>.+)-)?steps-(?P<steps>\d+)\.png$")
+
+
+def output_image_name(sampler: str, steps: int) -> str:
+    """The file name of ``sampler``'s saved output at ``steps`` in a cell's images/ folder."""
+    return ("" if sampler == LEGACY_SAMPLER["sampler"] else f"{sampler}-") + f"steps-{steps:04d}.png"
+
+
+def parse_output_image_name(name: str) -> tuple[str, int] | None:
+    """(sampler, steps) of a saved output's file name (``output_image_name``'s inverse), or None for another file."""
+    match = _OUTPUT_IMAGE.match(name)
+    if match is None:
+        return None
+    return match["sampler"] or LEGACY_SAMPLER["sampler"], int(match["steps"])
 
 
 class RunError(UserError, RuntimeError):

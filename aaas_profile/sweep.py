@@ -540,13 +540,7 @@ def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, save
             saved[key].mkdir(parents=True, exist_ok=True)
             _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
             _png(corrupted[i], saved[key] / "corrupted.png")
-        _png(outputs[i], saved[key] / image_name(cell.sampler, item.steps))
-
-
-def image_name(sampler: str, steps: int) -> str:
-    """The saved output of ``sampler`` at ``steps``: ``steps-0010.png`` for RePaint (the name from before there
-    were other samplers, which report.py reads), ``<sampler>-steps-0010.png`` for another."""
-    return ("" if sampler == "repaint" else f"{sampler}-") + f"steps-{steps:04d}.png"
+        _png(outputs[i], saved[key] / runs.output_image_name(cell.sampler, item.steps))
 
 
 def _slug(text: str) -> str:

@@ -124,3 +124,12 @@ def test_a_row_written_without_the_sampler_keys_is_repaints(tmp_path):
         ("repaint", "{}", 1), ("ddim", "{}", 0)]
     assert runs.done_cells(tmp_path) == {("m", "a.png", "half", 0, "repaint", "{}", 5, 1, 1),
                                          ("m", "a.png", "half", 0, "ddim", "{}", 5, 0, 0)}
+
+
+def test_saved_output_names_round_trip():
+    """sweep writes these names and report reads them; RePaint keeps the name from before samplers existed."""
+    assert runs.output_image_name("repaint", 10) == "steps-0010.png"
+    assert runs.output_image_name("dpm-solver", 250) == "dpm-solver-steps-0250.png"
+    for sampler, steps in (("repaint", 10), ("ddim", 5), ("dpm-solver", 250)):
+        assert runs.parse_output_image_name(runs.output_image_name(sampler, steps)) == (sampler, steps)
+    assert runs.parse_output_image_name("original.png") is None
