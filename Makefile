@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup check-deps constraints browser test test-all demo bench lint clean
+.PHONY: setup check-deps constraints browser test test-all test-portability demo bench lint clean
 
 setup: check-deps $(VENV)/.installed browser
 
@@ -29,6 +29,11 @@ browser:
 
 test: check-deps setup
 	$(BIN)/python -m pytest
+
+# the tests marked numeric again with ATEN_CPU_CAPABILITY=avx2 and =default at 1 and 2 threads, and those marked
+# timing beside two busy processes (docs/testing.md, "Portability"); CI runs it after `make test`
+test-portability: setup
+	PY=$(BIN)/python tools/test_portability.sh
 
 # also the tests marked slow or gpu (the gpu ones skip themselves without CUDA)
 test-all: setup

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, sleep
 
 import numpy as np
 import pandas as pd
@@ -630,12 +630,26 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
             ran += len(items)
             calls_run += sum(calls[item.cell.sampler, item.steps] for item in items)
             progress.batch_done(len(items))
+            _hold_for_tests()
         # Cells another process claimed and then gave up (it died) are free again: take them in another pass.
         todo = list(plan(prepared, done.refresh())) if ran > ran_before else []
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
     return SweepResult(run_dir, prepared.config, ran, total_cells - ran, wall, calls_run, summarise(table))
+
+
+HOLD_ENV = "AAAS_PROFILE_TEST_HOLD_UNTIL"
+
+
+def _hold_for_tests() -> None:
+    """Test hook (docs/testing.md): with ``AAAS_PROFILE_TEST_HOLD_UNTIL=<file>`` set, wait after each written
+    part, holding no claim, until that file exists. A test that interrupts a sweep mid-run (Ctrl-C, kill -9,
+    several processes sharing cells) then knows there is a "mid" however fast or loaded the machine is. Unset
+    (always, outside tests), it costs one environment look-up per batch."""
+    gate = os.environ.get(HOLD_ENV)
+    while gate and not Path(gate).exists():
+        sleep(0.02)
 
 
 def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells) -> tuple[list[Item], runs.Claim | None]:

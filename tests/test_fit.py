@@ -755,15 +755,28 @@ def test_plots_carry_the_sampler_and_repaint_keeps_its_names(tmp_path):
     assert plots.panel_title(curves[2].key) == "m · mask thick · jumps 10/10"
 
 
+# How far the fit's numbers move between machines (the solves and the bootstrap's counts @ terms run in numpy's
+# OpenBLAS, whose kernel follows the CPU kind). Measured on the table below, on one AMD EPYC: OPENBLAS_CORETYPE
+# SkylakeX (this CPU's own) against Haswell, Zen, Sandybridge and Prescott, 1 and 2 threads, ATEN_CPU_CAPABILITY
+# default: largest relative difference 2.4e-15 (SkylakeX gives 27.597652217673815 where the others give the
+# stored 27.59765221767388). 1e-12 is about 400 times that, and far below what any change to the fit moves.
+REFERENCE_REL = 1e-12
+
+
+@pytest.mark.numeric
 def test_a_table_without_sampler_columns_fits_exactly_as_before_samplers():
     rows = (curve_rows("dss", (30.0, 0.3, 180.0, 0.8), n_images=12)
             + curve_rows("vif", (40.0, 0.2, 120.0, 0.7), n_images=12, seed=1, mask="thin"))
     old = pd.DataFrame(rows)
     assert "sampler" not in old.columns
     dss, vif = fit.fit_scores(old, resamples=50, seed=4)
-    # the numbers fit_scores gave before the sampler columns existed (commit 8901897, same table and seed)
-    assert dss.ci["ax"] == (27.59765221767388, 38.43077803685211) and dss.estimate.bx == 178.00333617694096
-    assert vif.ci["by"] == (0.6837517748810444, 0.7052415892448385) and vif.estimate.bx == 122.66488386769828
+    # The numbers fit_scores gave before the sampler columns existed (commit 8901897, same table and seed), on
+    # another machine: within REFERENCE_REL, not bit for bit (docs/testing.md). The bit-for-bit claim is the
+    # filled table below, the same computation in this process.
+    assert dss.ci["ax"] == pytest.approx((27.59765221767388, 38.43077803685211), rel=REFERENCE_REL)
+    assert dss.estimate.bx == pytest.approx(178.00333617694096, rel=REFERENCE_REL)
+    assert vif.ci["by"] == pytest.approx((0.6837517748810444, 0.7052415892448385), rel=REFERENCE_REL)
+    assert vif.estimate.bx == pytest.approx(122.66488386769828, rel=REFERENCE_REL)
     assert dss.key == {"model": "m", "mask": "thick", "sampler": "repaint", "sampler_params": "{}",
                        "jump_length": 10, "jump_n_sample": 10, "metric": "dss"}
     filled = fit.fit_scores(old.assign(sampler="repaint", sampler_params="{}"), resamples=50, seed=4)

@@ -167,6 +167,7 @@ def test_learned_variance_models_are_sampled_with_their_epsilon_half():
     assert (result.images - originals).abs().max() < 1e-6  # as with a 3-channel oracle
 
 
+@pytest.mark.numeric
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # RePaintPipeline lives in diffusers' deprecated folder
 @pytest.mark.parametrize("config", [RePaintConfig(5, 2), RePaintConfig(5, 2, eta=1.0)], ids=str)
 def test_inpaint_equals_diffusers_repaint_pipeline(config):

@@ -3,11 +3,13 @@ and only the temp files and claims of processes that are gone are removed."""
 
 import fcntl
 import json
+import os
 import subprocess
 import sys
 import time
 
 import pandas as pd
+import pytest
 from conftest import sweep_config
 
 from aaas_profile import runs, sweep
@@ -27,18 +29,28 @@ app(sys.argv[2:], prog_name="aaas-profile")
 """
 
 
+@pytest.mark.timing
 def test_processes_started_together_compute_each_cell_once(model_dir, image_dir, tmp_path):
-    out, go = tmp_path / "run", tmp_path / "go"
+    out, go, release = tmp_path / "run", tmp_path / "go", tmp_path / "release"
     common = ["sweep", "--model", str(model_dir), "--data", str(image_dir), "--masks", "half,thick",
               "--steps", "5,10", "--seeds", "0", "--jump-length", "1", "--jump-n-sample", "1",
               "--metrics", "tv,haarpsi", "--batch-size", "1", "--save-images", "0", "--out", str(out)]
     shards = [[], [], ["--shard", "0/2"], ["--shard", "1/2"]]  # two whole sweeps and the two shards of one
+    # Each sweep waits after each part it writes, holding no claim, until `release` exists (sweep.HOLD_ENV):
+    # a second part can then only come from a second process, so "they really ran together" does not depend
+    # on how fast or loaded the machine is.
+    env = {**os.environ, sweep.HOLD_ENV: str(release)}
     processes = [subprocess.Popen([sys.executable, "-c", DRIVER, str(go), *common, *extra],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
                  for extra in shards]
     time.sleep(0.5)
     go.touch()
     try:
+        deadline = time.monotonic() + 300
+        while (len(runs.part_files(out)) < 2 and all(p.poll() is None for p in processes)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        release.touch()
         errors = [p.communicate(timeout=600)[1] for p in processes]
     finally:
         for p in processes:  # never leave a sweep running after a failed test

@@ -190,6 +190,7 @@ def test_known_pixels_come_out_unchanged(unet, name):
     assert (result.images[~keep] - originals[~keep]).abs().mean() > 0.05  # the random UNet's output is not it
 
 
+@pytest.mark.numeric
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("name", ["ddim", "dpm-solver"])
 def test_with_nothing_to_keep_the_sampler_is_diffusers_own_loop(unet, name):

@@ -71,6 +71,7 @@ def test_batched_and_unbatched_sweeps_give_the_same_table(model_dir, image_dir, 
         again.sort_values(KEY, ignore_index=True)[[*KEY, "value"]])
 
 
+@pytest.mark.timing
 def test_a_killed_sweep_resumes_to_the_same_table(model_dir, image_dir, tmp_path):
     """kill -9 in the middle, start again: no row lost, none duplicated, the values of an uninterrupted run
     bit for bit (the reference is the same command in a process of its own: same batches, same threads)."""
@@ -83,15 +84,18 @@ def test_a_killed_sweep_resumes_to_the_same_table(model_dir, image_dir, tmp_path
     assert finished.returncode == 0, finished.stderr
     reference = runs.read_scores(tmp_path / "ref")
     command += ["--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while len(runs.part_files(out)) < 2 and process.poll() is None and time.monotonic() < deadline:
+    # The sweep waits after its first part until a file that never appears (sweep.HOLD_ENV): the kill lands
+    # mid-sweep however fast or loaded the machine is. The resumed run below is not held.
+    env = {**os.environ, sweep.HOLD_ENV: str(tmp_path / "never")}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 300
+    while not runs.part_files(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read().decode()
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     written = len(runs.part_files(out))
-    assert 2 <= written < 8
+    assert written == 1
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert f"{8 - written} cells run, {written} already done" in " ".join(finished.stdout.split())
@@ -188,8 +192,6 @@ def test_a_cuda_sweep_gives_the_same_rows_in_any_batch(model_dir, image_dir, tmp
 
 FIXTURE = Path(__file__).parent / "data" / "sweep-v1"
 DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
-# Where the fixture was written (its manifest; the CPU kernels from torch.backends.cpu.get_cpu_capability()).
-FIXTURE_ENV = ("2.14.1", 2, "AVX512")
 
 
 @pytest.fixture
@@ -243,10 +245,11 @@ def test_an_old_run_folder_fits_and_reports_as_repaint(old_run):
     assert "Where to stop paying for steps" in page and "Samplers on one compute axis" not in page
 
 
+@pytest.mark.numeric
 def test_repaint_through_the_sampler_interface_gives_todays_rows(old_run, tmp_path):
-    """The fixture's rows again: bit for bit where this process computes as the one that wrote them (same torch,
-    thread count and CPU kernels, FIXTURE_ENV), else within SCORE_ATOL (another machine sums in another order);
-    and the outputs of inpaint.inpaint, which seeds its own generators from the cells' noise seeds, bit for bit."""
+    """The fixture's rows again, within SCORE_ATOL (it was written on another machine, which may sum in another
+    order); and the outputs of inpaint.inpaint, which seeds its own generators from the cells' noise seeds, bit
+    for bit."""
     from aaas_profile.inpaint import RePaintConfig, inpaint
 
     config = sweep.SweepConfig.from_sources(old_run, out=str(tmp_path / "new"))
@@ -254,11 +257,9 @@ def test_repaint_through_the_sampler_interface_gives_todays_rows(old_run, tmp_pa
     old = runs.read_scores("run")
     merged = old.merge(fresh, on=KEY, suffixes=("_old", "_new"))
     assert len(merged) == len(old) == len(fresh) == 8
-    here = (torch.__version__.split("+")[0], torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())
-    if here == FIXTURE_ENV:
-        assert merged["value_old"].to_numpy().tobytes() == merged["value_new"].to_numpy().tobytes()
-    else:
-        assert_scores_close(old, fresh, KEY)
+    # A stored reference: within SCORE_ATOL, never bit for bit (the same torch, thread count and capability on
+    # another CPU kind may still pick other oneDNN kernels; docs/testing.md).
+    assert_scores_close(old, fresh, KEY)
     assert (merged["unet_calls_old"] == merged["unet_calls_new"]).all()
 
     prepared = sweep.prepare(config)
