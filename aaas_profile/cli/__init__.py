@@ -7,11 +7,14 @@ typer app from them and is the one place where a ``UserError`` or ``OSError`` be
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from typer.core import TyperGroup
 
+from aaas_profile import __version__
 from aaas_profile.cli import fit, models, report, simulate, sweep, train
-from aaas_profile.cli.common import fail
+from aaas_profile.cli.common import fail, set_output
 from aaas_profile.errors import UserError, os_error_line
 
 
@@ -28,12 +31,33 @@ class OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(
-    help="Quality-vs-steps profiles of diffusion inpainting for AIGC-as-a-Service planning (Du et al. 2023).",
     cls=OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # typer's own --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aaas-profile {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only the command's result, as one JSON "
+                                              "document on stdout (no tables, no progress bars).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors.")] = False,
+) -> None:
+    """Quality-vs-steps profiles of diffusion inpainting for AIGC-as-a-Service planning (Du et al. 2023).
+
+    Start with `aaas-profile sweep` (the bundled faces model, a few CPU minutes), then `fit` and `report`
+    on its run folder. Global options go before the command: `aaas-profile --json fit results/demo`.
+    """
+    set_output(json_output, quiet)
 app.command("sweep")(sweep.sweep)
 app.command("fit")(fit.fit)
 app.command("simulate")(simulate.simulate)

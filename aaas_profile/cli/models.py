@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aaas_profile import repaint_import
 from aaas_profile.cli.common import console, key_value_table
 
 
@@ -37,7 +36,7 @@ def import_repaint(
     with the source file's sha256) and models/NAME.toml. The network predicts ε and a learned variance; the
     sampler uses ε only (see the model card). Checkpoints: RePaint's download.sh (CC BY-NC-SA 4.0).
     """
-    from aaas_profile import models
+    from aaas_profile import models, repaint_import
 
     started = time.perf_counter()
     cfg = repaint_import.resolve_config(config)

@@ -11,15 +11,14 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, progress_bar
-from aaas_profile.sim import runner
 from aaas_profile.sim.registry import names as policy_names
-from aaas_profile.sim.seeds import SUMMARY as SEEDS_SUMMARY
-from aaas_profile.sim.seeds import parse_seeds, simulate_seeds
-from aaas_profile.sim.sources import AspSource, sim_config
+
+# The runner (torch, the solver) is imported inside the command, so `--help` starts at once.
 
 
-class RichProgress(runner.Progress):
-    """One rich bar per stage (optimum, training, each evaluation), with elapsed time."""
+class RichProgress:
+    """One rich bar per stage (optimum, training, each evaluation), with elapsed time: the
+    ``aaas_profile.sim.runner.Progress`` interface."""
 
     def start(self, label, total):
         self.bar = progress_bar(label, "{task.fields[info]}", eta=False)
@@ -120,7 +119,7 @@ def simulate(
     ray: Annotated[
         str | None,
         typer.Option(help="With --seeds: run the seeds as Ray tasks: 'local', 'auto' or ray://HOST:PORT. "
-                     "Needs aaas-profile[ray]."),
+                     "Needs aaas-profile\\[ray]."),
     ] = None,
 ) -> None:
     """Simulate AIGC service-provider selection (Du et al. 2023): policies, SAC, hindsight optimum.
@@ -144,6 +143,10 @@ def simulate(
 
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
+    from aaas_profile.sim import runner
+    from aaas_profile.sim.seeds import parse_seeds, simulate_seeds
+    from aaas_profile.sim.sources import AspSource, sim_config
+
     source = AspSource(preset=preset, asps=asps, profile=profile, metric=metric, sampler=sampler, runtime=runtime,
                        allow_flagged=allow_flagged_profile)
     config = sim_config(horizon)
@@ -165,7 +168,9 @@ def simulate(
     _print_summary(result, asp_set.source, seed, episodes)
 
 
-def _print_seeds(summary, seed_list: list[int], options: runner.SimOptions, out: Path) -> None:
+def _print_seeds(summary, seed_list: list[int], options, out: Path) -> None:
+    from aaas_profile.sim.seeds import SUMMARY as SEEDS_SUMMARY
+
     table = Table(title=f"simulate · {len(seed_list)} seeds × {options.episodes} evaluation episodes "
                         "(mean, ± std over episodes, (± std of the seeds' means))", box=box.SIMPLE_HEAD)
     table.add_column("policy", no_wrap=True)
@@ -185,7 +190,7 @@ _HEADERS = {"mean_reward_per_finished": "reward /\nfinished", "fraction_of_optim
             "interrupted": "inter-\nrupted", "finished": "fin-\nished"}
 
 
-def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:
+def _print_summary(result, source: str, seed: int, episodes: int) -> None:
     table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)",
                   box=box.SIMPLE_HEAD)
     for column in ("policy", "reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",

@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from aaas_profile import train as train_mod
 from aaas_profile.cli.common import console, key_value_table, progress_bar
 from aaas_profile.errors import Interrupted, UserError
 
@@ -59,6 +57,10 @@ def train(
 
     Run the same command again to continue an interrupted run, or with a larger --steps to train further.
     """
+    import torch
+
+    from aaas_profile import train as train_mod
+
     if threads is not None:
         if threads < 1:
             raise UserError(f"--threads must be ≥ 1, got {threads}")
