@@ -159,7 +159,7 @@ def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, le
     run = Path(run)
     scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
     path = Path(out) if out is not None else default_path(run, x)
-    if path.is_dir():
+    if path.is_dir() or path.suffix != ".json":  # a folder, existing or to be made
         path = path / fitfile.NAME
     _check_replace(path, x, replace)
     figures = plots_dir(path)

@@ -846,3 +846,20 @@ def test_a_table_without_sampler_columns_fits_exactly_as_before_samplers():
     assert [(c.key, c.ci) for c in filled] == [(c.key, c.ci) for c in (dss, vif)]
     (entry,) = fit.fit_runtime(old)
     assert (entry["sampler"], entry["sampler_params"], entry["n_cells"]) == ("repaint", "{}", 2 * 12 * len(STEPS))
+
+
+def test_a_fit_against_another_axis_never_replaces_the_steps_fit(tmp_path):
+    runs.write_part(tmp_path, offset_rows((5.0, 0.3, 20.0, 0.8), np.zeros(4), lambda i: GRID, noise=0.01))
+    steps = fitrun.fit_run(tmp_path, resamples=0, plots=False)
+    before = steps.path.read_text()
+    calls = fitrun.fit_run(tmp_path, x="unet_calls", resamples=0, plots=True)
+    assert steps.path == tmp_path / "fit.json" and calls.path == tmp_path / "fit-unet_calls.json"
+    assert steps.path.read_text() == before and calls.plots[0].parent == tmp_path / "plots-fit-unet_calls"
+    with pytest.raises(fit.FitError, match="holds a fit against steps; this one is against unet_calls"):
+        fitrun.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False, out=tmp_path / "fit.json")
+    assert steps.path.read_text() == before
+    moved = fitrun.fit_run(tmp_path, x="wall_s", resamples=0, plots=False, out=tmp_path / "elsewhere")
+    assert moved.path == tmp_path / "elsewhere" / "fit.json" and fitfile.load(moved.path)["x"]["name"] == "wall_s"
+    replaced = fitrun.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False, out=tmp_path / "fit.json",
+                              replace=True)
+    assert fitfile.load(replaced.path)["x"]["name"] == "unet_calls"

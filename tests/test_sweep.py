@@ -352,7 +352,8 @@ def test_the_default_run_folder_covers_every_setting_that_defines_cells(tmp_path
                "samplers": ["ddim"], "jump_length": 5, "jump_n_sample": 5, "eta": 0.5, "dtype": "bf16",
                "metrics": ["tv"], "limit": 2}
     assert sorted(changed) == sorted(defining)  # a new defining field needs a value here to be tested
-    folders = {sweep.default_out(replace(base, **{k: v}), faces) for k, v in changed.items()}
+    folders = {sweep.default_out(replace(base, **{k: v}), SimpleNamespace(name=v) if k == "model" else faces)
+               for k, v in changed.items()}  # the model by its resolved name
     assert len(folders | {out}) == len(changed) + 1
     # A folder named by the older digest (model, data, eta, dtype, metrics) that holds exactly this experiment
     # still resumes; one that holds another experiment is left alone.

@@ -33,7 +33,7 @@ def fit(
     fit_model: Annotated[str, typer.Option(
         "--fit-model", help="image_offsets: the curve's shape shared, a level per image (every image is measured "
                             "at every step count); pooled: one curve through all points.")] = "image_offsets",
-    out: Annotated[Path | None, typer.Option(help="Where to write the fit (a file, or a folder for FOLDER/fit.json); its plots go beside it. \\[default: <run>/fit.json for --x steps, which simulate and report read; <run>/fit-<x>.json for another axis]")] = None,  # noqa: E501
+    out: Annotated[Path | None, typer.Option(help="Where to write the fit (a .json file, or a folder for FOLDER/fit.json); its plots go beside it. \\[default: <run>/fit.json for --x steps, which simulate and report read; <run>/fit-<x>.json for another axis]")] = None,  # noqa: E501
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a fit against another x axis at --out (refused otherwise).")] = False,  # noqa: E501
 ) -> None:
     """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × sampler × metric of a run, with
