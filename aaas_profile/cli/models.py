@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aaas_profile.cli.common import console, key_value_table
+from aaas_profile.cli.common import console, emit, key_value_table
 
 
 def import_repaint(
@@ -59,6 +59,8 @@ def import_repaint(
         ("took", f"{time.perf_counter() - started:.1f} s"),
     ]))
     console.print(f"use it: aaas-profile sweep --model {name}", highlight=False)
+    emit({"name": name, "folder": folder, "config": cfg.name, "parameters": info["parameters"],
+          "weights_sha256": info["weights_sha256"]})
 
 
 def list_models(ctx: typer.Context) -> None:
@@ -77,9 +79,14 @@ def list_models(ctx: typer.Context) -> None:
     table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
     for column in ("name", "source", "resolution", "licence", "weights", "description"):
         table.add_column(column, overflow="fold")  # at 80 columns long paths break across lines, never cut
+    listed = []
     for card in cards().values():
         folder = find_weights(card, download=False)
+        listed.append({"name": card.name, "hub_id": card.hub_id, "local_dir": card.local_dir,
+                       "resolution": card.resolution, "licence": card.licence, "weights": folder,
+                       "description": card.description})
         source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"
         present = f"[green]present[/] ({folder})" if folder else "[yellow]absent[/]"
         table.add_row(card.name, source, f"{card.resolution} px", card.licence, present, card.description)
     console.print(table)
+    emit({"models": listed})

@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from aaas_profile.cli.common import console, progress_bar
+from aaas_profile.cli.common import console, emit, progress_bar
 from aaas_profile.sim.registry import names as policy_names
 
 # The runner (torch, the solver) is imported inside the command, so `--help` starts at once.
@@ -183,6 +183,9 @@ def _print_seeds(summary, seed_list: list[int], options, out: Path) -> None:
     console.print(table)
     console.print(f"wrote {Path(out) / 'sim' / options.policy / 'seeds.parquet'} and seeds_summary.parquet",
                   highlight=False)
+    emit({"folder": Path(out) / "sim" / options.policy, "seeds": seed_list,
+          "summary": {policy: {"/".join(map(str, k)): v for k, v in summary.loc[policy].items()}
+                      for policy in summary.index}})
 
 
 # Short column headers, so the summary tables fit 80 columns (a log, CI, a pipe).
@@ -228,3 +231,6 @@ def _print_summary(result, source: str, seed: int, episodes: int) -> None:
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"wrote {result.folder}")
+    emit({"folder": result.folder, "source": source, "seed": seed, "episodes": episodes,
+          "optimum_exact": result.optimum_exact, "notes": result.notes,
+          "summary": {p: {"/".join(map(str, k)): v for k, v in s.loc[p].items()} for p in s.index}})

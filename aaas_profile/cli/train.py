@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from aaas_profile.cli.common import console, key_value_table, progress_bar
+from aaas_profile.cli.common import console, emit, key_value_table, progress_bar
 from aaas_profile.errors import Interrupted, UserError
 
 
@@ -101,3 +101,6 @@ def train(
         ("device", f"{result.device}, {result.precision}"),
         ("model", f"{result.out} (load with --model {result.out})"),
     ]))
+    emit({"model": result.out, "steps": result.steps, "stopped_early": result.stopped_early,
+          "resumed_from": result.resumed_from, "loss": result.loss, "parameters": result.parameters,
+          "seconds": result.seconds, "device": result.device, "precision": result.precision})
