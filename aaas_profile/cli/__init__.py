@@ -18,6 +18,16 @@ from aaas_profile.cli.common import fail, set_output
 from aaas_profile.errors import UserError, os_error_line
 
 
+def reflow(doc: str | None) -> str:
+    """A command's docstring as its help: prose paragraphs re-flow to the terminal's width (typer keeps their
+    source line breaks), example paragraphs (indented lines) keep theirs."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split())
+                       for p in paragraphs)
+
+
 class OneLineErrors(TyperGroup):
     """The one place where any command's ``UserError`` or ``OSError`` becomes one line and a non-zero exit."""
 
@@ -44,7 +54,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
@@ -58,16 +67,17 @@ def main_options(
     on its run folder. Global options go before the command: `aaas-profile --json fit results/demo`.
     """
     set_output(json_output, quiet)
-app.command("sweep")(sweep.sweep)
-app.command("fit")(fit.fit)
-app.command("simulate")(simulate.simulate)
-app.command("train")(train.train)
-app.command("report")(report.report)
+
+
+app.callback(help=reflow(main_options.__doc__))(main_options)
+for name, command in (("sweep", sweep.sweep), ("fit", fit.fit), ("simulate", simulate.simulate),
+                      ("train", train.train), ("report", report.report)):
+    app.command(name, help=reflow(command.__doc__))(command)
 
 models_app = typer.Typer(help="Named models: list them, or import RePaint's checkpoints.", no_args_is_help=False)
 app.add_typer(models_app, name="models")
-models_app.callback(invoke_without_command=True)(models.list_models)
-models_app.command("import-repaint")(models.import_repaint)
+models_app.callback(invoke_without_command=True, help=reflow(models.list_models.__doc__))(models.list_models)
+models_app.command("import-repaint", help=reflow(models.import_repaint.__doc__))(models.import_repaint)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m aaas_profile.cli`
