@@ -1,7 +1,7 @@
 """Fit the four-parameter quality model of Du et al. (2023) to a run's scores, with bootstrap uncertainty,
 a comparison against smooth saturating curves, and the runtime model.
 
-The model (DESIGN.md, "The four-parameter model"), for x the step count (or UNet calls, or seconds per image)
+The model (docs/design.md, "The four-parameter model"), for x the step count (or UNet calls, or seconds per image)
 and y a metric value in its raw units::
 
     f(x) = Ay                                 for x ≤ Ax
@@ -10,7 +10,7 @@ and y a metric value in its raw units::
 
 with min(x) ≤ Ax < Bx ≤ max(x). It serves rising (higher-is-better) and falling (lower-is-better) curves alike.
 Every image is measured at every step count, so by default the curve's shape is shared and each image gets its
-own level (``image_offsets``: y = f(x) + u_image + e), as DESIGN.md describes; ``pooled`` fits one curve
+own level (``image_offsets``: y = f(x) + u_image + e), as docs/design.md describes; ``pooled`` fits one curve
 through all points. Both are exact global least-squares fits (``solve_profile``), with a bootstrap over whole
 images, R² within images, pooled and on the per-step medians, a paired test of whether steps matter at all
 (``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
@@ -438,7 +438,7 @@ def compare_models(x, y, piece: Piecewise | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 # What `fit --model` can fit. Every image is measured at every step count, so the default shares the curve's
-# shape across images and gives each image its own level (DESIGN.md, "The four-parameter model").
+# shape across images and gives each image its own level (docs/design.md, "The four-parameter model").
 FIT_MODELS = {
     "image_offsets": "y = f(x) + u_image + e: shape (Ax, Bx, By - Ay) shared, one level u per image; the offsets "
                      "average to zero over images, so Ay and By are the average image's levels",

@@ -336,7 +336,7 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
     six_metric_run(tmp_path, masks=("thick", "thin"))
     result = fitrun.fit_run(tmp_path, resamples=50, plots=False)
     document = fitfile.load(tmp_path)
-    assert document["schema_version"] == fitfile.SCHEMA_VERSION == 2
+    assert document["schema_version"] == fitfile.SCHEMA_VERSION == 3
     assert document["fit_model"]["name"] == "image_offsets"
     assert document == json.loads(json.dumps(result.document))
     assert len(document["curves"]) == 12
@@ -369,7 +369,7 @@ def test_fit_json_round_trip_and_quality_scale(tmp_path):
     # A fit.json of another schema version is refused in one line.
     document["schema_version"] = 99
     (tmp_path / "fit.json").write_text(json.dumps(document))
-    with pytest.raises(fitfile.FitFileError, match="schema_version 99, this aaas-profile reads 1, 2"):
+    with pytest.raises(fitfile.FitFileError, match="schema_version 99, this aaas-profile reads 1, 2, 3"):
         fitfile.load(tmp_path / "fit.json")
 
 

@@ -1,6 +1,6 @@
 """ASP sets: the paper preset drawn from a seed, a user's CSV table, or a ``fit.json`` profile.
 
-An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of DESIGN.md:
+An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of docs/design.md:
 ``ax, ay, bx, by``; x in diffusion steps) and a ``capacity``, the total diffusion steps it runs at once.
 The three sources all return an :class:`AspSet`; the environment never needs to know where one came from.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from aaas_profile.errors import UserError, not_found
 from aaas_profile.sim.formulas import TASK_STEPS, paper_runtime_s, polynomial
 
-# The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
+# The presets (docs/design.md, "The simulator"): the grids the authors' code draws the hidden parameters from
 # (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
 PAPER_N_ASPS = 20
 PAPER_CAPACITIES = np.arange(400, 1600, 100)  # 400, 500, …, 1500
