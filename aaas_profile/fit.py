@@ -770,7 +770,8 @@ def curve_flags(curve_effect: dict, n_levels: int, n_images: int, levels: np.nda
         # (and Ax) is not resolved; a Bx a hair above the second point is "at" it for any practical purpose.
         if bx < levels[2] - tol:
             flags.append({"code": "saturated_in_grid",
-                          "summary": f"the fitted rise ends before the third step count; {_finer_grid(steps)}", "message": (
+                          "summary": f"the fitted rise ends before the third step count; {_finer_grid(steps)}",
+                          "message": (
                 f"saturates within the first grid points (Bx = {bx:.3g}, before the third at {steps[2]:g} steps: "
                 f"only {int(np.sum(levels < bx - tol))} step count(s) on the rise); {_finer_grid(steps)}")})
         elif not saturated:

@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from aaas_profile.cli.common import console, emit, progress_bar
+from aaas_profile.cli.common import console, emit, progress_bar, warn
 from aaas_profile.sim.registry import names as policy_names
 
 # The runner (torch, the solver) is imported inside the command, so `--help` starts at once.
@@ -152,6 +152,9 @@ def simulate(
     config = sim_config(horizon)
     seed_list = parse_seeds(seeds, ray)
     asp_set = source.load(seed)
+    for note in asp_set.notes:  # a profile that cannot reach the tasks' steps: say so before a long run
+        if note.startswith("warning: "):
+            warn(note.removeprefix("warning: "))
     out = source.default_out() if out is None else out
     options = runner.SimOptions(policy=policy, episodes=episodes, train_episodes=train_episodes, seed=seed,
                                 baselines=baselines, optimum=optimum, optimum_time_limit_s=optimum_time_limit,
@@ -166,6 +169,18 @@ def simulate(
     finally:
         progress.stop()
     _print_summary(result, asp_set.source, seed, episodes)
+    _print_mapping(asp_set)
+
+
+def _print_mapping(asp_set) -> None:
+    """Which curve each ASP got (also in sim/asps.csv, column source)."""
+    mapping = asp_set.mapping()
+    if len(mapping) == 1:
+        console.print(f"{len(asp_set)} ASPs from {mapping[0][0]}", highlight=False)
+    else:
+        console.print(f"{len(asp_set)} ASPs, each curve from:", highlight=False)
+        for origin, sids in mapping:
+            console.print(f"  {origin}: {', '.join(sids)}", highlight=False)
 
 
 def _print_seeds(summary, seed_list: list[int], options, out: Path) -> None:
@@ -229,7 +244,8 @@ def _print_summary(result, source: str, seed: int, episodes: int) -> None:
             f"steps, {result.train_seconds:.0f} s"
         )
     for note in result.notes:
-        console.print(f"note: {note}")
+        if not note.startswith("warning: "):  # warnings were printed before the run
+            console.print(f"note: {note}")
     console.print(f"wrote {result.folder}")
     emit({"folder": result.folder, "source": source, "seed": seed, "episodes": episodes,
           "optimum_exact": result.optimum_exact, "notes": result.notes,
