@@ -193,3 +193,13 @@ def test_a_sweep_says_at_once_how_many_images_a_conclusion_needs(model_dir, imag
                     "tv", "--dry-run", "--out", tmp_path / "run")
     text = " ".join(result.output.split())
     assert "warning: 2 image(s) at 2 step counts" in text and "needs ≥ 6" in text and "cannot conclude" in text
+
+
+def test_models_reads_at_80_columns_with_names_and_hub_ids_whole(monkeypatch):
+    monkeypatch.setattr(cli.common.console, "width", 80)
+    result = invoke("models")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for whole in ("google/ddpm-ema-celebahq-256", "google/ddpm-ema-bedroom-256", "google/ddpm-ema-church-256"):
+        assert any(whole in line for line in lines), whole
