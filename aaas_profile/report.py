@@ -262,7 +262,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
         n_images = scores["image_id"].nunique()
         parts.append(f"<h3>Median score per step count</h3><p class='muted'>Medians over {n_images} images and "
                      f"{scores['seed'].nunique()} seed(s); every mask and setting apart.</p>"
-                     + _table(medians.fillna("–"), (*fit_mod.SETTING_COLUMNS, "mask", "metric")))
+                     + _table(medians.astype(object).where(medians.notna(), "–"),
+                              (*fit_mod.SETTING_COLUMNS, "mask", "metric")))
     panels = [_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})")
               for panel in sorted((run / "plots").glob("*_panel.png"))]
     if panels:  # side by side where the page is wide enough: a run with several masks and samplers has many
