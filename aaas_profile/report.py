@@ -44,6 +44,9 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 1px solid #ccc; margin-top: 2.2rem; }
 .muted { color: #666; } table { border-collapse: collapse; margin: .6rem 0 1rem; }
 th, td { border: 1px solid #d6d6d6; padding: .25rem .55rem; text-align: right; vertical-align: top; }
+table { max-width: 100%; } td.text, th.text { overflow-wrap: break-word; } td.flag { min-width: 16rem; }
+.panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(30rem, 1fr)); gap: 0 1rem; }
+.recommend { font-size: 1.05rem; } .recommend li { margin: .2rem 0; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 figure { margin: .8rem 0 1.4rem; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: .9rem; }
@@ -78,6 +81,21 @@ def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = (), flag_column:
             cells.append(f'<td class="{css}">{html.escape(text)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _readable(cells: dict[str, str]) -> dict[str, str]:
+    """``fit.setting_cells`` for a page: a sampler's JSON parameters as words that can wrap
+    ("dpm-solver (algorithm_type dpmsolver++, solver_order 2)"), never a bare "{}"."""
+    out = dict(cells)
+    if "sampler" in out:
+        name, _, params = out["sampler"].partition(" ")
+        try:
+            values = json.loads(params) if params else {}
+        except json.JSONDecodeError:
+            values = None
+        if isinstance(values, dict):
+            out["sampler"] = name + (f" ({', '.join(f'{k} {v}' for k, v in values.items())})" if values else "")
+    return out
 
 
 def _figure(path: Path, caption: str) -> str:
@@ -178,15 +196,18 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
     varying = fit_mod.varying_settings(curves)
     for c in curves:
         s = c["stop"]
-        flags = [f.get("message", f.get("code", "")) for f in c.get("flags") or []]
+        # the short form of each flag: the full messages are in the fit table further down
+        flags = [f.get("summary") or f.get("message") or f.get("code", "") for f in c.get("flags") or []]
         flat = fit_mod.has_no_stop(c.get("flags"))  # a curve steps do not improve has no place to stop
         if s.get("top_of_grid") and not flat:
-            flags.append("still gaining at the top of the grid: add higher step counts")
+            flags.append("still gaining at the top of the grid")
         r2 = c.get("r2")
+        ci = s.get("ci") or [None, None]
+        interval = f" [{ci[0]:g}–{ci[1]:g}]" if None not in ci and ci[0] == ci[0] else ""
         rows.append({
-            **fit_mod.setting_cells(c, varying),
-            "mask": c["mask"], "metric": c["metric"], "better": "higher" if c["higher_is_better"] else "lower",
-            "stop at steps": "–" if flat else str(s["steps"]),
+            **_readable(fit_mod.setting_cells(c, varying)),
+            "mask": c["mask"], "metric": f"{c['metric']} {'↑' if c['higher_is_better'] else '↓'}",
+            "stop at steps": "–" if flat else f"{s['steps']}{interval}",
             "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
             "s per image": "–" if flat or s.get("wall_s") is None else f"{s['wall_s']:.3g}",
             "median there": f"{s['median']:.4g}", "best median": f"{s['best_median']:.4g}",
@@ -195,7 +216,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
             "flags": "; ".join(flags) or "–",
         })
     frame = pd.DataFrame(rows)
-    table = _table(frame, (*fit_mod.SETTING_COLUMNS, "mask", "metric", "better", "flags"), flag_column="flags")
+    table = _table(frame, (*fit_mod.SETTING_COLUMNS, "mask", "metric", "flags"), flag_column="flags")
     steps = {int(c["stop"]["steps"]) for c in curves if not fit_mod.has_no_stop(c.get("flags"))}
     levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
     if scores is not None and len(scores):
@@ -203,47 +224,77 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
     if levels:
         steps |= {levels[0], levels[-1]}
     grid = _grid_table(run, max_cells=4, only_steps=steps)
+    recommendations = (document or {}).get("recommendations") or fit_mod.recommendations(curves)
+    advice = "".join(
+        f"<li><b>{html.escape(' · '.join(_recommendation_label(r['group'], varying)))}</b>: "
+        f"{html.escape(r['text'])}</li>" for r in recommendations)
     return ("<section class='lead'><h2>Where to stop paying for steps</h2>"
-            "<p>Per metric, the step count beyond which the median over images gains less than 1 % of the "
-            "curve's range (best minus worst per-step median): more steps cost UNet calls and seconds but buy "
-            f"almost nothing. Seconds are per image as measured in this run. Source: {html.escape(source)}.</p>"
+            f"<ul class='recommend'>{advice}</ul>"
+            "<p>Per metric, the step count beyond which a further gain of 1 % of the curve's range (best minus "
+            "worst per-step median) shows in fewer than 95 % of the bootstrap resamples of images, with the "
+            "interval of the resamples' stops in brackets: more steps cost UNet calls and seconds but buy "
+            f"nothing the images can show. Seconds are per image as measured in this run. Source: "
+            f"{html.escape(source)}.</p>"
             + table
             + (f"<h3>Outputs at those step counts (and the grid's ends)</h3>{grid}" if grid else "")
             + "</section>")
+
+
+def _recommendation_label(group: dict, varying: list[str]) -> list[str]:
+    """A recommendation's group in words: the mask, and the model and sampler setting where the run has several."""
+    cells = _readable(fit_mod.setting_cells(group, varying))
+    return [*([cells.pop("model")] if "model" in cells else []), f"mask {group.get('mask', '?')}",
+            *(v for v in cells.values() if v != "–")]
 
 
 def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
-        apart = [k for k in fit_mod.SETTING_KEYS if scores[k].nunique() > 1]
-        medians = (scores.groupby([*apart, "mask", "metric", "steps"])["value"].median().unstack("steps")
+        keys = list(fit_mod.SETTING_KEYS)
+        medians = (scores.groupby([*keys, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
-        medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
-        parts.append("<h3>Median score per step count</h3>"
-                     + _table(medians, ("model", "sampler", "sampler_params", "mask", "metric")))
-    for panel in sorted((run / "plots").glob("*_panel.png")):
-        parts.append(_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})"))
+        varying = fit_mod.varying_settings(medians.to_dict("records"))
+        settings = pd.DataFrame([_readable(fit_mod.setting_cells(row, varying))
+                                 for row in medians[keys].to_dict("records")], index=medians.index)
+        medians = pd.concat([settings, medians.drop(columns=keys)], axis=1)
+        medians.columns = [f"{c} steps" if not isinstance(c, str) else c for c in medians.columns]
+        n_images = scores["image_id"].nunique()
+        parts.append(f"<h3>Median score per step count</h3><p class='muted'>Medians over {n_images} images and "
+                     f"{scores['seed'].nunique()} seed(s); every mask and setting apart.</p>"
+                     + _table(medians.astype(object).where(medians.notna(), "–"),
+                              (*fit_mod.SETTING_COLUMNS, "mask", "metric")))
+    panels = [_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})")
+              for panel in sorted((run / "plots").glob("*_panel.png"))]
+    if panels:  # side by side where the page is wide enough: a run with several masks and samplers has many
+        parts.append(f"<div class='panels'>{''.join(panels)}</div>")
     if document is not None:
         fit = document
         rows = []
         varying = fit_mod.varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {**fit_mod.setting_cells(curve, varying), "mask": curve["mask"], "metric": curve["metric"]}
+            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve["mask"],
+                   "metric": curve["metric"]}
             for name in ("ax", "ay", "bx", "by"):
                 part = curve[name]
                 low, high = part.get("ci") or (None, None)
-                row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}, {high:.4g}]"
+                row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}–{high:.4g}]"
                                                                      if low is not None and high is not None else ""))
             r2 = curve.get("r2")
-            if isinstance(r2, dict):  # schema 2: within images, pooled, per-step medians
-                for name, label in (("within_image", "R² within"), ("pooled", "R² pooled"),
-                                    ("medians", "R² medians")):
-                    row[label] = r2.get(name) if r2.get(name) is not None else float("nan")
-            else:  # schema 1: one pooled R²
-                row["R² pooled"] = r2 if r2 is not None else float("nan")
-            row["saturated"] = "yes" if curve.get("saturated") else "no"
-            row["flags"] = "; ".join(f.get("message", "") for f in curve.get("flags") or []) or "–"
+            # one column for the three R² (schema 2 and later; schema 1 has the pooled one only): the page is
+            # narrow enough for a run with several samplers
+            if isinstance(r2, dict):
+                row["R² within / pooled / medians"] = " / ".join(
+                    f"{r2[name]:.2f}" if r2.get(name) is not None else "–" for name in ("within_image", "pooled",
+                                                                                         "medians"))
+            else:
+                row["R² within / pooled / medians"] = f"– / {r2:.2f} / –" if r2 is not None else "–"
+            effect = curve.get("effect") or {}
+            p, trend = effect.get("p_value"), effect.get("trend")
+            row["effect p (trend)"] = ("–" if p is None else f"{p:.2g}"
+                                       + (f" ({trend:+.2f})" if trend is not None else ""))
+            # the short form of each flag (fit.json and the fit's own output hold the full message)
+            row["flags"] = "; ".join(f.get("summary") or f.get("message", "") for f in curve.get("flags") or []) or "–"
             rows.append(row)
         if rows:
             unit = fit.get("x", {}).get("unit", "steps")
@@ -251,8 +302,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
                          f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
                          f"model {html.escape(model)}</h3>"
-                         + _table(pd.DataFrame(rows), (*fit_mod.SETTING_COLUMNS, "mask", "metric", "Ax", "Ay", "Bx",
-                                                       "By", "saturated", "flags"), flag_column="flags"))
+                         + _table(pd.DataFrame(rows), (*fit_mod.SETTING_COLUMNS, "mask", "metric", "flags"),
+                                  flag_column="flags"))
     return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
 
 

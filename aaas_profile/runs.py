@@ -1,4 +1,4 @@
-"""The run folder (DESIGN.md): ``config.toml``, ``manifest.json`` and the long scores table in Parquet parts.
+"""The run folder (docs/design.md): ``config.toml``, ``manifest.json`` and the long scores table in Parquet parts.
 
 Part files are written atomically (a hidden temp file, flushed to disk, then renamed), so a sweep killed at
 any moment leaves either a whole part or none: starting it again skips exactly the cells already written.
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import UserError
 
-# One row per image × mask × seed × sampler × steps × metric (DESIGN.md, "The scores table"). ``sampler`` is
+# One row per image × mask × seed × sampler × steps × metric (docs/design.md, "The scores table"). ``sampler`` is
 # a name of ``samplers.SAMPLERS`` and ``sampler_params`` its parameters beyond RePaint's jumps as canonical JSON
 # (``samplers.sampler_params_json``); jump_length/jump_n_sample are RePaint's j/r, 0/0 for other samplers.
 COLUMNS = {

@@ -390,16 +390,57 @@ def _check_writable_run(prepared: Prepared) -> None:
         check_writable(folder, "--out")
 
 
+# SweepConfig fields that say how a sweep runs, not which cells it makes or what their numbers mean: the only
+# ones the default folder's digest leaves out. Every other field (and any added later) names the experiment.
+HOW_IT_RUNS = ("batch_size", "device", "save_images", "out")
+
+
+def experiment_identity(config: SweepConfig, model_name: str) -> dict:
+    """What defines a sweep's cells and their numbers: every ``SweepConfig`` field but ``HOW_IT_RUNS``, the
+    model by its resolved name and the data folder by its absolute path (however they were written)."""
+    identity = {KEY_NAMES.get(f.name, f.name): getattr(config, f.name) for f in fields(config)
+                if f.name not in HOW_IT_RUNS}
+    identity.update(model=model_name, data=str(Path(config.data).resolve()))
+    return identity
+
+
 def default_out(config: SweepConfig, model: LoadedModel) -> Path:
-    """``results/<model>-<data folder>-<8 hex>``: the hex is a digest of what a run folder must keep fixed
-    (model, data folder and the FIXED settings: eta, dtype, metrics), so running the same command again
-    resumes the same folder, and adding step counts, seeds, masks or images extends it."""
+    """``results/<model>-<data folder>-<8 hex>``: the hex is a digest of ``experiment_identity`` (model, data,
+    masks, step counts, seeds, samplers, jumps, eta, dtype, metrics, limit, …), so the same command resumes the
+    same folder and a different experiment gets its own. To add step counts, seeds, masks or images to a run,
+    name its folder with ``--out``."""
     import hashlib
 
-    identity = {"model": model.name, "data": str(Path(config.data).resolve()),
-                **{k: getattr(config, k) for k in FIXED if k != "data"}}  # the folder, however it was written
+    identity = experiment_identity(config, model.name)
     digest = hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()[:8]
-    return Path("results") / _slug(f"{model.name}-{Path(config.data).resolve().name}-{digest}")
+    out = Path("results") / _slug(f"{model.name}-{Path(config.data).resolve().name}-{digest}")
+    legacy = _legacy_default_out(config, model.name)
+    if not out.exists() and _same_experiment(legacy, config):
+        return legacy  # a folder named by the older, narrower digest that holds exactly this experiment
+    return out
+
+
+def _legacy_default_out(config: SweepConfig, model_name: str) -> Path:
+    """The default folder as older versions named it: a digest of the model, data, eta, dtype and metrics only."""
+    import hashlib
+
+    identity = {"model": model_name, "data": str(Path(config.data).resolve()),
+                **{k: getattr(config, k) for k in ("eta", "dtype", "metrics")}}
+    digest = hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()[:8]
+    return Path("results") / _slug(f"{model_name}-{Path(config.data).resolve().name}-{digest}")
+
+
+def _same_experiment(folder: Path, config: SweepConfig) -> bool:
+    """Whether ``folder``'s config.toml records the same experiment as ``config`` (every field but
+    ``HOW_IT_RUNS``; the model is compared by what was written)."""
+    try:
+        before = tomllib.loads((folder / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    now = tomllib.loads(config.to_toml())
+    keys = {KEY_NAMES.get(f.name, f.name) for f in fields(config) if f.name not in HOW_IT_RUNS} - {"data"}
+    return all(before.get(k) == now.get(k) for k in keys) and Path(before.get("data", "")).resolve() == Path(
+        config.data).resolve()
 
 
 # Settings that change what a cell's numbers mean: a run folder never mixes two values of these.
@@ -552,20 +593,28 @@ def _png(image: torch.Tensor, path: Path) -> None:
     PILImage.fromarray(array).save(path)
 
 
+# What a summary line pools: the images and seeds of one setting, at the ends of its step axis. Every other
+# column of a cell's key (runs.CELL_KEY: model, mask, sampler and its parameters, jumps, and any setting added
+# there later) is kept apart, so two experiments in one folder never share a line.
+POOLED = ("image_id", "seed", "steps")
+SUMMARY_KEYS = tuple(k for k in runs.CELL_KEY if k not in POOLED)
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Per sampler, resampling setting and metric: the median at the lowest and the highest step count swept,
-    and the direction. Samplers and settings are never pooled: a run folder may hold several (``sampler`` and
-    ``sampler_params`` as in the scores table, ``resampling`` is RePaint's "j/r", "0/0" for another sampler)."""
+    """Per setting (``SUMMARY_KEYS``) and metric: the median over images and seeds at the lowest and the highest
+    step count swept, the direction, and how many images and seeds each median pools. ``resampling`` is
+    RePaint's "j/r" ("0/0" for another sampler). A bare table without some key column reads as one value of it."""
     rows = []
-    # A bare table (no such columns): one setting, unnamed, of one sampler.
     defaults = {"jump_length": 0, "jump_n_sample": 0, **runs.LEGACY_SAMPLER}
-    table = table.assign(**{k: v for k, v in defaults.items() if k not in table.columns})
-    group = ["sampler", "sampler_params", "jump_length", "jump_n_sample"]
-    for (name, params, jl, jn), same in table.groupby(group, sort=True):
-        rows.extend({"sampler": name, "sampler_params": params, "resampling": f"{jl}/{jn}", **row}
-                    for row in _summarise_setting(same))
-    return pd.DataFrame(rows, columns=["sampler", "sampler_params", "resampling", "metric", "better", "steps_low",
-                                       "median_low", "steps_high", "median_high", "rows"])
+    table = table.assign(**{k: defaults.get(k, "–") for k in SUMMARY_KEYS if k not in table.columns})
+    for values, same in table.groupby(list(SUMMARY_KEYS), sort=True):
+        setting = dict(zip(SUMMARY_KEYS, values, strict=True))
+        pooled = {"images": int(same["image_id"].nunique()) if "image_id" in same else 0,
+                  "seeds": int(same["seed"].nunique()) if "seed" in same else 0}
+        rows.extend({**setting, "resampling": f"{setting['jump_length']}/{setting['jump_n_sample']}", **pooled,
+                     **row} for row in _summarise_setting(same))
+    return pd.DataFrame(rows, columns=[*SUMMARY_KEYS, "resampling", "images", "seeds", "metric", "better",
+                                       "steps_low", "median_low", "steps_high", "median_high", "rows"])
 
 
 def _summarise_setting(table: pd.DataFrame) -> list[dict]:
@@ -583,6 +632,79 @@ def _summarise_setting(table: pd.DataFrame) -> list[dict]:
             "rows": len(part),
         })
     return rows
+
+
+@dataclass
+class Plan:
+    """What a sweep would do, without doing it (``sweep --dry-run``): the cells and UNet image-forwards still to
+    run in this shard, and a time estimate from one timed batched UNet forward on this device and dtype.
+    The estimate covers the UNet only (scoring adds a little, saving images less)."""
+
+    run_dir: Path
+    cells: int  # (cell, step count) items still to run
+    cells_done: int
+    unet_calls: int  # UNet image-forwards they cost
+    seconds_per_forward: float  # one image-forward, measured in a batch of batch_size
+    estimated_s: float
+    images: int
+
+
+def dry_run(prepared: Prepared) -> Plan:
+    """Plan ``prepared`` without writing anything: count what is left and time one UNet forward."""
+    done = runs.done_cells(prepared.run_dir) if prepared.run_dir.is_dir() else set()
+    todo = [item for batch in plan(prepared, done) for item in batch]
+    calls = sum(prepared.unet_calls[item.cell.sampler, item.steps] for item in todo)
+    total = len(shard_cells(prepared)) * len(prepared.config.steps)
+    per_forward = _time_forward(prepared) if todo else 0.0
+    return Plan(prepared.run_dir, len(todo), total - len(todo), calls, per_forward, calls * per_forward,
+                len(prepared.images))
+
+
+@dataclass
+class Need:
+    """Whether a sweep's images can support the fit's conclusions; ``line`` says so before the sweep starts."""
+
+    short: bool
+    line: str
+
+
+def conclusion_needs(prepared: Prepared) -> Need:
+    """How many images the fit needs to conclude anything about steps from this grid (``fit.images_needed``)
+    against how many the sweep has: said at sweep time, not discovered after the sweep."""
+    from aaas_profile import fit as fit_mod
+
+    n, levels = len(prepared.images), len(prepared.config.steps)
+    effect = fit_mod.images_needed(levels)
+    need = max(effect, fit_mod.MIN_IMAGES_FOR_INTERVALS)
+    what = (f"{n} image(s) at {levels} step counts: the fit's test of steps (Page's trend test, p < "
+            f"{fit_mod.EFFECT_ALPHA:g}) needs ≥ {effect}, its intervals (and simulate --profile) ≥ "
+            f"{fit_mod.MIN_IMAGES_FOR_INTERVALS}")
+    if levels < 2:
+        return Need(True, f"one step count: the fit needs at least two ({what})")
+    if n < need:
+        return Need(True, f"{what}; with {n} the fit cannot conclude: add images (--data) or step counts")
+    return Need(False, what)
+
+
+def _time_forward(prepared: Prepared) -> float:
+    """Seconds per image of one batched UNet forward (batch_size images, the sweep's dtype and layout): the
+    faster of two timed calls after one warm-up."""
+    unet, size = prepared.model.unet, prepared.model.resolution
+    parameter = next(unet.parameters())
+    batch = prepared.config.batch_size
+    x = torch.randn(batch, unet.config.in_channels, size, size, device=parameter.device, dtype=parameter.dtype)
+    if precision.channels_last(prepared.device.type, prepared.config.dtype):
+        x = x.contiguous(memory_format=torch.channels_last)
+    t = torch.full((batch,), 500, device=parameter.device)
+    times = []
+    with torch.inference_mode():
+        for _ in range(3):
+            start = perf_counter()
+            unet(x, t)
+            if parameter.device.type == "cuda":
+                torch.cuda.synchronize(parameter.device)
+            times.append(perf_counter() - start)
+    return min(times[1:]) / batch
 
 
 class Progress:

@@ -30,7 +30,7 @@ def batch(n: int, family: str = "thick"):
 
 
 def test_unet_calls_follow_repaint_resampling():
-    # DESIGN.md: T = 250 with jumps 10/10 costs 2,410 UNet calls; 1/1 costs T.
+    # docs/design.md: T = 250 with jumps 10/10 costs 2,410 UNet calls; 1/1 costs T.
     assert unet_calls(250, RePaintConfig()) == 2410
     assert unet_calls(250, NO_JUMPS) == 250
     # T + (jump points) · (r − 1) · j, jump points every j steps below T − j

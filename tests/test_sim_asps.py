@@ -190,3 +190,30 @@ def test_a_profile_fitted_against_unet_calls_is_refused(tmp_path):
 def test_profile_unknown_metric(tmp_path):
     with pytest.raises(SimError, match="no curve for metric 'brisque'"):
         profile_asps(write_fit(tmp_path / "fit.json"), metric="brisque")
+
+
+def test_a_profile_says_which_curve_each_asp_got_and_when_it_cannot_reach_the_tasks(tmp_path):
+    from aaas_profile.sim.asps import write_asps_csv
+
+    path = write_fit(tmp_path / "fit.json")
+    data = json.loads(path.read_text())
+    data["curves"][0]["levels"] = {"steps": [1, 2, 5, 10, 20, 50]}  # faces/thick/haarpsi: short of 100 steps
+    data["curves"][1]["levels"] = {"steps": [10, 50, 100, 250]}  # faces/thin/haarpsi: the tasks' whole range
+    path.write_text(json.dumps(data))
+    asps = profile_asps(path, metric="haarpsi", n=4, seed=0)
+    # curves ordered by (model, mask): ASP i gets curve i mod 2
+    assert asps.mapping() == [("fit.json: model faces, mask thick, sampler repaint, metric haarpsi",
+                               ["faces/thick#0", "faces/thick#2"]),
+                              ("fit.json: model faces, mask thin, sampler repaint, metric haarpsi",
+                               ["faces/thin#1", "faces/thin#3"])]
+    warnings = [n for n in asps.notes if n.startswith("warning: ")]
+    assert warnings == ["warning: curve faces/thick/haarpsi was measured at 1–50 steps, none of the tasks' "
+                        "100–250: beyond 50 steps it is extrapolated flat at By; sweep up to 250 steps to measure "
+                        "that range"]
+    # sim/asps.csv carries each row's source, and reads back with it
+    table = write_asps_csv(asps, tmp_path / "asps.csv")
+    assert table.read_text().splitlines()[0] == "sid,ax,ay,bx,by,capacity,source"
+    again = read_asps_csv(table)
+    assert again.origins()[1] == ("table asps.csv, line 3 (fit.json: model faces, mask thin, sampler repaint, "
+                                  "metric haarpsi)")
+    assert again.bx.tolist() == asps.bx.tolist()

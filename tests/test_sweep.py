@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shutil
@@ -6,6 +7,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -46,7 +48,10 @@ def test_a_sweep_writes_a_complete_run_folder(model_dir, image_dir, tmp_path):
     assert manifest["invocations"][0]["cells_run"] == 8
     cell_images = sorted(p.name for p in next((run / "images").iterdir()).iterdir())
     assert cell_images == ["corrupted.png", "original.png", "steps-0005.png", "steps-0010.png"]
-    assert list(result.summary["metric"]) == list(ALL)
+    # two masks: never pooled, a summary line per mask and metric, each saying what it pools
+    assert list(result.summary["metric"]) == list(ALL) * 2 and list(result.summary["mask"]) == ["half"] * 6 + [
+        "thick"] * 6
+    assert set(result.summary["images"]) == {2} and set(result.summary["seeds"]) == {1}
 
 
 def test_starting_again_skips_finished_cells_and_extends_the_grid(model_dir, image_dir, tmp_path):
@@ -332,18 +337,33 @@ def test_samplers_come_from_the_option_and_the_config_file(tmp_path):
         sweep.SweepConfig.from_sources(path)
 
 
-def test_the_default_run_folder_is_the_same_with_samplers():
-    """Default folders made before samplers still resume: the digest is today's (computed at c9c68e6), and
-    adding a sampler extends the folder like adding a step count."""
+def test_the_default_run_folder_covers_every_setting_that_defines_cells(tmp_path, monkeypatch):
+    """The digest is of every SweepConfig field but how a sweep runs (HOW_IT_RUNS), found generically: a field
+    added to the config later joins it without a change here."""
     from types import SimpleNamespace
 
+    monkeypatch.chdir(tmp_path)
     faces = SimpleNamespace(name="faces")
-    default = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="fp32")
-    assert sweep.default_out(default, faces) == Path("results/faces-eval-f0ca9ca1")
-    more = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="fp32", samplers=["repaint", "ddim"])
-    assert sweep.default_out(more, faces) == Path("results/faces-eval-f0ca9ca1")
-    other = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="bf16", metrics=["tv"], eta=0.5)
-    assert sweep.default_out(other, SimpleNamespace(name="celeba")) == Path("results/celeba-eval-3852bf78")
+    base = sweep.SweepConfig(data="/nonexistent/faces/eval", dtype="fp32")
+    out = sweep.default_out(base, faces)
+    assert out.parent == Path("results") and out.name.startswith("faces-eval-")
+    assert sweep.default_out(replace(base, batch_size=2, device="cpu", save_images=0), faces) == out
+    defining = [f.name for f in dataclasses.fields(base) if f.name not in sweep.HOW_IT_RUNS]
+    changed = {"model": "other", "data": "/nonexistent/other/eval", "masks": ["half"], "steps": [5], "seeds": [3],
+               "samplers": ["ddim"], "jump_length": 5, "jump_n_sample": 5, "eta": 0.5, "dtype": "bf16",
+               "metrics": ["tv"], "limit": 2}
+    assert sorted(changed) == sorted(defining)  # a new defining field needs a value here to be tested
+    folders = {sweep.default_out(replace(base, **{k: v}), SimpleNamespace(name=v) if k == "model" else faces)
+               for k, v in changed.items()}  # the model by its resolved name
+    assert len(folders | {out}) == len(changed) + 1
+    # A folder named by the older digest (model, data, eta, dtype, metrics) that holds exactly this experiment
+    # still resumes; one that holds another experiment is left alone.
+    legacy = Path("results/faces-eval-f0ca9ca1")  # the old digest of `base` (computed at c9c68e6)
+    legacy.mkdir(parents=True)
+    (legacy / "config.toml").write_text(base.to_toml())
+    assert sweep.default_out(base, faces) == legacy
+    (legacy / "config.toml").write_text(replace(base, steps=[5]).to_toml())
+    assert sweep.default_out(base, faces) == out
 
 
 def test_a_cells_output_does_not_depend_on_its_batch_for_any_sampler(model_dir, image_dir, tmp_path):

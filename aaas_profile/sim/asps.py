@@ -1,6 +1,6 @@
 """ASP sets: the paper preset drawn from a seed, a user's CSV table, or a ``fit.json`` profile.
 
-An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of DESIGN.md:
+An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of docs/design.md:
 ``ax, ay, bx, by``; x in diffusion steps) and a ``capacity``, the total diffusion steps it runs at once.
 The three sources all return an :class:`AspSet`; the environment never needs to know where one came from.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from aaas_profile.errors import UserError, not_found
 from aaas_profile.sim.formulas import TASK_STEPS, paper_runtime_s, polynomial
 
-# The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
+# The presets (docs/design.md, "The simulator"): the grids the authors' code draws the hidden parameters from
 # (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
 PAPER_N_ASPS = 20
 PAPER_CAPACITIES = np.arange(400, 1600, 100)  # 400, 500, …, 1500
@@ -51,6 +51,9 @@ class AspSet:
     source: str = "custom"
     runtime_coef: tuple[float, ...] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Where each ASP's curve comes from, one line each (a profile's model/mask/sampler/metric, a preset, a CSV
+    # line); written to sim/asps.csv as its "source" column. Empty: ``source`` for every ASP.
+    origin: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         n = len(self.sid)
@@ -72,12 +75,23 @@ class AspSet:
     def __len__(self) -> int:
         return len(self.sid)
 
+    def origins(self) -> list[str]:
+        """Each ASP's source line (``origin``, else the set's ``source``)."""
+        return list(self.origin) if len(self.origin) == len(self.sid) else [self.source] * len(self.sid)
+
     def table(self):
-        """The set as a pandas DataFrame with the CSV columns."""
+        """The set as a pandas DataFrame with the CSV columns and each row's ``source`` (read back, ignored)."""
         import pandas as pd
 
         return pd.DataFrame({"sid": list(self.sid), "ax": self.ax, "ay": self.ay, "bx": self.bx,
-                             "by": self.by, "capacity": self.capacity})
+                             "by": self.by, "capacity": self.capacity, "source": self.origins()})
+
+    def mapping(self) -> list[tuple[str, list[str]]]:
+        """Which ASPs got which curve: (source line, the sids that have it), in first-seen order."""
+        groups: dict[str, list[str]] = {}
+        for sid, origin in zip(self.sid, self.origins(), strict=True):
+            groups.setdefault(origin, []).append(sid)
+        return list(groups.items())
 
 
 def preset_asps(preset: str = "paper", seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
@@ -118,7 +132,8 @@ def paper_asps(seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
 
 
 def read_asps_csv(path: Path) -> AspSet:
-    """An ASP set from a CSV table with the columns ``sid, ax, ay, bx, by, capacity`` (one row per ASP)."""
+    """An ASP set from a CSV table with the columns ``sid, ax, ay, bx, by, capacity`` (one row per ASP); a
+    ``source`` column (as ``write_asps_csv`` writes) is kept as each row's origin, other columns are ignored."""
     import pandas as pd
 
     path = Path(path)
@@ -152,6 +167,10 @@ def read_asps_csv(path: Path) -> AspSet:
         bx=numbers["bx"],
         by=numbers["by"],
         source=f"table {path.name}",
+        # a table written by a run (sim/asps.csv) says where each row came from; keep that, else name the line
+        origin=tuple(f"table {path.name}, line {i + 2}" + (f" ({frame['source'].iloc[i]})"
+                                                           if "source" in frame.columns else "")
+                     for i in range(len(frame))),
     )
 
 
@@ -262,6 +281,12 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
             row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
         except (KeyError, TypeError, ValueError):
             raise SimError(f"profile {path}: curve {i} lacks scale01 with numeric ax, ay, bx, by") from None
+        levels = curve.get("levels") if isinstance(curve.get("levels"), dict) else {}
+        try:  # the step counts the curve was measured at (absent in hand-written profiles)
+            measured = [float(v) for v in levels.get("steps") or []]
+        except (TypeError, ValueError):
+            measured = []
+        row["steps_range"] = (min(measured), max(measured)) if measured else None
         row["refusal"] = fit_refusal(curve)
         curves.append(row)
     coefs: dict[str, list[float]] = {}
@@ -280,6 +305,23 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
             except (KeyError, TypeError, ValueError):
                 continue  # a fit without a usable steps model: that sampler falls back to the paper's
     return curves, coefs
+
+
+def reach_warnings(curves: list[dict], task_steps: tuple[int, ...] = TASK_STEPS) -> list[str]:
+    """One line per curve whose measured step counts stop short of the tasks' steps (100–250 in the paper's
+    preset): there the simulator serves every task on the curve's extrapolated plateau (By), a value no
+    measurement supports. ``curves``: ``read_fit_profile``'s rows (``steps_range`` None: unknown, no line)."""
+    lines = []
+    for c in curves:
+        if c.get("steps_range") is None:
+            continue
+        low, high = c["steps_range"]
+        if high < max(task_steps):
+            reach = "none of" if high < min(task_steps) else "only part of"
+            lines.append(f"warning: curve {c['model']}/{c['mask']}/{c['metric']} was measured at {low:g}–{high:g} "
+                         f"steps, {reach} the tasks' {min(task_steps)}–{max(task_steps)}: beyond {high:g} steps it "
+                         f"is extrapolated flat at By; sweep up to {max(task_steps)} steps to measure that range")
+    return lines
 
 
 def profile_asps(
@@ -336,6 +378,7 @@ def profile_asps(
             notes.append(f"flagged curve used on request: {c['model']}/{c['mask']}/{metric}: {c['refusal']}")
     rng = np.random.default_rng(seed)
     picks = [chosen[i % len(chosen)] for i in range(n)]
+    notes.extend(reach_warnings(chosen, task_steps))
     runtime_coef = None
     if not measured_runtime:
         notes.append("runtime: the paper's model (--runtime paper)")
@@ -356,6 +399,8 @@ def profile_asps(
         )
     return AspSet(
         sid=tuple(f"{c['model']}/{c['mask']}#{i}" for i, c in enumerate(picks)),
+        origin=tuple(f"{Path(path).name}: model {c['model']}, mask {c['mask']}, sampler {c['sampler']}, metric "
+                     f"{metric}" for c in picks),
         ax=[c["ax"] for c in picks],
         ay=[c["ay"] for c in picks],
         bx=[c["bx"] for c in picks],
