@@ -10,6 +10,7 @@ from aaas_profile.models import DEFAULT_SCHEDULE
 from aaas_profile.samplers import (
     SAMPLERS,
     DDIMSampler,
+    DiffusersRePaintSampler,
     DPMSolverSampler,
     RePaintSampler,
     Sampler,
@@ -21,10 +22,14 @@ from aaas_profile.samplers import (
 
 SIZE = 16  # the oracle costs nothing; 16 px keeps the tensors small
 NAMES = list(SAMPLERS)
+REPAINTS = ("repaint", "repaint-diffusers")
+DETERMINISTIC = ("repaint-diffusers", "ddim", "dpm-solver")  # at eta = 0
 # RePaint with resampling jumps where the test allows them; without, where every call must see a sample at its
 # timestep's noise level (diffusers' undo_step overshoots that level, see test_inpaint)
-WITH_JUMPS = {"repaint": RePaintSampler(5, 2), "ddim": DDIMSampler(), "dpm-solver": DPMSolverSampler()}
-NO_JUMPS = {**WITH_JUMPS, "repaint": RePaintSampler(1, 1)}
+WITH_JUMPS = {"repaint": RePaintSampler(5, 2, respacing=None), "repaint-diffusers": DiffusersRePaintSampler(5, 2),
+              "ddim": DDIMSampler(), "dpm-solver": DPMSolverSampler()}
+NO_JUMPS = {**WITH_JUMPS, "repaint": RePaintSampler(1, 1, respacing=None),
+            "repaint-diffusers": DiffusersRePaintSampler(1, 1)}
 
 # The oracle returns the original up to float32 rounding of the last x0 prediction: measured largest |error|
 # 1.2e-7 for every sampler at 2-50 steps (DPM-Solver++ at 1 step: 2.5e-5, its one step divides by √ᾱ_999).
@@ -37,7 +42,17 @@ DRIFT_ATOL = 1e-3
 # UNet sums in another order). Measured largest |difference| over 3 draws x 3 cells (32 px, 10/5/10 steps), at 1
 # and 2 threads: repaint (5/2 jumps) 9.6e-6, ddim 1.2e-5, dpm-solver 4.7e-5 (DPM-Solver++ does not clip its x0
 # prediction, which divides by √ᾱ_999 ≈ 0.006 at the first step, so rounding grows more); about ten times that.
-BATCH_ATOL = {"repaint": 1e-4, "ddim": 1e-4, "dpm-solver": 5e-4}
+BATCH_ATOL = {"repaint": 1e-4, "repaint-diffusers": 1e-4, "ddim": 1e-4, "dpm-solver": 5e-4}
+
+
+# guided-diffusion's training schedule, β in float64 (the one `repaint` samples on; diffusers' schedulers build β in
+# float32, and ᾱ_t then differs by up to 2e-8 absolute, which the oracle's 1/√(1 − ᾱ_t) blows up to 1e-6)
+ALPHA_BAR64 = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), dim=0)
+
+
+def oracle_for(name: str, originals, **kw) -> OracleUNet:
+    """The oracle on the schedule the sampler ``name`` computes with."""
+    return OracleUNet(originals, DEFAULT_SCHEDULE, alphas_cumprod=ALPHA_BAR64 if name == "repaint" else None, **kw)
 
 
 def batch(n: int, family: str = "half", size: int = SIZE):
@@ -61,12 +76,12 @@ def test_an_oracle_unet_gives_back_the_original(name, steps):
     the UNet is called as often as ``unet_calls`` says (ddim, dpm-solver: once a step)."""
     sampler = WITH_JUMPS[name]
     originals, masks = batch(3)
-    oracle = OracleUNet(originals, DEFAULT_SCHEDULE)
+    oracle = oracle_for(name, originals)
     result = run(sampler, oracle, originals, masks, steps)
     assert (result.images - originals).abs().max() < ORACLE_ATOL
     calls = sampler.unet_calls(steps, DEFAULT_SCHEDULE)
     assert len(oracle.seen) == calls and result.unet_calls == [calls] * 3
-    if name != "repaint":
+    if name not in REPAINTS:
         assert calls == steps
 
 
@@ -76,7 +91,7 @@ def test_mixed_step_counts_share_unet_calls_and_each_gives_back_the_original(nam
     originals, masks = batch(3)
     steps = [5, 10, 25]  # ascending: the samplers' chain order (conftest.OracleUNet)
     calls = [sampler.unet_calls(s, DEFAULT_SCHEDULE) for s in steps]
-    oracle = OracleUNet(originals, DEFAULT_SCHEDULE, calls=calls)
+    oracle = oracle_for(name, originals, calls=calls)
     seen = []
     result = run(sampler, oracle, originals, masks, steps, on_call=seen.append)
     assert (result.images - originals).abs().max() < ORACLE_ATOL
@@ -87,7 +102,7 @@ def test_mixed_step_counts_share_unet_calls_and_each_gives_back_the_original(nam
 def test_learned_variance_models_are_sampled_with_their_epsilon_half(name):
     """A 6-channel model: epsilon (the oracle's), then a constant v = 0.3 that is no noise prediction."""
     originals, masks = batch(2)
-    oracle = OracleUNet(originals, DEFAULT_SCHEDULE, variance=0.3)
+    oracle = oracle_for(name, originals, variance=0.3)
     result = run(WITH_JUMPS[name], oracle, originals, masks, 10)
     assert (result.images - originals).abs().max() < ORACLE_ATOL
 
@@ -103,7 +118,7 @@ def read_back_drift_and_known_std(oracle: OracleUNet, masks: torch.Tensor) -> tu
 
 
 @pytest.mark.parametrize("steps", [5, 10, 25])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DETERMINISTIC)
 def test_every_call_sees_a_sample_at_its_timesteps_noise_level(name, steps):
     """x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·ε at every call. Generated region: the samplers are deterministic (eta = 0),
     so ε is the first draw at every call. Known region: replaced with fresh unit noise at the level of the step's
@@ -118,7 +133,7 @@ def test_every_call_sees_a_sample_at_its_timesteps_noise_level(name, steps):
 
 
 @pytest.mark.parametrize("sign", [-1, 1], ids=["t-stride", "t+stride"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DETERMINISTIC)
 def test_a_timestep_off_by_one_stride_fails_the_oracle_checks(name, sign):
     """The oracle reading every call's timestep one stride (100 at 10 steps) off, as a sampler handing the UNet
     the wrong one would: the read-back noise leaves the first draw (measured drift 0.60-330 against 2e-5), and
@@ -141,12 +156,12 @@ def test_unet_calls_are_the_forwards_the_sampler_makes(name):
     sampler = WITH_JUMPS[name]
     originals, masks = batch(1)
     for steps in (1, 2, 7, 20, 50):
-        oracle = OracleUNet(originals, DEFAULT_SCHEDULE)
+        oracle = oracle_for(name, originals)
         result = run(sampler, oracle, originals, masks, steps)
         assert len(oracle.seen) == result.unet_calls[0] == sampler.unet_calls(steps, DEFAULT_SCHEDULE), steps
-    expected = {"repaint": 20 + 3 * 1 * 5, "ddim": 20, "dpm-solver": 20}  # T + jump points · (r − 1) · j
-    assert sampler.unet_calls(20, DEFAULT_SCHEDULE) == expected[name]
-    assert sampler.unet_calls(250, DEFAULT_SCHEDULE) == {"repaint": 250 + 49 * 5, "ddim": 250, "dpm-solver": 250}[name]
+    jumps = name in REPAINTS  # T + jump points · (r − 1) · j
+    assert sampler.unet_calls(20, DEFAULT_SCHEDULE) == (20 + 3 * 1 * 5 if jumps else 20)
+    assert sampler.unet_calls(250, DEFAULT_SCHEDULE) == (250 + 49 * 5 if jumps else 250)
 
 
 # ---- with a real (small, random) UNet ------------------------------------------------------------------------
@@ -177,7 +192,7 @@ def test_ddim_with_replacement_is_repaint_without_jumps(unet, steps):
     step; diffusers' RePaintScheduler does it in the same operations on the same draws as DDIMSampler's
     replacement (measured max difference 0.0 at 5, 10 and 25 steps), an independent check of the latter."""
     originals, masks = batch(3, "thick", size=32)
-    repaint = run(RePaintSampler(1, 1), unet, originals, masks, steps).images
+    repaint = run(DiffusersRePaintSampler(1, 1), unet, originals, masks, steps).images
     assert torch.equal(run(DDIMSampler(), unet, originals, masks, steps).images, repaint)
 
 
@@ -215,19 +230,20 @@ def test_with_nothing_to_keep_the_sampler_is_diffusers_own_loop(unet, name):
 # ---- names, parameters, errors ---------------------------------------------------------------------------------
 
 def test_make_sampler_names_and_parameters():
-    assert list(SAMPLERS) == ["repaint", "ddim", "dpm-solver"]
-    repaint = make_sampler("repaint", jump_length=5, jump_n_sample=2, eta=1.0)
-    assert repaint == RePaintSampler(5, 2, 1.0) and (repaint.jump_length, repaint.jump_n_sample) == (5, 2)
+    assert list(SAMPLERS) == ["repaint", "repaint-diffusers", "ddim", "dpm-solver"]
+    repaint = make_sampler("repaint-diffusers", jump_length=5, jump_n_sample=2, eta=1.0)
+    assert repaint == DiffusersRePaintSampler(5, 2, 1.0) and (repaint.jump_length, repaint.jump_n_sample) == (5, 2)
+    assert repaint.respacing is None
     for name, kind in (("ddim", DDIMSampler), ("dpm-solver", DPMSolverSampler)):
         sampler = make_sampler(name, jump_length=5, jump_n_sample=2, eta=1.0)  # none of these apply
         assert type(sampler) is kind and sampler.name == name
-        assert (sampler.jump_length, sampler.jump_n_sample) == (0, 0)
+        assert (sampler.jump_length, sampler.jump_n_sample, sampler.respacing) == (0, 0, None)
 
 
 def test_an_unknown_sampler_is_one_line_naming_the_choices():
     with pytest.raises(SamplerError) as caught:
         make_sampler("nope")
-    assert str(caught.value) == "unknown sampler 'nope': choose from repaint, ddim, dpm-solver"
+    assert str(caught.value) == "unknown sampler 'nope': choose from repaint, repaint-diffusers, ddim, dpm-solver"
     assert isinstance(caught.value, UserError)
 
 
@@ -267,8 +283,10 @@ def test_dpm_solver_refuses_a_step_count_that_repeats_a_timestep():
 def test_bad_repaint_parameters_are_refused():
     with pytest.raises(SamplerError, match="jump_length and jump_n_sample must be ≥ 1, got 0/10"):
         make_sampler("repaint", jump_length=0)
+    with pytest.raises(SamplerError, match="jump_length and jump_n_sample must be ≥ 1, got 10/0"):
+        make_sampler("repaint-diffusers", jump_n_sample=0)
     with pytest.raises(SamplerError, match=r"eta must lie in \[0, 1\], got 1.5"):
-        make_sampler("repaint", eta=1.5)
+        make_sampler("repaint-diffusers", eta=1.5)
 
 
 # ---- on CUDA (run with -m gpu; skipped without a GPU) ---------------------------------------------------------
