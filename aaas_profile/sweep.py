@@ -68,7 +68,7 @@ class SweepConfig:
     samplers: list[str] = field(default_factory=lambda: ["repaint"])
     jump_length: int = 10  # RePaint's j
     jump_n_sample: int = 10  # RePaint's r
-    eta: float = 0.0  # RePaint's; see samplers.RePaintSampler
+    eta: float = 0.0  # repaint-diffusers'; see samplers.DiffusersRePaintSampler
     metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
     limit: int | None = None  # use only the first N images (sorted by name)
     batch_size: int = 8
@@ -130,7 +130,7 @@ class SweepConfig:
         self.seeds = list(dict.fromkeys(self.seeds))
         self.metrics = list(metrics_mod.select(self.metrics))
         try:  # checked whichever samplers run: a run folder keeps one eta (FIXED)
-            samplers_mod.RePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
+            samplers_mod.DiffusersRePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
         except ValueError as err:
             raise SweepError(str(err)) from None
         self.make_samplers()  # any parameter a sampler refuses: now, in one line (samplers.SamplerError)
