@@ -123,5 +123,6 @@ def test_help_explains_the_step_grid():
     result = invoke("sweep", "--help")
     assert result.exit_code == 0
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
-    assert "Use divisors of the 1000 training steps" in text
-    assert "[default: 1,2,5,10,20,25,50:" in text
+    assert "use divisors of the 1000 training steps there" in text
+    assert "[default: 10,25,50,75,100,150,200,250:" in text
+    assert "--respacing" in text and "[default: 250 for repaint, steps for the others]" in text
