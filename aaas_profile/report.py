@@ -124,11 +124,18 @@ def _grid_table(run: Path, max_cells: int = 6, only_steps: set[int] | None = Non
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
     if not folders:
         return ""
-    steps = sorted({p.stem for f in folders for p in f.glob("steps-*.png")}, key=lambda s: int(s.split("-")[1]))
-    if only_steps is not None:
-        steps = [s for s in steps if int(s.split("-")[1]) in only_steps]
+    # One sampler setting's outputs (runs.output_image_name): the first by name that was saved; a run with
+    # several shows the others side by side in the samplers section.
+    saved = [(parsed, p.stem) for f in folders for p in f.glob("*steps-*.png")
+             if (parsed := runs.parse_output_image_name(p.name)) is not None]
+    if saved:
+        first = min(parsed[:2] for parsed, _ in saved)
+        saved = [(parsed, stem) for parsed, stem in saved if parsed[:2] == first]
+    by_steps = {parsed[2]: stem for parsed, stem in saved}
+    numbers = sorted(by_steps) if only_steps is None else [n for n in sorted(by_steps) if n in only_steps]
+    steps = [by_steps[n] for n in numbers]
     header = "<tr><td></td><td>original</td><td>corrupted</td>" + "".join(
-        f"<td>{int(s.split('-')[1])} step{'' if int(s.split('-')[1]) == 1 else 's'}</td>" for s in steps) + "</tr>"
+        f"<td>{n} step{'' if n == 1 else 's'}</td>" for n in numbers) + "</tr>"
     rows = []
     for folder in folders:
         cells = [f'<td class="text">{html.escape(folder.name)}</td>']
@@ -159,6 +166,7 @@ def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dic
     if scores is None or not len(scores):
         return [], ""
     curves = []
+    scores = fit_mod.with_sampler_columns(scores)  # a table passed in from before the respacing column
     keys = [*fit_mod.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
     for values, group in scores.groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
@@ -218,6 +226,7 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
+        scores = fit_mod.with_sampler_columns(scores)
         apart = [k for k in fit_mod.SETTING_KEYS if scores[k].nunique() > 1]
         medians = (scores.groupby([*apart, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())

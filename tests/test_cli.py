@@ -98,7 +98,7 @@ def test_several_samplers_get_a_column_each_in_the_summary(model_dir, image_dir,
 def test_an_unknown_sampler_is_one_line_and_writes_nothing(model_dir, image_dir, tmp_path):
     result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--sampler", "repaint,ddpm",
                     "--out", tmp_path / "run")
-    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, ddim, dpm-solver")
+    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, repaint-diffusers, ddim, dpm-solver")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 

@@ -314,7 +314,8 @@ def test_x_axis_unet_calls_and_wall_s(tmp_path):
     result = fitrun.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
     levels = result.curves[0].level_stats
     np.testing.assert_allclose(levels["x"], [0.05 + 0.002 * t + 1e-6 * t * t for t in STEPS])
-    assert json.loads(result.path.read_text())["x"] == {"name": "wall_s", "unit": "seconds per image"}
+    axis = json.loads(result.path.read_text())["x"]
+    assert (axis["name"], axis["unit"], axis["task_units"]) == ("wall_s", "seconds per image", False)
 
 
 # --- run folders, fit.json, plots ------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def sweep(
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
-        + (f"{len(prepared.samplers)} sampler settings ({', '.join(prepared.samplers)}) × "
+        + (f"{len(prepared.samplers)} samplers ({', '.join(prepared.samplers)}) × "
            if len(prepared.samplers) > 1 else "")
         + f"{len(cfg.steps)} step counts · {prepared.device} {prepared.config.dtype} · run folder {prepared.run_dir}"
         + (f" · shard {part}" if part.count > 1 else "") + (f" · on Ray ({ray})" if ray is not None else ""),
