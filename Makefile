@@ -39,7 +39,8 @@ test-portability: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ""
 
-# the main job on the bundled default (faces model, a few CPU minutes), then its fit and report page
+# the main job on the bundled default (faces model: the paper's t_T axis 10-250, about 3 CPU minutes), then its
+# fit and report page
 demo: setup
 	$(BIN)/aaas-profile sweep --out results/demo
 	$(BIN)/aaas-profile fit results/demo
@@ -50,6 +51,7 @@ bench: setup
 	$(BIN)/python bench/bench_sweep.py
 	$(BIN)/python bench/bench_sweep.py --model celeba-random --images 2 --steps 5 --no-scoring \
 	    --variants naive,project-batched,project-channels-last,project-bf16,project-bf16-channels-last
+	$(BIN)/python bench/bench_protocol.py
 	$(BIN)/python bench/bench_sim.py
 
 lint: setup

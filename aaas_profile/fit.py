@@ -40,26 +40,44 @@ from aaas_profile.sim.formulas import paper_runtime_s as paper_runtime  # noqa: 
 
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
-# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × jump
-# setting (RePaint's j/r; 0/0 for other samplers) × metric.
-CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "jump_length", "jump_n_sample", "metric")
-# What a scores table (or fit.json curve) written before samplers existed means: RePaint, no further parameters
-# (the values runs.read_scores fills old parts with).
+# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × walk
+# (respacing: "250" t_T on the 250-step grid, "steps" the steps walk) × jump setting (RePaint's j/r; 0/0 for
+# other samplers) × metric.
+CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample", "metric")
+# What a scores table (or fit.json curve) written before samplers existed means: diffusers' RePaint on the steps
+# walk, no further parameters (the values runs.read_scores fills old parts with).
 SAMPLER_DEFAULTS = runs.LEGACY_SAMPLER
 # What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
-SETTING_KEYS = ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample")
+SETTING_KEYS = ("model", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample")
+# What the x axis "steps" means on each walk, for fit.json's "x" (docs/fit-json.md) and the simulator, whose
+# tasks ask for t_T on the paper's 250-step grid (docs/protocol.md).
+STEPS_WALK = "steps"
+
+
+def walk_meaning(respacing: str) -> str:
+    """What ``steps`` counts on the walk ``respacing`` (a scores table's column), in words."""
+    if respacing == STEPS_WALK:
+        return ("denoising steps spread over the whole training range (diffusers' num_inference_steps), not the "
+                "paper's t_T")
+    return f"t_T: the chain starts at index t_T − 1 of the {respacing}-step respaced grid (the paper's x axis)"
+
+
+def in_task_units(curve) -> bool:
+    """Whether a curve's x (fitted against steps) is in the simulator's task units: t_T on a respaced grid
+    (the paper's protocol), not the steps walk."""
+    return str(setting_of(curve)["respacing"]) != STEPS_WALK
 
 
 def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
-    """``scores`` with the ``sampler`` and ``sampler_params`` columns, filled with ``SAMPLER_DEFAULTS`` where a
-    table written before samplers lacks them (a copy only when something is added)."""
+    """``scores`` with the ``sampler``, ``sampler_params`` and ``respacing`` columns, filled with
+    ``SAMPLER_DEFAULTS`` where a table written before them lacks them (a copy only when something is added)."""
     missing = {k: v for k, v in SAMPLER_DEFAULTS.items() if k not in scores.columns}
     return scores.assign(**missing) if missing else scores
 
 
 def setting_of(curve) -> dict:
     """A curve's setting (``SETTING_KEYS``) from a curve key, a fit.json entry or a scores row (anything with
-    ``get``); one from before samplers reads as RePaint with no parameters."""
+    ``get``); one from before samplers or the respacing column reads as ``SAMPLER_DEFAULTS``."""
     return {k: curve.get(k, SAMPLER_DEFAULTS.get(k)) for k in SETTING_KEYS}
 
 
@@ -78,19 +96,22 @@ def varying_settings(curves: list) -> list[str]:
 
 def setting_cells(curve, varying: list[str]) -> dict[str, str]:
     """What tells ``curve`` apart from the run's other curves, for the keys in ``varying``
-    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``jumps`` as j/r,
-    "–" for a sampler other than RePaint (it has no jumps)."""
+    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``respacing`` (the
+    walk); ``jumps`` as j/r, "–" for a sampler without jumps."""
     s, cells = setting_of(curve), {}
     if "model" in varying:
         cells["model"] = str(s["model"])
     if "sampler" in varying or "sampler_params" in varying:
         cells["sampler"] = sampler_label(s)
+    if "respacing" in varying:
+        cells["respacing"] = str(s["respacing"])
     if "jump_length" in varying or "jump_n_sample" in varying:
-        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if s["sampler"] == "repaint" else "–"
+        jumps = int(s.get("jump_length") or 0)
+        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if jumps > 0 else "–"
     return cells
 
 
-SETTING_COLUMNS = ("model", "sampler", "jumps")  # the columns ``setting_cells`` may give, in order
+SETTING_COLUMNS = ("model", "sampler", "respacing", "jumps")  # the columns ``setting_cells`` may give, in order
 
 
 class FitError(UserError, ValueError):
@@ -1005,29 +1026,39 @@ def runtime_warning(entry: dict) -> str | None:
     return None
 
 
+def runtime_rank(sampler: str, respacing: str) -> int:
+    """Which runtime model the simulator takes first: the authors' RePaint on a respaced grid (the paper's
+    protocol, task units), then RePaint on the steps walk, then diffusers' RePaint, then the other samplers."""
+    if sampler == "repaint":
+        return 0 if respacing != STEPS_WALK else 1
+    return 2 if sampler == "repaint-diffusers" else 3
+
+
 def fit_runtime(scores: pd.DataFrame) -> list[dict]:
     """Seconds per image against steps (quadratic, the paper's form) and against UNet calls (linear).
 
-    One entry per (model, sampler, sampler parameters, jump setting, device, dtype), from one row per cell (the
-    scores table repeats a cell's wall_s on each metric row); ``coef`` holds ascending powers, c0 + c1·x + c2·x²,
-    in seconds per image. Cells with a missing or non-finite wall_s are left out. RePaint's entries come first
-    (``build_document`` hands the first to the simulator), then the other samplers by name.
+    One entry per (model, sampler, sampler parameters, respacing, jump setting, device, dtype), from one row per
+    cell (the scores table repeats a cell's wall_s on each metric row); ``coef`` holds ascending powers,
+    c0 + c1·x + c2·x², in seconds per image. Cells with a missing or non-finite wall_s are left out. The order
+    is ``runtime_rank``'s (``build_document`` hands the first to the simulator).
     """
     scores = with_sampler_columns(scores)
     cells = scores.drop_duplicates(subset=list(dict.fromkeys([*runs.CELL_KEY, *SAMPLER_DEFAULTS])))
     cells = cells[np.isfinite(cells["wall_s"].to_numpy(float))]
-    cells = cells.assign(_not_repaint=cells["sampler"] != SAMPLER_DEFAULTS["sampler"])
+    cells = cells.assign(_rank=[runtime_rank(s, r) for s, r in zip(cells["sampler"], cells["respacing"],
+                                                                      strict=True)])
     out = []
-    for (_, model, sampler, params, jl, jn, device, dtype), group in cells.groupby(
-        ["_not_repaint", "model", "sampler", "sampler_params", "jump_length", "jump_n_sample", "device", "dtype"],
-        sort=True,
+    for (_, model, sampler, params, respacing, jl, jn, device, dtype), group in cells.groupby(
+        ["_rank", "model", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample", "device",
+         "dtype"], sort=True,
     ):
         steps, calls = group["steps"].to_numpy(float), group["unet_calls"].to_numpy(float)
         wall = group["wall_s"].to_numpy(float)
         measured = group.groupby("steps").agg(unet_calls=("unet_calls", "median"), median_wall_s=("wall_s", "median"),
                                               n_cells=("wall_s", "size")).reset_index()
         entry = {
-            "model": model, "sampler": str(sampler), "sampler_params": str(params), "jump_length": int(jl),
+            "model": model, "sampler": str(sampler), "sampler_params": str(params), "respacing": str(respacing),
+            "jump_length": int(jl),
             "jump_n_sample": int(jn), "device": device, "dtype": dtype,
             "batch_sizes": sorted(int(b) for b in group["batch_size"].unique()), "n_cells": int(len(group)),
             "measured": {k: [float(v) for v in measured[k]] for k in measured.columns},

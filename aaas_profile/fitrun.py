@@ -27,9 +27,12 @@ from aaas_profile.fit import (
     FitError,
     fit_runtime,
     fit_scores,
+    in_task_units,
     quality_scales,
     recommendations,
+    setting_of,
     to_unit,
+    walk_meaning,
 )
 from aaas_profile.sim.formulas import PAPER_RUNTIME
 
@@ -77,6 +80,16 @@ def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, d
     return scores.reset_index(drop=True)
 
 
+def x_axis(x: str, curves: list[CurveFit]) -> dict:
+    """fit.json's ``x``: the axis the curves were fitted against and, against steps, what a step counts on each
+    walk of the curves (``walks``) and whether every curve is in the simulator's task units (``task_units``:
+    t_T on a respaced grid, the paper's protocol; docs/fit-json.md)."""
+    walks = sorted({str(setting_of(c.key)["respacing"]) for c in curves})
+    axis = {"name": x, "unit": X_UNITS[x], "walks": {w: walk_meaning(w) for w in walks}}
+    axis["task_units"] = x == "steps" and all(in_task_units(c.key) for c in curves)
+    return axis
+
+
 def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
                    resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
     """fit.json's content (docs/fit-json.md)."""
@@ -97,8 +110,8 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
     summary = {"paper": PAPER_RUNTIME, "fits": runtime}
     if fitted:  # the first (RePaint's when the run has it: fit_runtime's order), as the simulator's default
         first = fitted[0]
-        source = {k: first[k] for k in ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample",
-                                        "device", "dtype")}
+        source = {k: first[k] for k in ("model", "sampler", "sampler_params", "respacing", "jump_length",
+                                        "jump_n_sample", "device", "dtype")}
         summary["steps"] = {"coef": first["vs_steps"]["coef"], "unit": "s per image", **source}
         summary["unet_calls"] = {"coef": first["vs_unet_calls"]["coef"], "unit": "s per image", **source}
     return fitfile.clean({
@@ -108,7 +121,7 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
         "run": str(run_dir),
         "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
         "fit_model": {"name": model, "form": FIT_MODELS[model]},
-        "x": {"name": x, "unit": X_UNITS[x]},
+        "x": x_axis(x, curves),
         "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
                       "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
                       "min_images": MIN_IMAGES_FOR_INTERVALS},

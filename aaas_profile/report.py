@@ -31,10 +31,12 @@ import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aaas_profile import fit as fit_mod
 from aaas_profile import fitfile, runs
+from aaas_profile import metrics as metrics_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 
@@ -140,11 +142,18 @@ def _grid_table(run: Path, max_cells: int = 6, only_steps: set[int] | None = Non
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
     if not folders:
         return ""
-    steps = sorted({p.stem for f in folders for p in f.glob("steps-*.png")}, key=lambda s: int(s.split("-")[1]))
-    if only_steps is not None:
-        steps = [s for s in steps if int(s.split("-")[1]) in only_steps]
+    # One sampler setting's outputs (runs.output_image_name): the first by name that was saved; a run with
+    # several shows the others side by side in the samplers section.
+    saved = [(parsed, p.stem) for f in folders for p in f.glob("*steps-*.png")
+             if (parsed := runs.parse_output_image_name(p.name)) is not None]
+    if saved:
+        first = min(parsed[:2] for parsed, _ in saved)
+        saved = [(parsed, stem) for parsed, stem in saved if parsed[:2] == first]
+    by_steps = {parsed[2]: stem for parsed, stem in saved}
+    numbers = sorted(by_steps) if only_steps is None else [n for n in sorted(by_steps) if n in only_steps]
+    steps = [by_steps[n] for n in numbers]
     header = "<tr><td></td><td>original</td><td>corrupted</td>" + "".join(
-        f"<td>{int(s.split('-')[1])} step{'' if int(s.split('-')[1]) == 1 else 's'}</td>" for s in steps) + "</tr>"
+        f"<td>{n} step{'' if n == 1 else 's'}</td>" for n in numbers) + "</tr>"
     rows = []
     for folder in folders:
         cells = [f'<td class="text">{html.escape(folder.name)}</td>']
@@ -175,6 +184,7 @@ def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dic
     if scores is None or not len(scores):
         return [], ""
     curves = []
+    scores = fit_mod.with_sampler_columns(scores)  # a table passed in from before the respacing column
     keys = [*fit_mod.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
     for values, group in scores.groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
@@ -251,6 +261,7 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
+        scores = fit_mod.with_sampler_columns(scores)
         keys = list(fit_mod.SETTING_KEYS)
         medians = (scores.groupby([*keys, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
@@ -328,11 +339,14 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
                .reset_index())
     settings = medians[list(SAMPLER_KEYS)].drop_duplicates()
     n_params = settings.groupby("sampler")["sampler_params"].nunique()
+    n_walks = settings.groupby("sampler")["respacing"].nunique()
     n_jumps = settings.groupby("sampler")[["jump_length", "jump_n_sample"]].apply(lambda g: len(g.drop_duplicates()))
     labels = {}
     for row in settings.to_dict("records"):
         label = fit_mod.sampler_label(row) if n_params[row["sampler"]] > 1 else str(row["sampler"])
-        if row["sampler"] == fit_mod.SAMPLER_DEFAULTS["sampler"] and n_jumps[row["sampler"]] > 1:
+        if n_walks[row["sampler"]] > 1:
+            label += f" @{row['respacing']}"
+        if row["jump_length"] > 0 and n_jumps[row["sampler"]] > 1:
             label += f" {row['jump_length']}/{row['jump_n_sample']}"
         labels[tuple(row.values())] = label
     medians["setting"] = [labels[k] for k in medians[list(SAMPLER_KEYS)].itertuples(index=False, name=None)]
@@ -376,13 +390,18 @@ def _png_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def walk_label(sampler: str, respacing: str) -> str:
+    """A sampler on a walk, as the side-by-side outputs name it: "ddim", "repaint @250"."""
+    return sampler if respacing == fit_mod.STEPS_WALK else f"{sampler} @{respacing}"
+
+
 def _saved_outputs(folder: Path) -> dict[str, dict[int, Path]]:
-    """A cell folder's saved outputs: sampler name → step count → PNG (``runs.output_image_name``)."""
+    """A cell folder's saved outputs: ``walk_label`` → step count → PNG (``runs.output_image_name``)."""
     found: dict[str, dict[int, Path]] = {}
     for path in folder.glob("*steps-*.png"):
         parsed = runs.parse_output_image_name(path.name)
         if parsed is not None:
-            found.setdefault(parsed[0], {})[parsed[1]] = path
+            found.setdefault(walk_label(parsed[0], parsed[1]), {})[parsed[2]] = path
     return found
 
 
@@ -391,7 +410,9 @@ def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budge
     from the saved step counts of every sampler), each sampler's output at its largest saved step count that
     costs at most B, as in ``best_by_budget``."""
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
-    calls = scores.groupby(["sampler", "steps"])["unet_calls"].median()  # file names carry the sampler's name only
+    # file names carry the sampler's name and walk only
+    calls = scores.groupby(["sampler", "respacing", "steps"])["unet_calls"].median()
+    calls.index = pd.MultiIndex.from_tuples([(walk_label(s, r), n) for s, r, n in calls.index])
     saved = {folder: _saved_outputs(folder) for folder in folders}
     samplers = sorted({s for found in saved.values() for s in found})
     if len(samplers) < 2:
@@ -433,7 +454,7 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
     if scores is None or not len(scores):
         return ""
     scores = fit_mod.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
-    if len(scores[["sampler", "sampler_params"]].drop_duplicates()) < 2:
+    if len(scores[["sampler", "sampler_params", "respacing"]].drop_duplicates()) < 2:
         return ""
     medians = sampler_medians(scores)
     from aaas_profile import plots  # here: matplotlib only for a run with several samplers
@@ -461,8 +482,56 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
                      "at most B UNet calls is best: highest for a metric marked ↑, lowest for ↓ (in brackets). A "
                      "sampler with no step count within B is not compared at B; ties are joined by =.</p>"
                      + _table(wide, tuple(c for c in wide.columns if c != "UNet calls ≤")))
+    parts.append(protocol_section(medians))
     parts.append(_side_by_side(run, scores))
     return "<h2>Samplers on one compute axis</h2>" + "".join(parts)
+
+
+# A walk "reaches" its best when its median is within this share of its best median (docs/protocol.md).
+NEAR_BEST = 0.05
+
+
+def protocol_costs(medians: pd.DataFrame, near: float = NEAR_BEST) -> pd.DataFrame:
+    """Per model × mask × metric × sampler setting (``sampler_medians``' table): the fewest median UNet calls
+    per image at which the setting's median comes within ``near`` (a share) of its own best median, |m − best| ≤
+    near·|best|, best being the highest median for a higher-is-better metric and the lowest otherwise. Returns
+    model, mask, metric, setting, respacing, best, steps and unet_calls (where it first gets there)."""
+    out = []
+    for (model, mask, metric, setting), group in medians.groupby(["model", "mask", "metric", "setting"], sort=True):
+        group = group.sort_values(["unet_calls", "steps"])
+        values = group["value"].to_numpy(float)
+        best = values.max() if bool(group["higher_is_better"].iloc[0]) else values.min()
+        first = group[np.abs(values - best) <= near * abs(best)].iloc[0]
+        out.append({"model": model, "mask": mask, "metric": metric, "setting": setting,
+                    "respacing": str(first["respacing"]), "best": float(best), "steps": int(first["steps"]),
+                    "unet_calls": float(first["unet_calls"])})
+    return pd.DataFrame(out, columns=["model", "mask", "metric", "setting", "respacing", "best", "steps",
+                                      "unet_calls"])
+
+
+def protocol_section(medians: pd.DataFrame) -> str:
+    """A run with more than one walk (``--respacing 250,steps``): per metric, the UNet calls each sampler
+    setting needs to come within ``NEAR_BEST`` of its best median (``protocol_costs``), side by side: how much
+    compute the paper's protocol spends for the quality a strided walk gets."""
+    if medians["respacing"].nunique() < 2:
+        return ""
+    costs = protocol_costs(medians)
+    parts = []
+    for (model, mask), group in costs.groupby(["model", "mask"], sort=True):
+        group = group.assign(cell=[f"{c:,.0f} ({s} st., best {b:.4g})" for c, s, b in
+                                   zip(group["unet_calls"], group["steps"], group["best"], strict=True)])
+        wide = group.pivot(index="metric", columns="setting", values="cell").fillna("–")
+        order = [m for m in metrics_mod.ALL if m in wide.index] + [m for m in wide.index if m not in metrics_mod.ALL]
+        wide = wide.loc[order].reset_index()
+        wide.columns.name = None
+        parts.append(f"<h4>{html.escape(model)} · mask {html.escape(mask)}</h4>"
+                     + _table(wide, tuple(wide.columns)))
+    return (f"<h3>Compute to come within {NEAR_BEST:.0%} of the best median, per walk</h3>"
+            "<p class='muted'>Per metric and sampler setting: the fewest UNet calls per image (median over its "
+            f"cells; the step count in brackets) at which the median over images is within {NEAR_BEST:.0%} of that "
+            "setting's own best median. The paper's protocol (@250: t_T on the 250-step grid, resampling included) "
+            "against a strided walk (steps spread over the whole training range): what the quality each reaches "
+            "costs in compute.</p>" + "".join(parts))
 
 
 def simulator_section(run: Path) -> str:

@@ -42,13 +42,14 @@ from aaas_profile.models import LoadedModel, load
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT / "datasets" / "faces" / "eval"  # faces the bundled model was not trained on
-# Divisors of the 1000 training steps: RePaintScheduler spaces timesteps by 1000 // steps, so any other count
-# starts its chain from a lower noise level (30 steps start at t = 957, not 999) and is not comparable.
-# The default grid shows the whole curve: 1, 2 and 5 steps cost 1 + 2 + 5 UNet calls a cell (below RePaint's
-# jump length nothing is resampled) and hold the rise, where the bundled models improve most; 10-50 show the
-# plateau. 743 UNet calls a cell, 7,430 for the default sweep (10 held-out faces × thick, RePaint 10/10), a few
-# CPU minutes; the paper's grid went up to 250 (--steps 10,20,25,50,100,125,200,250).
-DEFAULT_STEPS = (1, 2, 5, 10, 20, 25, 50)
+# The paper's x axis: t_T from 10 (the chain starts at training timestep 36, the noisy floor) to 250 (pure noise
+# at 999) on the 250-step respaced grid (docs/protocol.md). Eight starts instead of the authors' 25 and no
+# resampling (DEFAULT_JUMP_N_SAMPLE) keep the default sweep within about 3 minutes of an idle 2-core CPU:
+# 860 UNet calls a face, 8,600 for the 10 held-out faces; the authors' grid with jumps 10/10 costs ~30,000 a face.
+DEFAULT_STEPS = (10, 25, 50, 75, 100, 150, 200, 250)
+# r = 1: no resampling. The authors ran r = 10 (10× the UNet calls at t_T = 250: 2,410 instead of 250), which
+# the 3-minute budget cannot hold; --jump-n-sample 10 is their exact protocol (docs/protocol.md).
+DEFAULT_JUMP_N_SAMPLE = 1
 
 
 class SweepError(UserError, ValueError):
@@ -66,8 +67,12 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     # samplers.SAMPLERS names; written and read as the key "sampler" (KEY_NAMES), like the --sampler option
     samplers: list[str] = field(default_factory=lambda: ["repaint"])
+    # The walks (samplers.respacing_label): "250" is t_T = steps on the 250-step respaced grid (the paper's x
+    # axis), "steps" a steps-step grid over the whole training range; "default" each sampler's own (250 for
+    # repaint, steps for the others). Every sampler runs every respacing it takes (RESPACING_RULE).
+    respacing: list[str] = field(default_factory=lambda: [DEFAULT_RESPACING])
     jump_length: int = 10  # RePaint's j
-    jump_n_sample: int = 10  # RePaint's r
+    jump_n_sample: int = DEFAULT_JUMP_N_SAMPLE  # RePaint's r; the authors' 10 departs from it (see there)
     eta: float = 0.0  # repaint-diffusers'; see samplers.DiffusersRePaintSampler
     metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
     limit: int | None = None  # use only the first N images (sorted by name)
@@ -91,7 +96,12 @@ class SweepConfig:
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise SweepError(f"unknown configuration key(s): {', '.join(unknown)}; choose from {', '.join(types)}")
-        for key in ("masks", "metrics", "sampler"):
+        if isinstance(values.get("respacing"), str | int) and not isinstance(values.get("respacing"), bool):
+            values["respacing"] = str(values["respacing"])
+        if isinstance(values.get("respacing"), list):  # a TOML list may hold 250 and "steps" side by side
+            values["respacing"] = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                                   for v in values["respacing"]]
+        for key in ("masks", "metrics", "sampler", "respacing"):
             if isinstance(values.get(key), str):
                 values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
         for key in ("steps", "seeds"):
@@ -133,16 +143,74 @@ class SweepConfig:
             samplers_mod.DiffusersRePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
         except ValueError as err:
             raise SweepError(str(err)) from None
-        self.make_samplers()  # any parameter a sampler refuses: now, in one line (samplers.SamplerError)
+        if not self.respacing:
+            raise SweepError(f"give at least one respacing (an integer such as 250, '{samplers_mod.STEPS_WALK}' or "
+                             f"'{DEFAULT_RESPACING}')")
+        labels = []
+        for text in self.respacing:
+            try:
+                labels.append(text if text == DEFAULT_RESPACING else
+                              samplers_mod.respacing_label(samplers_mod.parse_respacing(text)))
+            except samplers_mod.SamplerError as err:
+                raise SweepError(f"--respacing: {err}") from None
+        self.respacing = list(dict.fromkeys(labels))
+        settings = self.make_samplers()  # any parameter a sampler refuses: now, in one line (SamplerError)
+        grids = sorted({s.respacing for s in settings.values() if s.respacing is not None})
+        if grids and max(self.steps) > grids[0]:
+            raise SweepError(f"steps go up to {max(self.steps)} but respacing {grids[0]} walks a {grids[0]}-step grid "
+                             f"(t_T = steps must be ≤ {grids[0]}): lower --steps or raise --respacing")
+
+    def sampler_pairs(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """The (sampler name, respacing label) settings this sweep runs, in the configured order (samplers, then
+        respacings), and one warning line per pair a sampler refuses (RESPACING_RULE). Raises SweepError when a
+        sampler takes none of the respacings."""
+        pairs = []
+        for name in self.samplers:
+            mine = []
+            for label in self.respacing:
+                if label == DEFAULT_RESPACING:
+                    label = samplers_mod.respacing_label(samplers_mod.make_sampler(name).respacing)
+                try:
+                    samplers_mod.make_sampler(name, respacing=samplers_mod.parse_respacing(label))
+                except samplers_mod.SamplerError:
+                    continue
+                mine.append((name, label))
+            if not mine:
+                raise SweepError(f"sampler {name} takes none of the respacings {', '.join(self.respacing)}: add "
+                                 f"'{samplers_mod.STEPS_WALK}' or '{DEFAULT_RESPACING}' to --respacing")
+            pairs.extend(p for p in mine if p not in pairs)
+        warnings = [f"sampler {name} skips respacing {label}: it walks only its own step grid (an integer respacing "
+                    "is repaint's)" for name in self.samplers for label in self.respacing
+                    if label not in (DEFAULT_RESPACING, samplers_mod.STEPS_WALK) and (name, label) not in pairs]
+        return pairs, warnings
 
     def make_samplers(self) -> dict[str, samplers_mod.Sampler]:
-        """The sweep's samplers by name, in the configured order (RePaint with this sweep's j, r and eta)."""
-        return {name: samplers_mod.make_sampler(name, jump_length=self.jump_length,
-                                                jump_n_sample=self.jump_n_sample, eta=self.eta)
-                for name in self.samplers}
+        """The sweep's samplers by setting key (``setting_key``), in ``sampler_pairs``' order, with this sweep's
+        j, r and eta."""
+        try:
+            return {setting_key(name, label): samplers_mod.make_sampler(
+                        name, jump_length=self.jump_length, jump_n_sample=self.jump_n_sample, eta=self.eta,
+                        respacing=samplers_mod.parse_respacing(label))
+                    for name, label in self.sampler_pairs()[0]}
+        except samplers_mod.SamplerError as err:
+            raise SweepError(str(err)) from None
 
     def to_toml(self) -> str:
         return tomli_w.dumps({KEY_NAMES.get(k, k): v for k, v in asdict(self).items() if v is not None})
+
+
+DEFAULT_RESPACING = "default"
+# A sampler × respacing pair the sampler refuses (ddim, dpm-solver and repaint-diffusers walk only their own
+# step grid) is skipped with a one-line warning, so `--sampler repaint,ddim --respacing 250,steps` runs the
+# three pairs that exist; a sampler that takes none of the respacings is an error.
+RESPACING_RULE = "skip refused pairs with a warning; refuse a sampler left with none"
+
+
+def setting_key(name: str, respacing: str) -> str:
+    """A sampler setting's key in ``Prepared.samplers`` and ``Cell.sampler``: the sampler's name on its own
+    default walk, "name@respacing" on another."""
+    default = samplers_mod.respacing_label(samplers_mod.make_sampler(name).respacing)
+    return name if respacing == default else f"{name}@{respacing}"
 
 
 # Fields whose configuration key (config.toml, --config files, from_sources' keywords) is not the field name:
@@ -220,7 +288,7 @@ class Cell:
     image_id: str
     mask: masks_mod.MaskSpec
     seed: int
-    sampler: str  # a key of Prepared.samplers
+    sampler: str  # a key of Prepared.samplers (``setting_key``: the sampler and its respacing)
 
     @property
     def mask_seed(self) -> int:
@@ -307,7 +375,7 @@ class Prepared:
     images: list[images_mod.Image]
     masks: list[masks_mod.MaskSpec]
     device: torch.device
-    samplers: dict[str, samplers_mod.Sampler]  # by name, in config.samplers' order
+    samplers: dict[str, samplers_mod.Sampler]  # by setting_key, in config.sampler_pairs' order
     unet_calls: dict[tuple[str, int], int]  # (sampler, steps) → UNet calls one image costs
     shard: Shard = Shard()
     dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
@@ -329,13 +397,18 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     if max(config.steps) > train_steps:
         raise SweepError(f"steps go up to {max(config.steps)} but the model was trained with {train_steps}")
     warnings = []
+    out = Path(config.out) if config.out else default_out(config, model)
+    config = _legacy_samplers(out, config, warnings)
+    pairs, skipped = config.sampler_pairs()
+    warnings.extend(skipped)
     uneven = [s for s in config.steps if train_steps % s]
-    if uneven:
+    strided = any(label == samplers_mod.STEPS_WALK and name != samplers_mod.RePaintSampler.name
+                  for name, label in pairs)  # diffusers' schedulers; repaint's steps walk spaces them evenly
+    if uneven and strided:
         warnings.append(
             f"step count(s) {', '.join(map(str, uneven))} do not divide the {train_steps} training steps: the "
             f"scheduler spaces timesteps by {train_steps} // steps, so they start from a lower noise level than "
             "the others and their points are not comparable; use divisors such as 10, 20, 25, 50, 100, 125, 250")
-    out = Path(config.out) if config.out else default_out(config, model)
     _check_resume(out, config, model)
     images = images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit)
     for image in images:
@@ -349,12 +422,31 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     samplers = config.make_samplers()
     # Every sampler at every step count, from its own scheduler: a count it refuses (dpm-solver at 1000) fails
     # here, in one line (samplers.SamplerError), not hours into the sweep.
-    calls = {(name, steps): sampler.unet_calls(steps, model.scheduler_config)
-             for name, sampler in samplers.items() for steps in config.steps}
+    calls = {(key, steps): sampler.unet_calls(steps, model.scheduler_config)
+             for key, sampler in samplers.items() for steps in config.steps}
     prepared = Prepared(config, out, model, images, masks, device, samplers, calls, shard, choice.reason, warnings)
     if next(plan(prepared, runs.done_cells(out) if out.is_dir() else set()), None) is not None:
         _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
     return prepared
+
+
+def _legacy_samplers(out: Path, config: SweepConfig, warnings: list[str]) -> SweepConfig:
+    """``config`` for resuming ``out``: a run folder swept before the respacing key (``runs.is_legacy_config``)
+    meant diffusers' RePaint by "repaint", on the steps walk, so with the default respacing its "repaint" is
+    resumed as "repaint-diffusers" (the same cells, never the authors' RePaint), with a warning line."""
+    path = out / "config.toml"
+    if config.respacing != [DEFAULT_RESPACING] or not path.is_file():
+        return config
+    try:
+        before = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return config  # _check_resume refuses it with its reason
+    renamed = [runs.LEGACY_NAMES.get(name, name) for name in config.samplers]
+    if not runs.is_legacy_config(before) or renamed == config.samplers:
+        return config
+    warnings.append(f"{out} was swept before the authors' RePaint existed: its 'repaint' is diffusers' RePaint, "
+                    "resumed as repaint-diffusers on the steps walk; use a new --out for the authors' RePaint")
+    return replace(config, samplers=list(dict.fromkeys(renamed)))
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -523,7 +615,8 @@ def _key(prepared: Prepared, cell: Cell, steps: int) -> tuple:
     """The cell at ``steps`` as a runs.CELL_KEY tuple (RePaint's jumps 0/0 for another sampler)."""
     sampler = prepared.samplers[cell.sampler]
     return (prepared.model.name, cell.image_id, cell.mask.name, cell.seed, sampler.name,
-            samplers_mod.sampler_params_json(sampler), steps, sampler.jump_length, sampler.jump_n_sample)
+            samplers_mod.sampler_params_json(sampler), samplers_mod.respacing_label(sampler.respacing), steps,
+            sampler.jump_length, sampler.jump_n_sample)
 
 
 def run_batch(prepared: Prepared, items: list[Item], run_id: str,
@@ -581,7 +674,9 @@ def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, save
             saved[key].mkdir(parents=True, exist_ok=True)
             _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
             _png(corrupted[i], saved[key] / "corrupted.png")
-        _png(outputs[i], saved[key] / runs.output_image_name(cell.sampler, item.steps))
+        sampler = prepared.samplers[cell.sampler]
+        _png(outputs[i], saved[key] / runs.output_image_name(sampler.name, item.steps,
+                                                             samplers_mod.respacing_label(sampler.respacing)))
 
 
 def _slug(text: str) -> str:
@@ -837,7 +932,8 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
 
 def _describe(sampler: samplers_mod.Sampler) -> dict:
     """A sampler as manifest.json records it: what its rows hold in the sampler columns."""
-    return {"sampler_params": samplers_mod.sampler_params_json(sampler), "jump_length": sampler.jump_length,
+    return {"sampler": sampler.name, "sampler_params": samplers_mod.sampler_params_json(sampler),
+            "respacing": samplers_mod.respacing_label(sampler.respacing), "jump_length": sampler.jump_length,
             "jump_n_sample": sampler.jump_n_sample}
 
 

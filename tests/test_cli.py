@@ -98,7 +98,7 @@ def test_several_samplers_get_a_column_each_in_the_summary(model_dir, image_dir,
 def test_an_unknown_sampler_is_one_line_and_writes_nothing(model_dir, image_dir, tmp_path):
     result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--sampler", "repaint,ddpm",
                     "--out", tmp_path / "run")
-    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, ddim, dpm-solver")
+    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, repaint-diffusers, ddim, dpm-solver")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
@@ -123,8 +123,9 @@ def test_help_explains_the_step_grid():
     result = invoke("sweep", "--help")
     assert result.exit_code == 0
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
-    assert "Use divisors of the 1000 training steps" in text
-    assert "[default: 1,2,5,10,20,25,50:" in text
+    assert "use divisors of the 1000 training steps there" in text
+    assert "[default: 10,25,50,75,100,150,200,250:" in text
+    assert "--respacing" in text and "[default: 250 for repaint, steps for the others]" in text
 
 
 # --- conventions: --version, --help without heavy imports, --json, --quiet, --dry-run -----------------------

@@ -314,7 +314,8 @@ def test_x_axis_unet_calls_and_wall_s(tmp_path):
     result = fitrun.fit_run(tmp_path, x="wall_s", resamples=0, plots=False)
     levels = result.curves[0].level_stats
     np.testing.assert_allclose(levels["x"], [0.05 + 0.002 * t + 1e-6 * t * t for t in STEPS])
-    assert json.loads(result.path.read_text())["x"] == {"name": "wall_s", "unit": "seconds per image"}
+    axis = json.loads(result.path.read_text())["x"]
+    assert (axis["name"], axis["unit"], axis["task_units"]) == ("wall_s", "seconds per image", False)
 
 
 # --- run folders, fit.json, plots ------------------------------------------------------------------------
@@ -763,7 +764,7 @@ DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
 # sampler: (truth (Ax, Ay, Bx, By) in steps, UNet calls per step, jump setting, params, seconds per image as
 # c0 + c1·steps + c2·steps²)
 SAMPLERS = {
-    "repaint": ((20.0, 0.3, 100.0, 0.8), 10, (10, 10), "{}", (0.05, 0.02, 0.0)),
+    "repaint-diffusers": ((20.0, 0.3, 100.0, 0.8), 10, (10, 10), "{}", (0.05, 0.02, 0.0)),
     "ddim": ((5.0, 0.2, 25.0, 0.7), 1, (0, 0), "{}", (0.01, 0.002, 0.0)),
     "dpm-solver": ((2.0, 0.25, 10.0, 0.75), 2, (0, 0), DPM_PARAMS, (0.02, 0.004, 1e-5)),
 }
@@ -785,7 +786,7 @@ def test_each_sampler_gets_its_own_curve_on_steps_and_on_unet_calls():
     curves = fit.fit_scores(table, resamples=0)
     assert [(c.key["sampler"], c.key["sampler_params"], c.key["metric"]) for c in curves] == [
         ("ddim", "{}", "dss"), ("ddim", "{}", "mdsi"), ("dpm-solver", DPM_PARAMS, "dss"),
-        ("dpm-solver", DPM_PARAMS, "mdsi"), ("repaint", "{}", "dss"), ("repaint", "{}", "mdsi")]
+        ("dpm-solver", DPM_PARAMS, "mdsi"), ("repaint-diffusers", "{}", "dss"), ("repaint-diffusers", "{}", "mdsi")]
     by_calls = {(c.key["sampler"], c.key["metric"]): c for c in fit.fit_scores(table, x="unet_calls", resamples=0)}
     for c in curves:
         truth, per_step = SAMPLERS[c.key["sampler"]][:2]
@@ -799,13 +800,14 @@ def test_each_sampler_gets_its_own_curve_on_steps_and_on_unet_calls():
     # the bootstrap keeps each sampler apart too: one sampler fitted alone gets the intervals of the full fit
     full = {(c.key["sampler"], c.key["metric"]): c.ci for c in fit.fit_scores(table, resamples=30, seed=2)}
     (alone,) = fit.fit_scores(table[(table["sampler"] == "ddim") & (table["metric"] == "dss")], resamples=30, seed=2)
-    assert alone.ci == full[("ddim", "dss")] != full[("repaint", "dss")]
+    assert alone.ci == full[("ddim", "dss")] != full[("repaint-diffusers", "dss")]
 
 
 def test_the_runtime_model_is_fitted_per_sampler_and_repaint_feeds_the_simulator():
     table = pd.DataFrame(sampler_rows("dss", n_images=4))
     entries = fit.fit_runtime(table)
-    assert [(e["sampler"], e["jump_length"]) for e in entries] == [("repaint", 10), ("ddim", 0), ("dpm-solver", 0)]
+    assert [(e["sampler"], e["jump_length"]) for e in entries] == [("repaint-diffusers", 10), ("ddim", 0),
+                                                                    ("dpm-solver", 0)]
     for entry in entries:  # each sampler's own steps → seconds, not one curve through all three
         assert entry["vs_steps"]["coef"] == pytest.approx(SAMPLERS[entry["sampler"]][4], abs=1e-9)
         assert entry["n_cells"] == 4 * len(SAMPLER_STEPS)  # one per cell, not one per sampler × cell merged
@@ -813,10 +815,10 @@ def test_the_runtime_model_is_fitted_per_sampler_and_repaint_feeds_the_simulator
     assert fit.runtime_label(entries[2]) == f"dpm-solver {DPM_PARAMS}, cpu, fp32"
     curves = fit.fit_scores(table, resamples=0)
     document = fitrun.build_document(Path("run"), "steps", curves, fit.quality_scales(curves), entries, 0, 0, 0.95)
-    assert document["runtime"]["steps"]["sampler"] == "repaint"
+    assert document["runtime"]["steps"]["sampler"] == "repaint-diffusers"
     assert document["runtime"]["steps"]["coef"] == entries[0]["vs_steps"]["coef"]
     assert [(c["sampler"], c["sampler_params"]) for c in document["curves"]] == [
-        ("ddim", "{}"), ("dpm-solver", DPM_PARAMS), ("repaint", "{}")]
+        ("ddim", "{}"), ("dpm-solver", DPM_PARAMS), ("repaint-diffusers", "{}")]
 
 
 def test_plots_carry_the_sampler_and_repaint_keeps_its_names(tmp_path):
@@ -853,12 +855,13 @@ def test_a_table_without_sampler_columns_fits_exactly_as_before_samplers():
     assert dss.estimate.bx == pytest.approx(178.00333617694096, rel=REFERENCE_REL)
     assert vif.ci["by"] == pytest.approx((0.6837517748810444, 0.7052415892448385), rel=REFERENCE_REL)
     assert vif.estimate.bx == pytest.approx(122.66488386769828, rel=REFERENCE_REL)
-    assert dss.key == {"model": "m", "mask": "thick", "sampler": "repaint", "sampler_params": "{}",
-                       "jump_length": 10, "jump_n_sample": 10, "metric": "dss"}
-    filled = fit.fit_scores(old.assign(sampler="repaint", sampler_params="{}"), resamples=50, seed=4)
+    assert dss.key == {"model": "m", "mask": "thick", "sampler": "repaint-diffusers", "sampler_params": "{}",
+                       "respacing": "steps", "jump_length": 10, "jump_n_sample": 10, "metric": "dss"}
+    filled = fit.fit_scores(old.assign(sampler="repaint-diffusers", sampler_params="{}", respacing="steps"), resamples=50, seed=4)
     assert [(c.key, c.ci) for c in filled] == [(c.key, c.ci) for c in (dss, vif)]
     (entry,) = fit.fit_runtime(old)
-    assert (entry["sampler"], entry["sampler_params"], entry["n_cells"]) == ("repaint", "{}", 2 * 12 * len(STEPS))
+    assert (entry["sampler"], entry["sampler_params"], entry["n_cells"]) == ("repaint-diffusers", "{}",
+                                                                                  2 * 12 * len(STEPS))
 
 
 def test_a_fit_against_another_axis_never_replaces_the_steps_fit(tmp_path):
@@ -876,3 +879,34 @@ def test_a_fit_against_another_axis_never_replaces_the_steps_fit(tmp_path):
     replaced = fitrun.fit_run(tmp_path, x="unet_calls", resamples=0, plots=False, out=tmp_path / "fit.json",
                               replace=True)
     assert fitfile.load(replaced.path)["x"]["name"] == "unet_calls"
+
+
+def test_a_paper_protocol_fit_is_in_task_units_and_feeds_the_simulator_first():
+    """Curves of the authors' RePaint on the 250-step grid (x = t_T) beside the steps walk: fit.json's x says
+    which walk each is on and that not all are in task units; the runtime the simulator takes first is the
+    paper protocol's; the plots and titles keep the two walks apart."""
+    from aaas_profile import plots
+
+    truth = (20.0, 0.3, 150.0, 0.8)
+    rows = [{**row, "sampler": "repaint", "sampler_params": "{}", "respacing": walk, "jump_length": 10,
+             "jump_n_sample": 10}
+            for walk, seed in (("250", 0), ("steps", 1))
+            for row in curve_rows("dss", truth, steps=(10, 25, 50, 100, 150, 200, 250), n_images=4, seed=seed,
+                                  noise=0.01, wall=lambda t: 0.1 + 0.01 * t)]
+    table = pd.DataFrame(rows)
+    curves = fit.fit_scores(table, resamples=0)
+    assert [c.key["respacing"] for c in curves] == ["250", "steps"]
+    assert [fit.in_task_units(c.key) for c in curves] == [True, False]
+    runtime = fit.fit_runtime(table)
+    assert [e["respacing"] for e in runtime] == ["250", "steps"]  # the paper's protocol first
+    document = fitrun.build_document(Path("run"), "steps", curves, fit.quality_scales(curves), runtime, 0, 0, 0.95)
+    assert document["x"]["task_units"] is False and set(document["x"]["walks"]) == {"250", "steps"}
+    assert document["x"]["walks"]["250"].startswith("t_T")
+    assert document["runtime"]["steps"]["respacing"] == "250"
+    (paper,) = [c for c in curves if c.key["respacing"] == "250"]
+    alone = fitrun.build_document(Path("run"), "steps", [paper], fit.quality_scales([paper]), runtime[:1], 0, 0,
+                                  0.95)
+    assert alone["x"]["task_units"] is True
+    assert plots.curve_stem(paper.key) == "m_thick_repaint-r250-j10r10"
+    assert plots.panel_title(paper.key) == "m · mask thick · sampler repaint · t_T on the 250-step grid · jumps 10/10"
+    assert fit.setting_cells(paper.key, ["respacing"]) == {"respacing": "250"}

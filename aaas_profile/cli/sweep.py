@@ -45,11 +45,12 @@ def sweep(
     model: Annotated[str | None, typer.Option(help="Model name (see `aaas-profile models`) or a diffusers folder. \\[default: faces, the bundled 64-px model]")] = None,  # noqa: E501
     data: Annotated[Path | None, typer.Option(help="Folder of PNG/JPEG/BMP images (any mode and size; resized and centre-cropped to the model's resolution). \\[default: datasets/faces/eval, faces the bundled model never saw]")] = None,  # noqa: E501
     masks: Annotated[str | None, typer.Option(help="Comma list of mask families (thick, thin, half, expand, line, box) and/or folders of mask images (white = keep). \\[default: thick]")] = None,  # noqa: E501
-    steps: Annotated[str | None, typer.Option(help="Step counts, e.g. 10,20,25,50. Use divisors of the 1000 training steps: the scheduler spaces timesteps by 1000 // steps, so other counts start from a lower noise level. \\[default: 1,2,5,10,20,25,50: the rise at 1-5 steps and the plateau after it, a few CPU minutes on the bundled model; the paper swept 10-250]")] = None,  # noqa: E501
+    steps: Annotated[str | None, typer.Option(help="Step counts: with a respacing N (repaint's default, N = 250) each is t_T, where the chain starts on the N-step grid (the paper's x axis, 10-250); on the steps walk the number of steps over the whole training range (use divisors of the 1000 training steps there: other counts start from a lower noise level). \\[default: 10,25,50,75,100,150,200,250: the paper's range in 8 starts, about 3 CPU minutes on the bundled model]")] = None,  # noqa: E501
     seeds: Annotated[str | None, typer.Option(help="Seeds per image × mask, e.g. 0,1 or 0-4. \\[default: 0]")] = None,  # noqa: E501
     sampler: Annotated[str | None, typer.Option(help="Comma list of samplers, each swept over the same cells and step counts (one curve each): repaint (RePaint, with --jump-length/--jump-n-sample), ddim (DDIM, eta 0), dpm-solver (DPM-Solver++ 2nd order); ddim and dpm-solver keep the known region by replacement and cost one UNet call a step. \\[default: repaint]")] = None,  # noqa: E501
+    respacing: Annotated[str | None, typer.Option(help="Comma list of walks: an integer N walks the N-step respaced grid from t_T = steps (the paper's x axis: N = 250, steps ≤ N; repaint only), 'steps' a steps-step grid over the whole training range (diffusers' num_inference_steps), 'default' each sampler's own. Every sampler runs every walk it takes; a pair it refuses is skipped with a warning, e.g. --sampler repaint,ddim --respacing 250,steps. \\[default: 250 for repaint, steps for the others]")] = None,  # noqa: E501
     jump_length: Annotated[int | None, typer.Option("--jump-length", help="RePaint's resampling jump j (1 with --jump-n-sample 1 turns resampling off). \\[default: 10]")] = None,  # noqa: E501
-    jump_n_sample: Annotated[int | None, typer.Option("--jump-n-sample", help="RePaint's resampling count r. \\[default: 10]")] = None,  # noqa: E501
+    jump_n_sample: Annotated[int | None, typer.Option("--jump-n-sample", help="RePaint's resampling count r (1: no resampling). \\[default: 1, to fit the default sweep into 3 CPU minutes; the authors ran 10]")] = None,  # noqa: E501
     eta: Annotated[float | None, typer.Option(help="Noise weight of the unknown part's update: 0 = diffusers' RePaint default, 1 = DDPM. \\[default: 0]")] = None,  # noqa: E501
     metrics: Annotated[str | None, typer.Option(help="Comma list of tv, brisque, dss, haarpsi, mdsi, vif. \\[default: all]")] = None,  # noqa: E501
     limit: Annotated[int | None, typer.Option(help="Use only the first N images (sorted by name).")] = None,
@@ -95,7 +96,8 @@ def sweep(
         distributed.check_address(ray)  # before the run folder is made: a silent address fails at once
     cfg = sweep_mod.SweepConfig.from_sources(
         config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
-        sampler=sampler, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, metrics=metrics,
+        sampler=sampler, respacing=respacing, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta,
+        metrics=metrics,
         limit=limit, batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
         out=None if out is None else str(out),
     )
@@ -108,7 +110,8 @@ def sweep(
     console.print(
         f"model [bold]{prepared.model.name}[/] ({prepared.model.source}, {prepared.model.resolution} px) · "
         f"{len(prepared.images)} images × {len(prepared.masks)} masks × {len(cfg.seeds)} seeds × "
-        + (f"{len(cfg.samplers)} samplers ({', '.join(cfg.samplers)}) × " if len(cfg.samplers) > 1 else "")
+        + (f"{len(prepared.samplers)} samplers ({', '.join(prepared.samplers)}) × "
+           if len(prepared.samplers) > 1 else "")
         + f"{len(cfg.steps)} step counts · {prepared.device} {prepared.config.dtype} · run folder {prepared.run_dir}"
         + (f" · shard {part}" if part.count > 1 else "") + (f" · on Ray ({ray})" if ray is not None else ""),
         highlight=False,
@@ -140,7 +143,9 @@ def sampler_labels(summary):
     if summary.empty:
         return pd.Series([], dtype=object, index=summary.index)
     ambiguous = summary.groupby("sampler")["sampler_params"].transform("nunique") > 1
-    return summary["sampler"].where(~ambiguous, summary["sampler"] + " " + summary["sampler_params"])
+    labels = summary["sampler"].where(~ambiguous, summary["sampler"] + " " + summary["sampler_params"])
+    walks = summary.groupby("sampler")["respacing"].transform("nunique") > 1  # the walk, where it tells apart
+    return labels.where(~walks, labels + " @" + summary["respacing"])
 
 
 def _sweep_on_ray(cfg, prepared, address: str, shards: int | None,

@@ -238,23 +238,23 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
 
         {"schema_version": 1 or 2,
          "x": {"name": "steps"},                            # optional; any other x axis is refused
-         "curves": [{"model": str, "mask": str, "metric": str, "sampler": str,   # sampler: optional, repaint
+         "curves": [{"model": str, "mask": str, "metric": str, "sampler": str,   # sampler: optional
+                     "respacing": str,                                           # optional: "250" or "steps"
                      "scale01": {"ax": float, "ay": float, "bx": float, "by": float}}, ...],
-         "runtime": {"steps": {"coef": [c0, c1, c2], "sampler": str},            # optional
-                     "fits": [{"sampler": str, "vs_steps": {"coef": [...]}}, ...]}}
+         "runtime": {"steps": {"coef": [c0, c1, c2], "sampler": str, "respacing": str},  # optional
+                     "fits": [{"sampler": str, "respacing": str, "vs_steps": {"coef": [...]}}, ...]}}
 
     ``scale01`` is the curve on the [0, 1] quality scale (higher is better, x in diffusion steps: the
-    simulator's tasks ask for steps, so a profile fitted against UNet calls or seconds is refused);
-    ``runtime.steps.coef`` is seconds per image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any
-    length) of the sampler it names, and ``runtime.fits`` holds the other samplers'. Returns ``(curves,
-    coefs)``: each curve a dict with model, mask, metric, sampler, ax, ay, bx, by; ``coefs`` maps a sampler to
-    its runtime coefficients (empty when the profile has no runtime model).
+    simulator's tasks ask for steps, so a profile fitted against UNet calls or seconds is refused). A curve
+    or runtime without ``respacing`` was written before the respacing column: diffusers' RePaint on the steps
+    walk (``runs.LEGACY_SAMPLER``; its "repaint" is "repaint-diffusers"). ``runtime.steps.coef`` is seconds per
+    image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any length) of the sampler it names, and
+    ``runtime.fits`` holds the other samplers'. Returns ``(curves, coefs)``: each curve a dict with model,
+    mask, metric, sampler, respacing, ax, ay, bx, by; ``coefs`` maps (sampler, respacing) to its runtime
+    coefficients (empty when the profile has no runtime model).
     """
     from aaas_profile import fitfile
     from aaas_profile.fit import refusal as fit_refusal  # here: fit imports torch and piq, the simulator need not
-    from aaas_profile.runs import LEGACY_SAMPLER  # a curve or runtime from before samplers is RePaint's
-
-    repaint = LEGACY_SAMPLER["sampler"]
     path = Path(path)
     if path.is_dir():  # a profile is the file itself, not the run folder that holds it
         raise SimError(not_found(path, "profile (fit.json)", folder=False))
@@ -276,7 +276,7 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
                 "model": str(curve.get("model", "?")),
                 "mask": str(curve.get("mask", "?")),
                 "metric": str(curve.get("metric", "?")),
-                "sampler": str(curve.get("sampler", repaint)),
+                **dict(zip(("sampler", "respacing"), _walk_of(curve), strict=True)),
             }
             row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
         except (KeyError, TypeError, ValueError):
@@ -298,10 +298,10 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
             raise SimError(f"profile {path}: runtime.steps.coef must be a list of numbers") from None
         if not coef:
             raise SimError(f"profile {path}: runtime.steps.coef is empty")
-        coefs[str(runtime["steps"].get("sampler", repaint))] = coef
+        coefs[_walk_of(runtime["steps"])] = coef
         for fit in runtime.get("fits", []) if isinstance(runtime.get("fits"), list) else []:
             try:  # the other samplers' steps → seconds fits (the first per sampler, as runtime.steps is)
-                coefs.setdefault(str(fit["sampler"]), [float(c) for c in fit["vs_steps"]["coef"]])
+                coefs.setdefault(_walk_of(fit), [float(c) for c in fit["vs_steps"]["coef"]])
             except (KeyError, TypeError, ValueError):
                 continue  # a fit without a usable steps model: that sampler falls back to the paper's
     return curves, coefs
@@ -324,6 +324,23 @@ def reach_warnings(curves: list[dict], task_steps: tuple[int, ...] = TASK_STEPS)
     return lines
 
 
+def _walk_of(entry: dict) -> tuple[str, str]:
+    """(sampler, respacing) of a fit.json curve or runtime entry; one without ``respacing`` is from before the
+    respacing column, whose sampler names were those of then (``runs.LEGACY_NAMES``)."""
+    from aaas_profile.runs import LEGACY_NAMES, LEGACY_SAMPLER
+
+    if "respacing" not in entry:
+        name = str(entry.get("sampler", LEGACY_SAMPLER["sampler"]))
+        return LEGACY_NAMES.get(name, name), LEGACY_SAMPLER["respacing"]
+    return str(entry.get("sampler", LEGACY_SAMPLER["sampler"])), str(entry["respacing"])
+
+
+# Why a profile on the steps walk does not fit the simulator's tasks (docs/protocol.md), for its warning line.
+STEPS_WALK_WARNING = ("its curves are on the steps walk (diffusers' num_inference_steps over the whole training "
+                      "range, saturating within a few steps), not the paper's t_T, so every task of 100-250 steps "
+                      "gets nearly the best quality; sweep with --respacing 250 for a profile in task units")
+
+
 def profile_asps(
     path: Path,
     metric: str | None = None,
@@ -336,7 +353,9 @@ def profile_asps(
     sampler: str | None = None,
 ) -> AspSet:
     """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric`` and ``sampler``
-    (default: repaint when the profile has it, else its first), with that sampler's runtime model.
+    (default: the first by ``fit.runtime_rank``, the authors' RePaint when the profile has it), on one walk
+    (the paper's respaced grid when the sampler has it, else the steps walk, with a warning line:
+    ``STEPS_WALK_WARNING``), with that sampler's runtime model on that walk.
 
     A curve that ``fit`` flagged as under-determined, flat ("no measurable effect of steps") or getting worse
     with steps is refused with its reason unless ``allow_flagged``. Curves are ordered by (model, mask);
@@ -346,20 +365,27 @@ def profile_asps(
     leave every ASP idle. ``measured_runtime=False`` uses the paper's runtime model instead (``--runtime
     paper``): the fallback when the measured one is unusable (``fit.runtime_problem``).
     """
-    from aaas_profile.runs import LEGACY_SAMPLER
+    from aaas_profile.fit import STEPS_WALK, runtime_rank
 
     curves, coefs = read_fit_profile(path)
     samplers = list(dict.fromkeys(c["sampler"] for c in curves))
     notes = []
     if sampler is None:
-        repaint = LEGACY_SAMPLER["sampler"]
-        sampler = repaint if repaint in samplers else samplers[0]
+        sampler = min(samplers, key=lambda s: (min(runtime_rank(s, c["respacing"]) for c in curves
+                                                   if c["sampler"] == s), samplers.index(s)))
         if len(samplers) > 1:
             notes.append(f"sampler {sampler} (choose with --sampler from {', '.join(samplers)})")
     elif sampler not in samplers:
         raise SimError(f"profile {path} has no curve of sampler {sampler!r}; it has {', '.join(samplers)}")
     curves = [c for c in curves if c["sampler"] == sampler]
-    coef = coefs.get(sampler)
+    walks = sorted({c["respacing"] for c in curves}, key=lambda w: (w == STEPS_WALK, w))
+    walk = walks[0]  # task units (an N-step grid) first: the simulator's tasks ask for t_T
+    curves = [c for c in curves if c["respacing"] == walk]
+    if len(walks) > 1:
+        notes.append(f"walk: respacing {walk} (the profile also has {', '.join(walks[1:])})")
+    if walk == STEPS_WALK:
+        notes.append(f"warning: profile {Path(path).name} is not in task units: {STEPS_WALK_WARNING}")
+    coef = coefs.get((sampler, walk))
     metrics = sorted({c["metric"] for c in curves})
     if metric is None:
         metric = curves[0]["metric"]
