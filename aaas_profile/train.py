@@ -221,6 +221,29 @@ def _lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
 
 
+def _load_checkpoint(path: Path, device) -> dict:
+    """The training state in ``path``, read as tensors and plain Python values only (``weights_only=True``):
+    a checkpoint is a pickle, and unpickling an arbitrary object runs code, so a file from elsewhere must not
+    get that far. Raises TrainError (one line) on a file that is not a state this module wrote."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(f"{path}: not a training checkpoint this tool can load safely ({reason[:160]}); "
+                         "delete it or train with --no-resume") from None
+    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise TrainError(f"{path}: training checkpoint lacks {', '.join(missing)}; delete it or train with "
+                         "--no-resume")
+    return state
+
+
+# What save_checkpoint writes; a file without all of them is not a checkpoint of this module.
+_STATE_KEYS = ("step", "unet", "ema", "optimizer", "scaler", "generator", "losses", "seconds", "trajectory")
+
+
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temp:
@@ -290,7 +313,7 @@ def train(
     state_path = out / CHECKPOINT
     start, losses, seconds_before = 0, [], 0.0
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = _load_checkpoint(state_path, device)
         if state["trajectory"] != config.trajectory():
             changed = sorted(k for k in config.trajectory() if state["trajectory"].get(k) != config.trajectory()[k])
             raise TrainError(
