@@ -140,6 +140,26 @@ def test_resume_refuses_a_checkpoint_that_is_no_training_state(data_dir, tmp_pat
         train(data_dir, out, TrainConfig(steps=2, **TINY))
 
 
+def test_a_model_is_never_lost_or_mixed_with_an_earlier_one(data_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "model"
+    train(data_dir, out, TrainConfig(steps=2, **TINY))
+    weights = sorted((out / "unet").iterdir())
+    before = {path.name: path.read_bytes() for path in weights}
+    shutil.rmtree(out / "checkpoint")
+    # Nothing to resume: training again into a finished model would replace it, so it is refused and kept.
+    with pytest.raises(TrainError, match=r"holds a trained model and no checkpoint to resume"):
+        train(data_dir, out, TrainConfig(steps=2, **TINY))
+    assert {path.name: path.read_bytes() for path in sorted((out / "unet").iterdir())} == before
+    # --no-resume replaces the model as a set: no file of the earlier model stays, nothing staged is left.
+    (out / "unet" / "stale.safetensors").write_bytes(b"from an earlier model")
+    train(data_dir, out, TrainConfig(steps=1, **TINY), resume=False)
+    assert sorted(path.name for path in (out / "unet").iterdir()) == sorted(before)
+    assert not any(path.name.startswith(".model-") for path in out.iterdir())
+    assert "Steps: 1 of batch" in (out / "README.md").read_text()
+
+
 def test_time_limit_stops_early_saved_and_resumable(data_dir, tmp_path):
     out = tmp_path / "model"
     result = train(data_dir, out, TrainConfig(steps=50, time_limit_s=0.0, **TINY))
