@@ -373,3 +373,16 @@ def test_a_step_count_a_sampler_refuses_fails_before_anything_is_written(model_d
     with pytest.raises(SamplerError, match="dpm-solver cannot take 1000 steps"):
         sweep.prepare(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,dpm-solver", steps="5,1000"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["mps", "meta", "xpu", "hpu", "cpu:1", "gpu", "cuda:x", "", "CPU"])
+def test_a_device_the_tool_does_not_run_on_is_one_line(name):
+    with pytest.raises(sweep.SweepError, match=r"^unknown device '.*': use auto, cpu, cuda or cuda:N$"):
+        sweep.pick_device(name)
+
+
+def test_a_cuda_index_beyond_the_machine_is_one_line():
+    expected = "this machine has" if torch.cuda.is_available() else "CUDA is not available here"
+    with pytest.raises(sweep.SweepError, match=expected):
+        sweep.pick_device("cuda:99")
+    assert sweep.pick_device("cpu") == torch.device("cpu")
