@@ -272,13 +272,26 @@ def pick_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             return torch.device("cpu")
         local_rank = os.environ.get("LOCAL_RANK")
-        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}" if local_rank else "cuda")
+        if not local_rank:
+            return torch.device("cuda")
+        if not local_rank.strip().isdigit():
+            raise SweepError(f"LOCAL_RANK={local_rank!r} is not a process index (0, 1, …); unset it or run under "
+                             "torchrun, which sets it")
+        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise SweepError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SweepError(f"device '{name}' asked for but CUDA is not available here")
+        device = None
+    # Only the CPU and CUDA are supported: the samplers, metrics and bf16 policy are written and tested for
+    # those two, and torch accepts many more names (mps, meta, xpu, …) that would fail later or silently.
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise SweepError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SweepError(f"device '{name}' asked for but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SweepError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 

@@ -535,3 +535,16 @@ def test_a_folder_from_before_respacing_resumes_as_diffusers_repaint_and_keeps_a
     assert sorted(set(zip(table["sampler"], table["respacing"], strict=True))) == [
         ("ddim", "steps"), ("repaint", "250"), ("repaint-diffusers", "steps")]
     assert len(table) == 12 and set(new.summary["sampler"]) == {"ddim", "repaint", "repaint-diffusers"}
+
+
+@pytest.mark.parametrize("name", ["mps", "meta", "xpu", "hpu", "cpu:1", "gpu", "cuda:x", "", "CPU"])
+def test_a_device_the_tool_does_not_run_on_is_one_line(name):
+    with pytest.raises(sweep.SweepError, match=r"^unknown device '.*': use auto, cpu, cuda or cuda:N$"):
+        sweep.pick_device(name)
+
+
+def test_a_cuda_index_beyond_the_machine_is_one_line():
+    expected = "this machine has" if torch.cuda.is_available() else "CUDA is not available here"
+    with pytest.raises(sweep.SweepError, match=expected):
+        sweep.pick_device("cuda:99")
+    assert sweep.pick_device("cpu") == torch.device("cpu")
