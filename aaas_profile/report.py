@@ -332,6 +332,7 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
     names the setting as briefly as the run allows: the sampler's name, with its parameters only when the run
     has several for that sampler, and RePaint's jumps (j/r) only when the run has several. ``scores`` has the
     sampler columns, as ``runs.read_scores`` gives them."""
+    scores = fit_mod.with_sampler_columns(scores)
     keys = ["model", "mask", "metric", *SAMPLER_KEYS, "steps"]
     medians = (scores.groupby(keys, sort=True)
                .agg(value=("value", "median"), unet_calls=("unet_calls", "median"),
