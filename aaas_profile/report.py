@@ -46,7 +46,8 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 1px solid #ccc; margin-top: 2.2rem; }
 .muted { color: #666; } table { border-collapse: collapse; margin: .6rem 0 1rem; }
 th, td { border: 1px solid #d6d6d6; padding: .25rem .55rem; text-align: right; vertical-align: top; }
-table { max-width: 100%; } td.text, th.text { overflow-wrap: break-word; } td.flag { min-width: 16rem; }
+table { max-width: 100%; display: block; overflow-x: auto; } figcaption, p { overflow-wrap: anywhere; }
+td.text, th.text { overflow-wrap: break-word; } td.flag { min-width: 16rem; }
 .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(30rem, 1fr)); gap: 0 1rem; }
 .recommend { font-size: 1.05rem; } .recommend li { margin: .2rem 0; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }

@@ -211,8 +211,8 @@ def test_sweep_resume_refuses_other_weights_and_steps_beyond_training(model_dir,
     one_line_error(invoke("sweep", "--model", other, "--data", image_dir, *FAST, *grid, "--out", out),
                    "was swept with other model weights")
     one_line_error(invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, *grid, "--steps", "5,2000",
-                          "--out", out), "steps go up to 2000 but the model was trained with 1000")
+                          "--out", out), "steps go up to 2000 but respacing 250 walks a 250-step grid")
     assert runs.part_files(out) == parts and runs.read_scores(out).equals(before)
     one_line_error(invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, *grid, "--steps", "2000",
-                          "--out", tmp_path / "new"), "trained with 1000")
+                          "--out", tmp_path / "new"), "t_T = steps must be ≤ 250")
     assert not (tmp_path / "new").exists()

@@ -857,7 +857,8 @@ def test_a_table_without_sampler_columns_fits_exactly_as_before_samplers():
     assert vif.estimate.bx == pytest.approx(122.66488386769828, rel=REFERENCE_REL)
     assert dss.key == {"model": "m", "mask": "thick", "sampler": "repaint-diffusers", "sampler_params": "{}",
                        "respacing": "steps", "jump_length": 10, "jump_n_sample": 10, "metric": "dss"}
-    filled = fit.fit_scores(old.assign(sampler="repaint-diffusers", sampler_params="{}", respacing="steps"), resamples=50, seed=4)
+    filled = fit.fit_scores(old.assign(sampler="repaint-diffusers", sampler_params="{}", respacing="steps"),
+                            resamples=50, seed=4)
     assert [(c.key, c.ci) for c in filled] == [(c.key, c.ci) for c in (dss, vif)]
     (entry,) = fit.fit_runtime(old)
     assert (entry["sampler"], entry["sampler_params"], entry["n_cells"]) == ("repaint-diffusers", "{}",

@@ -208,19 +208,22 @@ def test_a_profile_says_which_curve_each_asp_got_and_when_it_cannot_reach_the_ta
     path.write_text(json.dumps(data))
     asps = profile_asps(path, metric="haarpsi", n=4, seed=0)
     # curves ordered by (model, mask): ASP i gets curve i mod 2
-    assert asps.mapping() == [("fit.json: model faces, mask thick, sampler repaint, metric haarpsi",
+    assert asps.mapping() == [("fit.json: model faces, mask thick, sampler repaint-diffusers, metric haarpsi",
                                ["faces/thick#0", "faces/thick#2"]),
-                              ("fit.json: model faces, mask thin, sampler repaint, metric haarpsi",
+                              ("fit.json: model faces, mask thin, sampler repaint-diffusers, metric haarpsi",
                                ["faces/thin#1", "faces/thin#3"])]
     warnings = [n for n in asps.notes if n.startswith("warning: ")]
-    assert warnings == ["warning: curve faces/thick/haarpsi was measured at 1–50 steps, none of the tasks' "
+    # a fit written before respacing is the steps walk: said first, then the curve that stops short
+    assert warnings[0].startswith("warning: profile fit.json is not in task units: its curves are on the steps walk")
+    assert warnings[1:] == ["warning: curve faces/thick/haarpsi was measured at 1–50 steps, none of the tasks' "
                         "100–250: beyond 50 steps it is extrapolated flat at By; sweep up to 250 steps to measure "
                         "that range"]
     # sim/asps.csv carries each row's source, and reads back with it
     table = write_asps_csv(asps, tmp_path / "asps.csv")
     assert table.read_text().splitlines()[0] == "sid,ax,ay,bx,by,capacity,source"
     again = read_asps_csv(table)
-    assert again.origins()[1] == ("table asps.csv, line 3 (fit.json: model faces, mask thin, sampler repaint, "
+    assert again.origins()[1] == ("table asps.csv, line 3 (fit.json: model faces, mask thin, "
+                                  "sampler repaint-diffusers, "
                                   "metric haarpsi)")
     assert again.bx.tolist() == asps.bx.tolist()
 

@@ -338,8 +338,10 @@ def test_simulate_prints_the_asp_mapping_and_warns_when_the_profile_stops_short(
     text = " ".join(result.output.split())
     assert "20 ASPs, each curve from:" in text
     # curves ordered by (model, mask): ASP i gets curve i mod 2
-    assert "fit.json: model faces, mask half, sampler repaint, metric haarpsi: faces/half#0, faces/half#2," in text
-    assert "fit.json: model faces, mask thick, sampler repaint, metric haarpsi: faces/thick#1, faces/thick#3," in text
+    assert ("fit.json: model faces, mask half, sampler repaint-diffusers, metric haarpsi: faces/half#0, "
+            "faces/half#2,") in text
+    assert ("fit.json: model faces, mask thick, sampler repaint-diffusers, metric haarpsi: faces/thick#1, "
+            "faces/thick#3,") in text
     assert text.count("warning: curve faces/") == 2 and "measured at 1–50 steps, none of the tasks' 100–250" in text
     rows = (tmp_path / "out" / "sim" / "asps.csv").read_text().splitlines()
     assert rows[0].endswith(",source") and "mask half" in rows[1]
