@@ -435,7 +435,8 @@ class DiscreteSAC:
     @classmethod
     def load(cls, path: Path) -> DiscreteSAC:
         """A checkpoint written by :meth:`save`, ready to evaluate or to resume training."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        # tensors and plain values only: unpickling arbitrary objects from a file handed to the tool runs code
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
         if state.get("format") != 2:
             raise ValueError("it was written by an older aaas-profile (separate critics); train it again")
         config = SacConfig(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
