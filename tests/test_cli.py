@@ -124,7 +124,7 @@ def test_help_explains_the_step_grid():
     assert result.exit_code == 0
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
     assert "use divisors of the 1000 training steps there" in text
-    assert "[default: 10,25,50,75,100,150,200,250:" in text
+    assert "[default: 10,15,20,25,30,40,50,75,100,150,200,250:" in text
     assert "--respacing" in text and "[default: 250 for repaint, steps for the others]" in text
 
 
