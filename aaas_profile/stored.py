@@ -116,21 +116,24 @@ def check(value, schema, path: Path, advice: str, where: str = ""):
     return value
 
 
-def _name(kind) -> str:
+def _name(kind, plural: bool = False) -> str:
+    """A type in words, as the one-line errors say it: "a list of integers", "a string or null"."""
     if kind is type(None):
         return "null"
     if kind is Any:
-        return "any value"
+        return "any values" if plural else "any value"
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_name(k) for k in typing.get_args(kind))
+        return " or ".join(_name(k, plural) for k in typing.get_args(kind))
     if origin is list:
-        return f"a list of {_name(typing.get_args(kind)[0])}"
+        return ("lists" if plural else "a list") + f" of {_name(typing.get_args(kind)[0], True)}"
     if origin is dict:
-        return f"an object of {_name(typing.get_args(kind)[1])}"
+        return ("objects" if plural else "an object") + f" of {_name(typing.get_args(kind)[1], True)}"
     if is_dataclass(kind):
-        return "an object"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(kind, str(kind))
+        return "objects" if plural else "an object"
+    words = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+             bool: ("true or false", "true or false")}
+    return words[kind][plural] if kind in words else str(kind)
 
 
 def _fits(value, kind) -> bool:
@@ -192,11 +195,13 @@ def _check_record(value: dict, schema, path: Path, advice: str, where: str) -> N
         if extra:
             names = ", ".join(f"{where}.{k}" if where else k for k in extra)
             raise _fail(path, "", f"unexpected key(s) {names}, which this aaas-profile does not write", advice)
+    missing = [name for name, f in known.items()
+               if name not in value and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise _fail(path, where, f"lacks {', '.join(missing)}", advice)
     for name, f in known.items():
         at = f"{where}.{name}" if where else name
         if name not in value:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise _fail(path, at, "missing", advice)
             continue
         v = value[name]
         _check(v, hints[name], path, advice, at)
@@ -237,13 +242,14 @@ class Invocation(Schema):
     started: str
     command: str
     cells_already_done: int = at_least(0)
-    id: str | None = None
-    shard: str | None = None
-    samplers: list[str] | None = None
-    host: str | None = None
-    finished: str | None = None
-    cells_run: int | None = at_least(0, None)
-    wall_s: float | None = at_least(0, None)
+    # absent in older files or until the invocation finishes; never null when present
+    id: str = None
+    shard: str = None
+    samplers: list[str] = None
+    host: str = None
+    finished: str = None
+    cells_run: int = at_least(0, None)
+    wall_s: float = at_least(0, None)
 
 
 @dataclass
@@ -463,3 +469,97 @@ TRAINING_COLUMNS = {
     "actor_loss": Column(("double",), nan=True, required=False),
     "eval_reward": Column(("double",), nan=True),
 }
+
+
+# ``fit.json`` (docs/fit-json.md; written by ``fitrun.build_document``, read through ``fitfile.load``). Its top
+# level is closed; a curve is open, since the format lets a version gain fields (and a hand-written profile for
+# ``simulate --profile`` holds only a few), but every field a reader indexes is typed here.
+
+
+@dataclass
+class FitParameter(Schema):
+    OPEN: ClassVar[bool] = True
+    value: float
+    ci: list[float | None] | None = None
+    sd: float | None = at_least(0, None)
+
+
+@dataclass
+class Scale01(Schema):
+    ax: float = at_least(0)
+    ay: float = MISSING
+    bx: float = at_least(0)
+    by: float = MISSING
+
+
+@dataclass
+class FitFlag(Schema):
+    OPEN: ClassVar[bool] = True
+    code: str = None
+    message: str = None
+    summary: str = None
+
+
+@dataclass
+class FitStop(Schema):
+    OPEN: ClassVar[bool] = True
+    steps: int = at_least(1)
+    median: float = MISSING
+    best_median: float = MISSING
+    ci: list[float | None] | None = None
+    unet_calls: float | None = at_least(0, None)
+    wall_s: float | None = at_least(0, None)
+    top_of_grid: bool = None
+
+
+@dataclass
+class FitEffect(Schema):
+    OPEN: ClassVar[bool] = True
+    p_value: float | None = in_range(0, 1, None)
+    trend: float | None = None
+
+
+@dataclass
+class FitLevels(Schema):
+    OPEN: ClassVar[bool] = True
+    steps: list[float] = None
+
+
+@dataclass
+class FitCurve(Schema):
+    OPEN: ClassVar[bool] = True
+    model: str
+    mask: str
+    metric: str
+    sampler: str = None
+    sampler_params: str = None
+    respacing: str = None
+    jump_length: int = at_least(0, None)
+    jump_n_sample: int = at_least(0, None)
+    higher_is_better: bool = None
+    ax: FitParameter = None
+    ay: FitParameter = None
+    bx: FitParameter = None
+    by: FitParameter = None
+    scale01: Scale01 = None
+    flags: list[FitFlag] = None
+    stop: FitStop | None = None
+    effect: FitEffect | None = None
+    r2: float | dict[str, float | None] | None = None
+    levels: FitLevels = None
+
+
+@dataclass
+class FitFile(Schema):
+    schema_version: int
+    curves: list[FitCurve]
+    tool: dict[str, Any] = None
+    created: str = None
+    run: str = None
+    model_form: str = None
+    fit_model: dict[str, Any] = None
+    x: dict[str, Any] = None
+    bootstrap: dict[str, Any] = None
+    recommendations: list[dict[str, Any]] = None
+    scales: dict[str, Any] = None
+    runtime: dict[str, Any] | None = None

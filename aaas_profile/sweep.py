@@ -424,10 +424,10 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
             f"step count(s) {', '.join(map(str, uneven))} do not divide the {train_steps} training steps: the "
             f"scheduler spaces timesteps by {train_steps} // steps, so they start from a lower noise level than "
             "the others and their points are not comparable; use divisors such as 10, 20, 25, 50, 100, 125, 250")
-    _check_resume(out, config, model)
+    moved = _check_resume(out, config, model)
     images = _duplicate_images(images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit),
                                warnings)
-    _check_content(out, Path(config.data), images, masks, warnings)
+    _check_content(out, Path(config.data), images, masks, warnings, moved)
     for image in images:
         for name, why in metrics_mod.undefined_on(image.tensor, config.metrics).items():
             warnings.append(f"image {image.image_id}: {name} is undefined on it ({why}); its {name} scores are "
@@ -562,8 +562,10 @@ def _same_experiment(folder: Path, config: SweepConfig) -> bool:
 FIXED = ("data", "eta", "dtype", "metrics")
 
 
-def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
-    """Refuse to add cells to a run folder made with different fixed settings or weights."""
+def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> Path | None:
+    """Refuse to add cells to a run folder made with different fixed settings or weights. Returns the data
+    folder the run folder records when ``config.data`` is another path (for ``_check_content`` to compare by
+    content), else None."""
     if out.exists() and not out.is_dir():
         raise runs.RunError(f"{out} exists and is not a folder; choose another --out")
     config_path = out / "config.toml"
@@ -578,15 +580,21 @@ def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
         return
     before = read_run_config(config_path)
     changed = [k for k in FIXED if k != "data" and before.get(k) != getattr(config, k)]
+    manifest = runs.Manifest(out / "manifest.json").read()
+    moved = None
     if not same_data(before["data"], config.data):
-        changed.insert(0, "data")
-    weights = runs.Manifest(out / "manifest.json").read().get("model", {}).get("weights_sha256")
+        if manifest.get("content") is None:
+            changed.insert(0, "data")
+        else:  # the images it holds decide (_check_content): a moved or copied folder is the same data
+            moved = Path(before["data"])
+    weights = manifest.get("model", {}).get("weights_sha256")
     if weights and weights != model.weights_sha256:
         changed.append("model weights")
     if changed:
         raise runs.RunError(
             f"{out} was swept with other {', '.join(changed)}; resume with the same settings or use a new --out"
         )
+    return moved
 
 
 def same_data(recorded: str, given: str) -> bool:
@@ -606,10 +614,14 @@ def content_of(prepared: Prepared) -> dict:
 
 
 def _check_content(out: Path, data: Path, images: list[images_mod.Image], masks: list[masks_mod.MaskSpec],
-                   warnings: list[str]) -> None:
+                   warnings: list[str], moved: Path | None = None) -> None:
     """Refuse to add cells to ``out`` when an image or mask file already swept there under a name now holds
     other content (its cells would mix two images in one curve). A folder from before content hashes has
-    nothing to compare with: the hashes of the files now are recorded, with a warning line."""
+    nothing to compare with: the hashes of the files now are recorded, with a warning line.
+
+    ``moved``: the data folder ``out`` recorded, when ``data`` is another path. It is the same data when every
+    image swept there is in ``data`` under its name with its content (the folder was moved or copied); else
+    the run folder was swept with other data."""
     manifest = runs.Manifest(out / "manifest.json")
     if not manifest.path.exists():
         return
@@ -620,6 +632,14 @@ def _check_content(out: Path, data: Path, images: list[images_mod.Image], masks:
                             "content of the files now is recorded from this sweep on, a change made before "
                             "cannot be seen")
         return
+    if moved is not None:
+        absent = [name for name, digest in recorded["images"].items()
+                  if not (data / name).is_file() or images_mod.file_sha256(data / name) != digest]
+        if absent:
+            raise runs.RunError(f"{out} was swept with other data ({moved}; {data / absent[0]} is not the image "
+                                "swept there); give that --data, or use a new --out")
+        warnings.append(f"{out} was swept with --data {moved}; {data} holds the same images: resumed, recorded "
+                        "as the data folder from now on")
     now = [(data / image.image_id, "image", recorded["images"].get(image.image_id), image.sha256)
            for image in images]
     now += [(spec.path, "mask", recorded["masks"].get(spec.name), spec.sha256) for spec in masks if spec.sha256]

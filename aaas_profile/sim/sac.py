@@ -91,6 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aaas_profile import stored
 from aaas_profile.atomic import atomic_path
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
@@ -574,7 +575,11 @@ def prepare(context: PolicyContext) -> Prepared:
     if options.resume and checkpoint.exists():
         agent = load_agent(checkpoint, obs_dim, env.n_asps)
         if (folder / "training.parquet").exists():
-            previous = pd.read_parquet(folder / "training.parquet")
+            try:
+                previous = stored.read_parquet(folder / "training.parquet", stored.TRAINING_COLUMNS,
+                                               "use another --out to train afresh")
+            except stored.StoredFileError as err:
+                raise SimError(f"--resume: {err}") from None
     else:
         torch.manual_seed(options.seed)
         agent = DiscreteSAC(obs_dim, env.n_asps, SacConfig(auto_alpha=options.auto_alpha), seed=options.seed,
