@@ -277,8 +277,9 @@ def _folder_specs(folder: Path) -> list[MaskSpec]:
     return specs
 
 
-def parse_masks(spec: str) -> list[MaskSpec]:
-    """Parse a comma list such as ``"thick,thin,half"`` or ``"box,my_masks/"`` into MaskSpecs.
+def parse_masks(spec: str | list[str]) -> list[MaskSpec]:
+    """Parse a comma list such as ``"thick,thin,half"`` or ``"box,my_masks/"`` (or a list of such items: a
+    sweep's ``masks``, parsed together so that names are made unique across them) into MaskSpecs.
 
     An item that is an existing directory is a folder of user masks: each image file in it becomes
     one MaskSpec named ``"<folder name>/<file stem>"`` (files are read and checked here). Any other item
@@ -289,8 +290,9 @@ def parse_masks(spec: str) -> list[MaskSpec]:
     would get one name (two folders with the same base name) are each named ``"<name>@<first 8 hex of their
     sha256>"``, so their cells never share a key. Order: first seen.
     """
+    items = spec.split(",") if isinstance(spec, str) else [part for text in spec for part in text.split(",")]
     specs: list[MaskSpec] = []
-    for item in (part.strip() for part in spec.split(",")):
+    for item in (part.strip() for part in items):
         if not item:
             continue
         if Path(item).is_dir():

@@ -218,7 +218,7 @@ def claimed_cells(run: Path) -> set[tuple]:
                 path.unlink(missing_ok=True)  # we got the lock: the owner is gone
         except FileNotFoundError:
             continue
-        except (json.JSONDecodeError, TypeError):  # held but half-written cannot happen; be safe and skip it
+        except (ValueError, TypeError):  # not JSON, not UTF-8: held but half-written cannot happen; skip it
             continue
     return keys
 

@@ -563,3 +563,25 @@ class FitFile(Schema):
     recommendations: list[dict[str, Any]] = None
     scales: dict[str, Any] = None
     runtime: dict[str, Any] | None = None
+
+
+# A diffusers model folder (``train`` and ``models import-repaint`` write one; ``sweep`` reads it back): the
+# fields aaas-profile reads. The rest belongs to diffusers, which checks it when it builds the model.
+
+
+@dataclass
+class UNetConfigFile(Schema):
+    OPEN: ClassVar[bool] = True
+    _class_name: str
+
+
+@dataclass
+class SchedulerConfigFile(Schema):
+    OPEN: ClassVar[bool] = True
+    num_train_timesteps: int = at_least(1, None)
+    beta_start: float = in_range(0, 1, None)
+    beta_end: float = in_range(0, 1, None)
+    beta_schedule: str = None
+    clip_sample: bool = None
+    trained_betas: list[float] | None = None
+    variance_type: str | None = None

@@ -404,7 +404,7 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     # the run folder records the dtype it ran in (never "auto") and its data folder as an absolute path (it is
     # compared after resolving; docs/run-folder.md, "Identity")
     config = replace(config, dtype=choice.dtype, data=str(Path(config.data).expanduser().resolve()))
-    masks = [spec for item in config.masks for spec in masks_mod.parse_masks(item)]
+    masks = masks_mod.parse_masks(config.masks)  # together: one name never stands for two masks
     model = load(config.model, device=device, dtype=choice.torch_dtype,
                  channels_last=precision.channels_last(device.type, choice.dtype))
     metrics_mod.check_size(config.metrics, model.resolution, model.resolution)

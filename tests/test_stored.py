@@ -125,7 +125,8 @@ def _garbage(path: Path) -> None:
 class File:
     """A file the tool reads back: where it is (under ``made``), which commands read it, and one damage of each
     kind: wrong type, bytes that are not UTF-8, a required key missing, a key the tool never writes, a value out
-    of range. ``field`` is the word the error line must hold for each damage (the key, column or file)."""
+    of range (where the format has one: a model folder's other keys are diffusers'). ``field`` is the word the
+    error line must hold for each damage (the key, column or file)."""
 
     path: str
     readers: tuple[str, ...]
@@ -195,6 +196,18 @@ FILES = {
         "missing": (_torch("ema", delete=True), "ema"),
         "extra": (_torch("colour", "blue"), "colour"),
         "range": (_torch("step", -2), "step"),
+    }),
+    # A model folder: diffusers' format, whose other keys diffusers checks and may extend (so no "extra" case);
+    # aaas-profile's own reads are checked.
+    "model config.json": File("model/unet/config.json", ("sweep",), {
+        "type": (_json("_class_name", 5), "_class_name"),
+        "encoding": (_non_utf8, "not UTF-8"),
+        "missing": (_json("_class_name", delete=True), "_class_name"),
+    }),
+    "scheduler_config.json": File("model/scheduler/scheduler_config.json", ("sweep",), {
+        "type": (_json("beta_schedule", 1), "beta_schedule"),
+        "encoding": (_non_utf8, "not UTF-8"),
+        "range": (_json("num_train_timesteps", 0), "num_train_timesteps"),
     }),
 }
 CASES = [(name, damage, reader) for name, file in FILES.items() for damage in file.damages

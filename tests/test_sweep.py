@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -640,7 +641,7 @@ def test_two_images_with_one_stem_get_their_own_saved_folders_and_a_copy_is_swep
     for image_id in ("img0.jpg", "img0.png"):
         folder = result.run_dir / "images" / next(n for n in folders if f"-{image_id}-" in n)
         expected = sweep.images_mod.load_image(data / image_id, 64)
-        saved = torch.from_numpy(__import__("numpy").asarray(Image.open(folder / "original.png"))).permute(2, 0, 1)
+        saved = torch.tensor(np.array(Image.open(folder / "original.png"))).permute(2, 0, 1)
         # original.png is the image's own pixels, rounded to 8 bits (so within half a grey level)
         assert (saved.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-6
 
