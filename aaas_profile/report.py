@@ -218,7 +218,8 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
         interval = f" [{ci[0]:g}–{ci[1]:g}]" if None not in ci and ci[0] == ci[0] else ""
         rows.append({
             **_readable(fit_mod.setting_cells(c, varying)),
-            "mask": c["mask"], "metric": f"{c['metric']} {'↑' if c['higher_is_better'] else '↓'}",
+            "mask": c.get("mask", "?"),
+            "metric": f"{c.get('metric', '?')} {'↑' if c.get('higher_is_better', True) else '↓'}",
             "stop at steps": "–" if flat else f"{s['steps']}{interval}",
             "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
             "s per image": "–" if flat or s.get("wall_s") is None else f"{s['wall_s']:.3g}",
@@ -286,10 +287,13 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
         rows = []
         varying = fit_mod.varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve["mask"],
-                   "metric": curve["metric"]}
+            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve.get("mask", "?"),
+                   "metric": curve.get("metric", "?")}
             for name in ("ax", "ay", "bx", "by"):
-                part = curve[name]
+                part = curve.get(name)
+                if part is None:  # a hand-written profile: scale01 only
+                    row[name.capitalize()] = "–"
+                    continue
                 low, high = part.get("ci") or (None, None)
                 row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}–{high:.4g}]"
                                                                      if low is not None and high is not None else ""))

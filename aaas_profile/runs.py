@@ -144,12 +144,9 @@ def _part_columns() -> dict[str, stored.Column]:
     """``COLUMNS`` as the checked reader's table schema, with each column's range: a part that holds another
     type or an impossible value is refused in one line (it would otherwise not match its cells' keys, be
     recomputed and stored twice)."""
-    from aaas_profile import metrics as metrics_mod  # the metric names; imported here, runs stays light
-
     ranges = {"steps": {"at_least": 1}, "jump_length": {"at_least": 0},
               "jump_n_sample": {"at_least": 0}, "unet_calls": {"at_least": 0}, "wall_s": {"at_least": 0},
-              "batch_size": {"at_least": 1}, "metric": {"choices": tuple(metrics_mod.ALL)},
-              "value": {"nan": True}}
+              "batch_size": {"at_least": 1}, "value": {"nan": True}}
     required = set(COLUMNS) - set(LEGACY_SAMPLER) - {"sampler_params"}
     return {name: stored.Column((str(kind),), required=name in required, **ranges.get(name, {}))
             for name, kind in COLUMNS.items()}
@@ -281,11 +278,15 @@ def read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def _check_directions(path: Path, table: pa.Table) -> None:
-    """Each row's ``higher_is_better`` is its metric's (a row saying otherwise would turn a curve upside down)."""
-    from aaas_profile import metrics as metrics_mod
+    """Each row of one of the six metrics has its ``higher_is_better`` (a row saying otherwise would turn a
+    curve upside down). Another scorer's metric (a column added to the table) keeps the direction it states."""
+    from aaas_profile import metrics as metrics_mod  # imported here: runs stays light
 
     metric, higher = table.column("metric").to_pandas(), table.column("higher_is_better").to_pandas()
-    wrong = (metric.map({m: metrics_mod.METRICS[m].higher_is_better for m in metric.unique()}) != higher).to_numpy()
+    known = metric.isin(list(metrics_mod.METRICS))
+    expected = metric[known].map({m: metrics_mod.METRICS[m].higher_is_better for m in metric[known].unique()})
+    wrong = known.to_numpy().copy()
+    wrong[known.to_numpy()] = (expected != higher[known]).to_numpy()
     if wrong.any():
         row = int(wrong.nonzero()[0][0])
         raise RunError(f"{path}: column higher_is_better, row {row}: {higher[row]} for {metric[row]}, whose "

@@ -527,10 +527,13 @@ class FitLevels(Schema):
 
 @dataclass
 class FitCurve(Schema):
+    """A curve as ``fit`` writes it; a hand-written profile for ``simulate --profile`` may hold only
+    ``scale01`` (docs/simulate.md), so every key is optional here and each reader says what it needs."""
+
     OPEN: ClassVar[bool] = True
-    model: str
-    mask: str
-    metric: str
+    model: str = None
+    mask: str = None
+    metric: str = None
     sampler: str = None
     sampler_params: str = None
     respacing: str = None
@@ -585,3 +588,38 @@ class SchedulerConfigFile(Schema):
     clip_sample: bool = None
     trained_betas: list[float] | None = None
     variance_type: str | None = None
+
+
+@dataclass
+class SacBest(Schema):
+    episode: int = at_least(0)
+    validation: float = MISSING
+    actor: dict[str, Any] = MISSING
+
+
+@dataclass
+class SacState(Schema):
+    """``sim/sac/checkpoint.pt`` (``DiscreteSAC.state_dict``, format 2): plain values here; the modules' and
+    optimisers' tensors are checked by torch's ``load_state_dict`` against the network they are loaded into."""
+
+    format: int = one_of([2])
+    config: dict[str, Any] = MISSING
+    obs_dim: int = at_least(1)
+    n_actions: int = at_least(1)
+    steps_ratio: float = at_least(0)
+    actor: dict[str, Any] = MISSING
+    critic: dict[str, Any] = MISSING
+    critic_target: dict[str, Any] = MISSING
+    actor_opt: dict[str, Any] = MISSING
+    q_opt: dict[str, Any] = MISSING
+    log_alpha: Any = MISSING
+    alpha_opt: dict[str, Any] | None = MISSING
+    buffer: dict[str, Any] = MISSING
+    rng: dict[str, Any] = MISSING
+    torch_rng: Any = MISSING
+    env_steps: int = at_least(0)
+    updates: int = at_least(0)
+    episodes: int = at_least(0)
+    update_credit: float = at_least(0)
+    wall_s: float = at_least(0)
+    best: SacBest | None = None

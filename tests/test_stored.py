@@ -172,7 +172,7 @@ FILES = {
     "fit.json": File("run/fit.json", ("report", "simulate --profile"), {
         "type": (_json("curves[0].mask", 5), "curves[0].mask"),
         "encoding": (_non_utf8, "not UTF-8"),
-        "missing": (_json("curves[0].metric", delete=True), "metric"),
+        "missing": (_json("curves", delete=True), "curves"),
         "extra": (_json("colour", "blue"), "colour"),
         "range": (_json("curves[0].scale01.ax", -3.0), "curves[0].scale01.ax"),
     }),
@@ -196,6 +196,13 @@ FILES = {
         "missing": (_torch("ema", delete=True), "ema"),
         "extra": (_torch("colour", "blue"), "colour"),
         "range": (_torch("step", -2), "step"),
+    }),
+    "SAC checkpoint.pt": File("sac/sim/sac/checkpoint.pt", ("simulate --resume",), {
+        "type": (_torch("episodes", "1"), "episodes"),
+        "encoding": (_garbage, "checkpoint.pt"),
+        "missing": (_torch("buffer", delete=True), "buffer"),
+        "extra": (_torch("colour", "blue"), "colour"),
+        "range": (_torch("n_actions", 0), "n_actions"),
     }),
     # A model folder: diffusers' format, whose other keys diffusers checks and may extend (so no "extra" case);
     # aaas-profile's own reads are checked.

@@ -438,8 +438,10 @@ class DiscreteSAC:
         """A checkpoint written by :meth:`save`, ready to evaluate or to resume training."""
         # tensors and plain values only: unpickling arbitrary objects from a file handed to the tool runs code
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if state.get("format") != 2:
+        if isinstance(state, dict) and state.get("format") != 2:
             raise ValueError("it was written by an older aaas-profile (separate critics); train it again")
+        # plain values checked before anything is built from them (or torch's RNG state is set)
+        stored.check(state, stored.SacState, Path(path), "train it again (simulate without --resume)")
         config = SacConfig(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
         agent = cls(state["obs_dim"], state["n_actions"], config, steps_ratio=state["steps_ratio"])
         for name in ("actor", "critic", "critic_target", "actor_opt", "q_opt"):
@@ -625,6 +627,8 @@ def load_agent(path: Path, obs_dim: int, n_actions: int) -> DiscreteSAC:
         raise SimError(f"SAC checkpoint {path} does not exist")
     try:
         agent = DiscreteSAC.load(path)
+    except stored.StoredFileError as err:
+        raise SimError(f"SAC checkpoint {err}") from None
     except Exception as err:  # torch raises many kinds for a foreign or truncated file
         raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
     if (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
