@@ -456,7 +456,7 @@ def read_run_config(path: Path) -> dict:
     before = stored.read_toml(path, stored.RunConfigFile, CONFIG_ADVICE)
     try:
         SweepConfig.from_sources(**before)
-    except SweepError as err:
+    except UserError as err:  # SweepError, or a stage's own (an unknown metric: MetricError)
         raise runs.RunError(f"{path}: {err}; {CONFIG_ADVICE}") from None
     return before
 
