@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +59,10 @@ class ModelCard:
 
     @classmethod
     def from_toml(cls, path: Path) -> ModelCard:
-        raw = tomllib.loads(path.read_text())
+        try:
+            raw = stored.read_toml(path, stored.ModelCardFile, "fix the model card or remove it")
+        except stored.StoredFileError as err:
+            raise ModelError(str(err)) from None
         local = raw.get("local_dir")
         return cls(
             name=raw.get("name", path.stem),

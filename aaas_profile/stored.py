@@ -58,7 +58,9 @@ class Schema:
 
 
 def _fail(path: Path, where: str, message: str, advice: str) -> StoredFileError:
-    return StoredFileError(f"{path}: {where + ': ' if where else ''}{message}; {advice}")
+    err = StoredFileError(f"{path}: {where + ': ' if where else ''}{message}; {advice}")
+    err.problem = f"{where + ': ' if where else ''}{message}"  # the line without the file and the advice
+    return err
 
 
 def read_text(path: Path, advice: str) -> str:
@@ -623,3 +625,17 @@ class SacState(Schema):
     update_credit: float = at_least(0)
     wall_s: float = at_least(0)
     best: SacBest | None = None
+
+
+@dataclass
+class ModelCardFile(Schema):
+    """``models/<name>.toml``: a named model (``models.ModelCard``)."""
+
+    resolution: int = at_least(1)
+    name: str = None
+    licence: str = None
+    description: str = None
+    domain: str = None
+    hub_id: str = None
+    local_dir: str = None
+    auto_dtype: str = None

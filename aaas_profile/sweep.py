@@ -90,7 +90,7 @@ class SweepConfig:
             try:
                 values.update(stored.load_toml(Path(file), "give a TOML file such as a run folder's config.toml"))
             except stored.StoredFileError as err:
-                raise SweepError(str(err)) from None
+                raise SweepError(f"{file}: cannot read the configuration ({err.problem})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         types = {KEY_NAMES.get(f.name, f.name): f.type for f in fields(cls)}  # by the names users write
         unknown = sorted(set(values) - set(types))

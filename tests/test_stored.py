@@ -279,3 +279,20 @@ def test_the_schemas_refuse_what_json_and_toml_let_through(tmp_path):
     path.write_text('{"seed": 1, "asps_source": "a", "asps_digest": "b"}')
     assert stored.read_json(path, stored.CheckpointMeta, "do this") == {"seed": 1, "asps_source": "a",
                                                                          "asps_digest": "b"}
+
+
+@pytest.mark.parametrize("damage, text, words", [
+    ("type", b"resolution = 'big'\n", "resolution: must be an integer"),
+    ("encoding", b'resolution = 64\nname = "\xff"\n', "not UTF-8"),
+    ("missing", b"name = 'x'\n", "lacks resolution"),
+    ("extra", b"resolution = 64\ncolour = 1\n", "unexpected key(s) colour"),
+    ("range", b"resolution = 0\n", "resolution: must be ≥ 1"),
+])
+def test_a_damaged_model_card_is_one_line_naming_it(tmp_path, damage, text, words):
+    from aaas_profile import models
+
+    (tmp_path / "mine.toml").write_bytes(text)
+    with pytest.raises(models.ModelError) as err:
+        models.cards(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'mine.toml'}: ") and words in str(err.value)
+    assert "\n" not in str(err.value)
