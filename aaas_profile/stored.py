@@ -20,7 +20,7 @@ import math
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,20 +34,14 @@ class StoredFileError(UserError, ValueError):
 
 def at_least(lo: float, default=MISSING):
     """A field with a lower bound (and a default when given): ``n: int = at_least(0)``."""
-    from dataclasses import field
-
     return field(default=default, metadata={"at_least": lo})
 
 
 def in_range(lo: float, hi: float, default=MISSING):
-    from dataclasses import field
-
     return field(default=default, metadata={"at_least": lo, "at_most": hi})
 
 
 def one_of(choices, default=MISSING):
-    from dataclasses import field
-
     return field(default=default, metadata={"choices": tuple(choices)})
 
 
@@ -227,14 +221,16 @@ def _check_range(value, metadata, path: Path, advice: str, where: str) -> None:
 # One per file the tool writes and reads back. Keys that older versions did not write have a default (None): a
 # folder from an older version reads as it is. Ranges are what the writer can produce.
 
-from dataclasses import dataclass  # noqa: E402  (kept beside the schemas it serves)
+
+
+CONTENT_HASH = "sha256 of the file's bytes"  # how manifest.json's content digests are made (images.file_sha256)
 
 
 @dataclass
 class ContentRecord(Schema):
     """manifest.json ``content``: what each image and mask of the sweep is (docs/run-folder.md, "Identity")."""
 
-    hash: str = one_of(["sha256 of the file's bytes"])
+    hash: str = one_of([CONTENT_HASH])
     images: dict[str, str] = MISSING  # image_id → sha256 hex
     masks: dict[str, str] = MISSING  # mask name → sha256 hex (user mask files only; families are code)
 

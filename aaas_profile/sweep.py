@@ -604,12 +604,9 @@ def same_data(recorded: str, given: str) -> bool:
     return Path(recorded).expanduser().resolve() == Path(given).expanduser().resolve()
 
 
-CONTENT_HASH = "sha256 of the file's bytes"  # images.file_sha256; manifest.json "content"."hash" says which
-
-
 def content_of(prepared: Prepared) -> dict:
     """What the sweep's images and mask files are: manifest.json's ``content`` record."""
-    return {"hash": CONTENT_HASH, "images": {image.image_id: image.sha256 for image in prepared.images},
+    return {"hash": stored.CONTENT_HASH, "images": {image.image_id: image.sha256 for image in prepared.images},
             "masks": {spec.name: spec.sha256 for spec in prepared.masks if spec.sha256}}
 
 
