@@ -222,7 +222,9 @@ CASES = [(name, damage, reader) for name, file in FILES.items() for damage in fi
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    """Every file's bytes and modification time: a file rewritten with the same bytes was still written."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()}
 
 
 def _copy(made: Path, tmp_path: Path) -> Path:

@@ -434,8 +434,9 @@ class DiscreteSAC:
             torch.save(self.state_dict(), temp)
 
     @classmethod
-    def load(cls, path: Path) -> DiscreteSAC:
-        """A checkpoint written by :meth:`save`, ready to evaluate or to resume training."""
+    def load(cls, path: Path, restore_rng: bool = True) -> DiscreteSAC:
+        """A checkpoint written by :meth:`save`, ready to evaluate or to resume training (``restore_rng``:
+        torch's global random state set to the saved one, as resuming needs)."""
         # tensors and plain values only: unpickling arbitrary objects from a file handed to the tool runs code
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         if isinstance(state, dict) and state.get("format") != 2:
@@ -452,7 +453,8 @@ class DiscreteSAC:
             agent.alpha_opt.load_state_dict(state["alpha_opt"])
         agent.buffer.load_state_dict(state["buffer"])
         agent.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        if restore_rng:
+            torch.set_rng_state(state["torch_rng"])
         agent.env_steps, agent.updates, agent.episodes = (
             state["env_steps"],
             state["updates"],
@@ -617,6 +619,18 @@ def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
                  "streams",)
     return Prepared(SacPolicy(agent, best=True), training, agent.wall_s if training is not None else 0.0,
                     agent.env_steps, selected, notes)
+
+
+def check_checkpoint(path: Path) -> None:
+    """A checkpoint to resume from, read and checked (``load_agent``'s one-line ``SimError``), nothing kept:
+    ``simulate --resume`` calls it before it writes anything."""
+    path = Path(path)
+    try:
+        DiscreteSAC.load(path, restore_rng=False)
+    except stored.StoredFileError as err:
+        raise SimError(f"SAC checkpoint {err}") from None
+    except Exception as err:  # torch raises many kinds for a foreign or truncated file
+        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
 
 
 def load_agent(path: Path, obs_dim: int, n_actions: int) -> DiscreteSAC:
