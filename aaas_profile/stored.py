@@ -5,9 +5,10 @@ A file in a run folder, a model folder or a simulator folder can be edited, trun
 another version between two commands, so it is read like a command-line value: through a schema. Each schema is
 a dataclass whose annotations are the fields' types, whose fields without a default are the required keys, and
 whose ``field(metadata=...)`` gives a range (``at_least``, ``at_most``) or a set of ``choices``. A key the schema
-does not name is refused too (unless the schema is ``OPEN``: records of the environment, whose keys are not
-read). Whatever is wrong, the reader raises :class:`StoredFileError` with one line that names the file, the
-field and what to do, and it raises before the command writes anything.
+does not name is refused too, unless the schema is ``OPEN``: records of the environment, a fit.json curve
+(its format lets a version add fields) and a diffusers config (diffusers' own keys); what is read from those
+is typed all the same. Whatever is wrong, the reader raises :class:`StoredFileError` with one line that names
+the file, the field and what to do, and it raises before the command writes anything.
 
 Checked readers return the parsed value itself (dicts and lists as JSON and TOML give them, a frame for a
 table), so callers keep their code; what they index is then known to be there, of its type and in its range.
@@ -38,10 +39,12 @@ def at_least(lo: float, default=MISSING):
 
 
 def in_range(lo: float, hi: float, default=MISSING):
+    """A field with both bounds (and a default when given)."""
     return field(default=default, metadata={"at_least": lo, "at_most": hi})
 
 
 def one_of(choices, default=MISSING):
+    """A field that takes one of ``choices`` (and a default when given)."""
     return field(default=default, metadata={"choices": tuple(choices)})
 
 
