@@ -455,8 +455,8 @@ def read_parquet(path: Path, columns: dict[str, Column], advice: str):
     return table.to_pandas()
 
 
-# ``sim/<policy>/training.parquet`` (``sac.train``'s rows): one row per training episode; NaN where a quantity was
-# not measured that episode (no evaluation, no update yet).
+# ``sim/sac/training.parquet`` (``sac.train``'s rows; another learning policy keeps its own): one row per
+# training episode; NaN where a quantity was not measured that episode (no evaluation, no update yet).
 TRAINING_COLUMNS = {
     "episode": Column(("int64",), at_least=1),
     "env_steps": Column(("int64",), at_least=0),

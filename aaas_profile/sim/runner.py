@@ -176,12 +176,6 @@ def _check_resumable(spec: registry.PolicySpec, folder: Path, asps: AspSet, opti
     if not checkpoint.is_file():
         raise SimError(f"--resume: no {spec.title} checkpoint at {checkpoint}; drop --resume to train from "
                        "scratch, or give the --out of the run to continue")
-    training = folder / "training.parquet"  # read back by the policy to continue its learning curve: checked
-    if training.is_file():                   # here, before this run writes anything
-        try:
-            stored.read_parquet(training, stored.TRAINING_COLUMNS, "use another --out to train afresh")
-        except stored.StoredFileError as err:
-            raise SimError(f"--resume: {err}") from None
     if spec.check_checkpoint is not None:
         spec.check_checkpoint(checkpoint)
     meta_path = folder / "checkpoint.json"

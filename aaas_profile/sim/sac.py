@@ -578,12 +578,7 @@ def prepare(context: PolicyContext) -> Prepared:
     previous = None
     if options.resume and checkpoint.exists():
         agent = load_agent(checkpoint, obs_dim, env.n_asps)
-        if (folder / "training.parquet").exists():
-            try:
-                previous = stored.read_parquet(folder / "training.parquet", stored.TRAINING_COLUMNS,
-                                               "use another --out to train afresh")
-            except stored.StoredFileError as err:
-                raise SimError(f"--resume: {err}") from None
+        previous = _read_training(folder / "training.parquet")
     else:
         torch.manual_seed(options.seed)
         agent = DiscreteSAC(obs_dim, env.n_asps, SacConfig(auto_alpha=options.auto_alpha), seed=options.seed,
@@ -608,6 +603,16 @@ def prepare(context: PolicyContext) -> Prepared:
     return _prepared(agent, training, options.seed)
 
 
+def _read_training(path: Path):
+    """SAC's learning curve so far (``stored.TRAINING_COLUMNS``), checked; None when there is none."""
+    if not path.exists():
+        return None
+    try:
+        return stored.read_parquet(path, stored.TRAINING_COLUMNS, "use another --out to train afresh")
+    except stored.StoredFileError as err:
+        raise SimError(f"--resume: {err}") from None
+
+
 def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
     """The agent's best-validated actor as the policy to evaluate, with which one it is."""
     selected, notes, best = None, (), agent.best
@@ -622,9 +627,10 @@ def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
 
 
 def check_checkpoint(path: Path) -> None:
-    """A checkpoint to resume from, read and checked (``load_agent``'s one-line ``SimError``), nothing kept:
-    ``simulate --resume`` calls it before it writes anything."""
+    """A checkpoint to resume from and the learning curve beside it (``training.parquet``), read and checked
+    (one-line ``SimError``), nothing kept: ``simulate --resume`` calls it before it writes anything."""
     path = Path(path)
+    _read_training(path.parent / "training.parquet")
     try:
         DiscreteSAC.load(path, restore_rng=False)
     except stored.StoredFileError as err:
