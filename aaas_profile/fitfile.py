@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aaas_profile import stored
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, not_found
 
@@ -21,6 +22,7 @@ SCHEMA_VERSION = 3  # 2: per-image offsets, r2 an object, flags, effect, stop, m
 # trend test, stop is noise-aware with an interval, recommendations
 READABLE_VERSIONS = (1, 2, 3)  # versions 1 (no offsets, r2 a number) and 2 are still read by report and simulate
 NAME = "fit.json"
+ADVICE = "run `aaas-profile fit` on its run folder again to rewrite it"
 
 
 class FitFileError(UserError, ValueError):
@@ -57,15 +59,16 @@ def load(path: Path) -> dict:
         raise FitFileError(not_found(path, "fit.json", folder=False,
                                      hint="`aaas-profile fit RUN` writes RUN/fit.json"))
     try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise FitFileError(f"{path}: cannot read fit.json ({err})") from None
-    except json.JSONDecodeError as err:
-        raise FitFileError(f"{path}: cannot read fit.json, not valid JSON ({err.msg} at line {err.lineno})") from None
+        document = stored.load_json(path, ADVICE)
+    except stored.StoredFileError as err:
+        raise FitFileError(str(err)) from None
     if not isinstance(document, dict):
         raise FitFileError(f"{path}: cannot read fit.json, it holds a JSON {type(document).__name__}, not an object")
     version = document.get("schema_version")
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise FitFileError(f"{path}: fit.json schema_version {version!r}, this aaas-profile reads "
                            f"{', '.join(map(str, READABLE_VERSIONS))}")
-    return document
+    try:  # every field a reader indexes, of its type and in its range (stored.FitFile)
+        return stored.check(document, stored.FitFile, path, ADVICE)
+    except stored.StoredFileError as err:
+        raise FitFileError(str(err)) from None

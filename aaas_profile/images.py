@@ -51,10 +51,26 @@ class ImageError(UserError, ValueError):
 
 @dataclass
 class Image:
-    """One input image: `image_id`, its file name relative to the folder; `tensor`, (3, R, R) in [0, 1]."""
+    """One input image: `image_id`, its file name relative to the folder; `tensor`, (3, R, R) in [0, 1];
+    `sha256`, its file's content hash (``file_sha256``), which is what the image is (docs/run-folder.md,
+    "Identity")."""
 
     image_id: str
     tensor: torch.Tensor
+    sha256: str = ""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex: an image's or mask's identity in a run folder. The bytes, not the
+    decoded pixels: cheap, independent of the decoder's version, and any edit (even one that re-encodes the
+    same pixels) is seen; re-saving an unchanged image therefore counts as a change (docs/run-folder.md)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def min_side(resolution: int) -> int:
@@ -160,7 +176,8 @@ def load_folder(folder: Path | str, resolution: int, limit: int | None = None) -
     for path in paths:
         try:
             tensor = load_image(path, resolution)
-            images.append(Image(image_id=path.relative_to(folder).as_posix(), tensor=tensor))
+            images.append(Image(image_id=path.relative_to(folder).as_posix(), tensor=tensor,
+                                sha256=file_sha256(path)))
         except ImageError as exc:
             errors.append(exc)
     if errors:

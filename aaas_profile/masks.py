@@ -29,7 +29,7 @@ lines up with it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import torch
 from PIL import Image as PILImage
 
 from aaas_profile.errors import UserError
-from aaas_profile.images import ImageError, is_image_file, open_image, pil_to_rgb, square_box
+from aaas_profile.images import ImageError, file_sha256, is_image_file, open_image, pil_to_rgb, square_box
 
 FAMILIES: tuple[str, ...] = ("thick", "thin", "half", "expand", "line", "box")
 USER_FAMILY = "file"  # MaskSpec.family of a mask read from a user's folder
@@ -246,6 +246,7 @@ class MaskSpec:
     name: str
     family: str
     path: Path | None = None
+    sha256: str | None = None  # a mask file's content hash (images.file_sha256); None for a family (it is code)
 
     def make(self, size: int, seed: int) -> torch.Tensor:
         """The mask as float32 (1, size, size) of 0.0/1.0, 1 = keep. `seed` matters for thick/thin only."""
@@ -272,19 +273,26 @@ def _folder_specs(folder: Path) -> list[MaskSpec]:
         seen[name] = path
         # Check readability and that it is not all-keep / all-generate now, before any sweep work.
         check_mask(torch.from_numpy(read_mask_file(path).astype(np.float32)), name)
-        specs.append(MaskSpec(name=name, family=USER_FAMILY, path=path))
+        specs.append(MaskSpec(name=name, family=USER_FAMILY, path=path, sha256=file_sha256(path)))
     return specs
 
 
-def parse_masks(spec: str) -> list[MaskSpec]:
-    """Parse a comma list such as ``"thick,thin,half"`` or ``"box,my_masks/"`` into MaskSpecs.
+def parse_masks(spec: str | list[str]) -> list[MaskSpec]:
+    """Parse a comma list such as ``"thick,thin,half"`` or ``"box,my_masks/"`` (or a list of such items: a
+    sweep's ``masks``, parsed together so that names are made unique across them) into MaskSpecs.
 
     An item that is an existing directory is a folder of user masks: each image file in it becomes
     one MaskSpec named ``"<folder name>/<file stem>"`` (files are read and checked here). Any other item
-    must be one of FAMILIES. Repeated names are kept once, in first-seen order.
+    must be one of FAMILIES.
+
+    A mask is what it holds (docs/run-folder.md, "Identity"): the same file content met twice (a folder given
+    twice, or a copy under another name) is kept once, under its first-seen name; two different files that
+    would get one name (two folders with the same base name) are each named ``"<name>@<first 8 hex of their
+    sha256>"``, so their cells never share a key. Order: first seen.
     """
+    items = spec.split(",") if isinstance(spec, str) else [part for text in spec for part in text.split(",")]
     specs: list[MaskSpec] = []
-    for item in (part.strip() for part in spec.split(",")):
+    for item in (part.strip() for part in items):
         if not item:
             continue
         if Path(item).is_dir():
@@ -295,7 +303,10 @@ def parse_masks(spec: str) -> list[MaskSpec]:
             raise _unknown_family(item)
     if not specs:
         raise MaskError(f"no masks in {spec!r}; {_CHOICES}")
-    unique: dict[str, MaskSpec] = {}
+    by_content: dict[str, MaskSpec] = {}
     for s in specs:
-        unique.setdefault(s.name, s)
-    return list(unique.values())
+        by_content.setdefault(s.sha256 or s.name, s)
+    kept = list(by_content.values())
+    names = [s.name for s in kept]
+    return [replace(s, name=f"{s.name}@{s.sha256[:8]}") if names.count(s.name) > 1 and s.sha256 else s
+            for s in kept]

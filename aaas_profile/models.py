@@ -15,14 +15,13 @@ mocks a model: tests build a small ``UNet2DModel``, save it and load it through 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from aaas_profile import stored
 from aaas_profile.errors import UserError
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -35,6 +34,7 @@ DEFAULT_SCHEDULE = {
     "beta_schedule": "linear",
     "clip_sample": True,
 }
+MODEL_ADVICE = "save the model folder again (train, models import-repaint or diffusers' save_pretrained)"
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
@@ -59,7 +59,10 @@ class ModelCard:
 
     @classmethod
     def from_toml(cls, path: Path) -> ModelCard:
-        raw = tomllib.loads(path.read_text())
+        try:
+            raw = stored.read_toml(path, stored.ModelCardFile, "fix the model card or remove it")
+        except stored.StoredFileError as err:
+            raise ModelError(str(err)) from None
         local = raw.get("local_dir")
         return cls(
             name=raw.get("name", path.stem),
@@ -130,9 +133,9 @@ def _unet_dir(folder: Path, strict: bool = True) -> Path | None:
         if not config.is_file():
             continue
         try:
-            class_name = json.loads(config.read_text()).get("_class_name")
-        except (OSError, json.JSONDecodeError) as err:
-            raise ModelError(f"{config}: unreadable model config ({err})") from None
+            class_name = stored.read_json(config, stored.UNetConfigFile, MODEL_ADVICE).get("_class_name")
+        except stored.StoredFileError as err:
+            raise ModelError(str(err)) from None
         if class_name != "UNet2DModel":
             if strict:
                 raise ModelError(
@@ -155,7 +158,10 @@ def _scheduler_config(folder: Path) -> tuple[dict, str]:
     """The training noise schedule saved with the model, and where it came from."""
     for path in (folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json"):
         if path.is_file():
-            raw = json.loads(path.read_text())
+            try:
+                raw = stored.read_json(path, stored.SchedulerConfigFile, MODEL_ADVICE)
+            except stored.StoredFileError as err:
+                raise ModelError(str(err)) from None
             # variance_type: the fixed variance RePaint's own sampler uses (samplers.RePaintSampler)
             keep = {k: v for k, v in raw.items() if k in DEFAULT_SCHEDULE or k in ("trained_betas", "variance_type")}
             return {**DEFAULT_SCHEDULE, **keep}, str(path.relative_to(folder))

@@ -27,7 +27,6 @@ import base64
 import html
 import io
 import json
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from aaas_profile import fit as fit_mod
-from aaas_profile import fitfile, runs
+from aaas_profile import fitfile, runs, stored
 from aaas_profile import metrics as metrics_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
@@ -107,9 +106,11 @@ def _figure(path: Path, caption: str) -> str:
 
 
 def run_section(run: Path, scores: pd.DataFrame | None) -> str:
+    from aaas_profile import sweep as sweep_mod  # its config checks; imported here, the report stays light
+
     manifest = runs.Manifest(run / "manifest.json").read()
     config_path = run / "config.toml"
-    config = tomllib.loads(config_path.read_text()) if config_path.exists() else {}
+    config = sweep_mod.read_run_config(config_path) if config_path.exists() else {}
     env, model = manifest.get("environment", {}), manifest.get("model", {})
     invocations = manifest.get("invocations", [])
     wall = sum(i.get("wall_s", 0.0) for i in invocations)
@@ -217,7 +218,8 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
         interval = f" [{ci[0]:g}–{ci[1]:g}]" if None not in ci and ci[0] == ci[0] else ""
         rows.append({
             **_readable(fit_mod.setting_cells(c, varying)),
-            "mask": c["mask"], "metric": f"{c['metric']} {'↑' if c['higher_is_better'] else '↓'}",
+            "mask": c.get("mask", "?"),
+            "metric": f"{c.get('metric', '?')} {'↑' if c.get('higher_is_better', True) else '↓'}",
             "stop at steps": "–" if flat else f"{s['steps']}{interval}",
             "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
             "s per image": "–" if flat or s.get("wall_s") is None else f"{s['wall_s']:.3g}",
@@ -285,10 +287,13 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
         rows = []
         varying = fit_mod.varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve["mask"],
-                   "metric": curve["metric"]}
+            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve.get("mask", "?"),
+                   "metric": curve.get("metric", "?")}
             for name in ("ax", "ay", "bx", "by"):
-                part = curve[name]
+                part = curve.get(name)
+                if part is None:  # a hand-written profile: scale01 only
+                    row[name.capitalize()] = "–"
+                    continue
                 low, high = part.get("ci") or (None, None)
                 row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}–{high:.4g}]"
                                                                      if low is not None and high is not None else ""))
@@ -541,7 +546,8 @@ def simulator_section(run: Path) -> str:
     for folder in sorted(p for p in (run / "sim").glob("*") if p.is_dir()):
         summary_path = folder / "summary.json"
         if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
+            summary = stored.read_json(summary_path, stored.SimSummary, "run `aaas-profile simulate` again with "
+                                       f"--out {run} to rewrite it, or move {folder} out of the run folder")
             rows = []
             for policy, columns in summary.get("policies", {}).items():
                 row = {"policy": policy}

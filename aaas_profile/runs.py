@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aaas_profile import stored
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import UserError
 
@@ -121,8 +122,34 @@ def write_part(run: Path, rows: list[dict]) -> Path:
     return final
 
 
+# What write_part names a part (older versions wrote the same shape); anything else under scores/ that starts
+# with "part-" (a file manager's "part-… (copy).parquet", a renamed part) is refused by name, never read as
+# scores or skipped silently.
+_PART_NAME = re.compile(r"^part-[A-Za-z0-9_.-]+\.parquet$")
+PART_ADVICE = "delete it and run the sweep again to recompute its cells"
+
+
 def part_files(run: Path) -> list[Path]:
-    return sorted(scores_dir(run).glob("part-*.parquet"))
+    """The run's scores parts, sorted by name. Raises RunError for a file in scores/ that looks like a part but
+    is not named as the sweep names one."""
+    paths = sorted(scores_dir(run).glob("part-*"))
+    foreign = [p for p in paths if not _PART_NAME.match(p.name)]
+    if foreign:
+        raise RunError(f"{foreign[0]}: not a scores part's name (a copy?); move it out of {scores_dir(run)} (the "
+                       "sweep writes part-<time>-<hex>.parquet and reads nothing else there)")
+    return paths
+
+
+def _part_columns() -> dict[str, stored.Column]:
+    """``COLUMNS`` as the checked reader's table schema, with each column's range: a part that holds another
+    type or an impossible value is refused in one line (it would otherwise not match its cells' keys, be
+    recomputed and stored twice)."""
+    ranges = {"steps": {"at_least": 1}, "jump_length": {"at_least": 0},
+              "jump_n_sample": {"at_least": 0}, "unet_calls": {"at_least": 0}, "wall_s": {"at_least": 0},
+              "batch_size": {"at_least": 1}, "value": {"nan": True}}
+    required = set(COLUMNS) - set(LEGACY_SAMPLER) - {"sampler_params"}
+    return {name: stored.Column((str(kind),), required=name in required, **ranges.get(name, {}))
+            for name, kind in COLUMNS.items()}
 
 
 def remove_stale_temps(run: Path) -> int:
@@ -188,7 +215,7 @@ def claimed_cells(run: Path) -> set[tuple]:
                 path.unlink(missing_ok=True)  # we got the lock: the owner is gone
         except FileNotFoundError:
             continue
-        except (json.JSONDecodeError, TypeError):  # held but half-written cannot happen; be safe and skip it
+        except (ValueError, TypeError):  # not JSON, not UTF-8: held but half-written cannot happen; skip it
             continue
     return keys
 
@@ -221,7 +248,13 @@ def read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     Raises RunError naming an unreadable part."""
     wanted = list(columns or COLUMNS)
     try:
-        present = set(pq.read_schema(path).names)
+        schema = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise RunError(f"{path}: unreadable scores part ({type(err).__name__}); {PART_ADVICE}") from None
+    spec = _part_columns()
+    stored.check_table_schema(path, {f.name: str(f.type) for f in schema}, spec, PART_ADVICE, error=RunError)
+    try:
+        present = set(schema.names)
         legacy = "respacing" not in present and "sampler" in wanted and "sampler" in present
         table = pq.read_table(path, columns=[c for c in wanted if c in present])
         if legacy:  # the sampler names of then, as now
@@ -236,9 +269,28 @@ def read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
             table = table.append_column(pa.field(name, COLUMNS[name]), pa.array([value] * len(table), COLUMNS[name]))
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
-        raise RunError(f"{path}: scores part lacks the column(s) {', '.join(missing)}; delete it and run the sweep "
-                       "again to recompute its cells")
-    return table.select(wanted).to_pandas()
+        raise RunError(f"{path}: scores part lacks the column(s) {', '.join(missing)}; {PART_ADVICE}")
+    table = table.select(wanted)
+    stored.check_table_values(path, table, spec, PART_ADVICE, error=RunError)
+    if "metric" in wanted and "higher_is_better" in wanted:
+        _check_directions(path, table)
+    return table.to_pandas()
+
+
+def _check_directions(path: Path, table: pa.Table) -> None:
+    """Each row of one of the six metrics has its ``higher_is_better`` (a row saying otherwise would turn a
+    curve upside down). Another scorer's metric (a column added to the table) keeps the direction it states."""
+    from aaas_profile import metrics as metrics_mod  # imported here: runs stays light
+
+    metric, higher = table.column("metric").to_pandas(), table.column("higher_is_better").to_pandas()
+    known = metric.isin(list(metrics_mod.METRICS))
+    expected = metric[known].map({m: metrics_mod.METRICS[m].higher_is_better for m in metric[known].unique()})
+    wrong = known.to_numpy().copy()
+    wrong[known.to_numpy()] = (expected != higher[known]).to_numpy()
+    if wrong.any():
+        row = int(wrong.nonzero()[0][0])
+        raise RunError(f"{path}: column higher_is_better, row {row}: {higher[row]} for {metric[row]}, whose "
+                       f"direction is {not higher[row]}; {PART_ADVICE}")
 
 
 def read_scores(run: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -333,13 +385,13 @@ class Manifest:
 
     path: Path
 
+    ADVICE = "restore it, or sweep into a new --out (a run folder's manifest is written only by the sweep)"
+
     def read(self) -> dict:
+        """The manifest, checked against ``stored.ManifestFile`` ({} when there is none yet)."""
         if not self.path.exists():
             return {}
-        try:
-            return json.loads(self.path.read_text())
-        except json.JSONDecodeError as err:
-            raise RunError(f"{self.path}: not valid JSON ({err.msg} at line {err.lineno}); fix or remove it") from None
+        return stored.read_json(self.path, stored.ManifestFile, self.ADVICE)
 
     def write(self, data: dict) -> None:
         write_atomic(self.path, json.dumps(data, indent=2, default=str) + "\n")

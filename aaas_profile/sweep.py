@@ -34,7 +34,7 @@ from aaas_profile import images as images_mod
 from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
-from aaas_profile import precision, runs
+from aaas_profile import precision, runs, stored
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
@@ -89,9 +89,9 @@ class SweepConfig:
         values: dict = {}
         if file is not None:
             try:
-                values.update(tomllib.loads(Path(file).read_text()))
-            except (OSError, tomllib.TOMLDecodeError) as err:
-                raise SweepError(f"{file}: cannot read the configuration ({err})") from None
+                values.update(stored.load_toml(Path(file), "give a TOML file such as a run folder's config.toml"))
+            except stored.StoredFileError as err:
+                raise SweepError(f"{file}: cannot read the configuration ({err.problem})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         types = {KEY_NAMES.get(f.name, f.name): f.type for f in fields(cls)}  # by the names users write
         unknown = sorted(set(values) - set(types))
@@ -402,8 +402,10 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     Raises ModelError, ImageError, MaskError, MetricError, SweepError or RunError, each with one line."""
     device = pick_device(config.device)
     choice = _choose_dtype(config, device)
-    config = replace(config, dtype=choice.dtype)  # the run folder records the dtype it ran in, never "auto"
-    masks = [spec for item in config.masks for spec in masks_mod.parse_masks(item)]
+    # the run folder records the dtype it ran in (never "auto") and its data folder as an absolute path (it is
+    # compared after resolving; docs/run-folder.md, "Identity")
+    config = replace(config, dtype=choice.dtype, data=str(Path(config.data).expanduser().resolve()))
+    masks = masks_mod.parse_masks(config.masks)  # together: one name never stands for two masks
     model = load(config.model, device=device, dtype=choice.torch_dtype,
                  channels_last=precision.channels_last(device.type, choice.dtype))
     metrics_mod.check_size(config.metrics, model.resolution, model.resolution)
@@ -423,8 +425,10 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
             f"step count(s) {', '.join(map(str, uneven))} do not divide the {train_steps} training steps: the "
             f"scheduler spaces timesteps by {train_steps} // steps, so they start from a lower noise level than "
             "the others and their points are not comparable; use divisors such as 10, 20, 25, 50, 100, 125, 250")
-    _check_resume(out, config, model)
-    images = images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit)
+    moved = _check_resume(out, config, model)
+    images = _duplicate_images(images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit),
+                               warnings)
+    _check_content(out, Path(config.data), images, masks, warnings, moved)
     for image in images:
         for name, why in metrics_mod.undefined_on(image.tensor, config.metrics).items():
             warnings.append(f"image {image.image_id}: {name} is undefined on it ({why}); its {name} scores are "
@@ -444,6 +448,20 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     return prepared
 
 
+CONFIG_ADVICE = "restore it, or sweep into a new --out (a run folder's config.toml is written only by the sweep)"
+
+
+def read_run_config(path: Path) -> dict:
+    """A run folder's config.toml, checked (``stored.RunConfigFile``: keys and types; ``SweepConfig.validate``:
+    values), as the dict it holds. Raises RunError (one line naming the file and the key) otherwise."""
+    before = stored.read_toml(path, stored.RunConfigFile, CONFIG_ADVICE)
+    try:
+        SweepConfig.from_sources(**before)
+    except UserError as err:  # SweepError, or a stage's own (an unknown metric: MetricError)
+        raise runs.RunError(f"{path}: {err}; {CONFIG_ADVICE}") from None
+    return before
+
+
 def _legacy_samplers(out: Path, config: SweepConfig, warnings: list[str]) -> SweepConfig:
     """``config`` for resuming ``out``: a run folder swept before the respacing key (``runs.is_legacy_config``)
     meant diffusers' RePaint by "repaint", on the steps walk, so with the default respacing its "repaint" is
@@ -451,10 +469,7 @@ def _legacy_samplers(out: Path, config: SweepConfig, warnings: list[str]) -> Swe
     path = out / "config.toml"
     if config.respacing != [DEFAULT_RESPACING] or not path.is_file():
         return config
-    try:
-        before = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return config  # _check_resume refuses it with its reason
+    before = read_run_config(path)
     renamed = [runs.LEGACY_NAMES.get(name, name) for name in config.samplers]
     if not runs.is_legacy_config(before) or renamed == config.samplers:
         return config
@@ -475,12 +490,7 @@ def _choose_dtype(config: SweepConfig, device: torch.device) -> precision.Choice
     folder being resumed (``auto`` keeps it) and the model card's ``auto_dtype``."""
     previous = None
     if config.out is not None and (Path(config.out) / "config.toml").is_file():
-        try:
-            # Folders from before "auto" existed hold "fp32", the old default; any unreadable one is refused
-            # with its reason by _check_resume.
-            previous = tomllib.loads((Path(config.out) / "config.toml").read_text()).get("dtype", "fp32")
-        except (OSError, tomllib.TOMLDecodeError):
-            previous = None
+        previous = read_run_config(Path(config.out) / "config.toml")["dtype"]
     card = models_mod.cards().get(config.model)
     try:
         return precision.choose(config.dtype, device.type, native_bf16(device), previous,
@@ -540,9 +550,9 @@ def _same_experiment(folder: Path, config: SweepConfig) -> bool:
     """Whether ``folder``'s config.toml records the same experiment as ``config`` (every field but
     ``HOW_IT_RUNS``; the model is compared by what was written)."""
     try:
-        before = tomllib.loads((folder / "config.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
+        before = read_run_config(folder / "config.toml")
+    except (OSError, UserError):
+        return False  # not this experiment's folder: the default name makes a new one
     now = tomllib.loads(config.to_toml())
     keys = {KEY_NAMES.get(f.name, f.name) for f in fields(config) if f.name not in HOW_IT_RUNS} - {"data"}
     return all(before.get(k) == now.get(k) for k in keys) and Path(before.get("data", "")).resolve() == Path(
@@ -553,8 +563,10 @@ def _same_experiment(folder: Path, config: SweepConfig) -> bool:
 FIXED = ("data", "eta", "dtype", "metrics")
 
 
-def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
-    """Refuse to add cells to a run folder made with different fixed settings or weights."""
+def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> Path | None:
+    """Refuse to add cells to a run folder made with different fixed settings or weights. Returns the data
+    folder the run folder records when ``config.data`` is another path (for ``_check_content`` to compare by
+    content), else None."""
     if out.exists() and not out.is_dir():
         raise runs.RunError(f"{out} exists and is not a folder; choose another --out")
     config_path = out / "config.toml"
@@ -567,18 +579,89 @@ def _check_resume(out: Path, config: SweepConfig, model: LoadedModel) -> None:
             raise runs.RunError(f"{out} holds files ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}) "
                                 "but is not a run folder (no config.toml); choose an empty or new --out")
         return
-    try:
-        before = tomllib.loads(config_path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise runs.RunError(f"{config_path}: unreadable ({err}); fix it or use a new --out") from None
-    changed = [k for k in FIXED if before.get(k) != getattr(config, k)]
-    weights = runs.Manifest(out / "manifest.json").read().get("model", {}).get("weights_sha256")
+    before = read_run_config(config_path)
+    changed = [k for k in FIXED if k != "data" and before.get(k) != getattr(config, k)]
+    manifest = runs.Manifest(out / "manifest.json").read()
+    moved = None
+    if not same_data(before["data"], config.data):
+        if manifest.get("content") is None:
+            changed.insert(0, "data")
+        else:  # the images it holds decide (_check_content): a moved or copied folder is the same data
+            moved = Path(before["data"])
+    weights = manifest.get("model", {}).get("weights_sha256")
     if weights and weights != model.weights_sha256:
         changed.append("model weights")
     if changed:
         raise runs.RunError(
             f"{out} was swept with other {', '.join(changed)}; resume with the same settings or use a new --out"
         )
+    return moved
+
+
+def same_data(recorded: str, given: str) -> bool:
+    """Whether a run folder's data folder (``recorded``, absolute since the sweep resolves it; a relative one
+    from an older folder is read from the current directory) is the folder the user gave now, however either is
+    written (relative, absolute, through a symbolic link)."""
+    return Path(recorded).expanduser().resolve() == Path(given).expanduser().resolve()
+
+
+def content_of(prepared: Prepared) -> dict:
+    """What the sweep's images and mask files are: manifest.json's ``content`` record."""
+    return {"hash": stored.CONTENT_HASH, "images": {image.image_id: image.sha256 for image in prepared.images},
+            "masks": {spec.name: spec.sha256 for spec in prepared.masks if spec.sha256}}
+
+
+def _check_content(out: Path, data: Path, images: list[images_mod.Image], masks: list[masks_mod.MaskSpec],
+                   warnings: list[str], moved: Path | None = None) -> None:
+    """Refuse to add cells to ``out`` when an image or mask file already swept there under a name now holds
+    other content (its cells would mix two images in one curve). A folder from before content hashes has
+    nothing to compare with: the hashes of the files now are recorded, with a warning line.
+
+    ``moved``: the data folder ``out`` recorded, when ``data`` is another path. It is the same data when every
+    image swept there is in ``data`` under its name with its content (the folder was moved or copied); else
+    the run folder was swept with other data."""
+    manifest = runs.Manifest(out / "manifest.json")
+    if not manifest.path.exists():
+        return
+    recorded = manifest.read().get("content")
+    if recorded is None:
+        if manifest.read().get("images"):
+            warnings.append(f"{out} was swept before run folders recorded what their images and masks hold: the "
+                            "content of the files now is recorded from this sweep on, a change made before "
+                            "cannot be seen")
+        return
+    if moved is not None:
+        absent = [name for name, digest in recorded["images"].items()
+                  if not (data / name).is_file() or images_mod.file_sha256(data / name) != digest]
+        if absent:
+            raise runs.RunError(f"{out} was swept with other data ({moved}; {data / absent[0]} is not the image "
+                                "swept there); give that --data, or use a new --out")
+        warnings.append(f"{out} was swept with --data {moved}; {data} holds the same images: resumed, recorded "
+                        "as the data folder from now on")
+    now = [(data / image.image_id, "image", recorded["images"].get(image.image_id), image.sha256)
+           for image in images]
+    now += [(spec.path, "mask", recorded["masks"].get(spec.name), spec.sha256) for spec in masks if spec.sha256]
+    for path, what, before, after in now:
+        if before is not None and before != after:
+            raise runs.RunError(
+                f"{path}: this {what} holds other content than when {out} was swept (sha256 {before[:12]}… then, "
+                f"{after[:12]}… now); put the original back, or give the new {what} another file name, or sweep "
+                "into a new --out")
+
+
+def _duplicate_images(images: list[images_mod.Image], warnings: list[str]) -> list[images_mod.Image]:
+    """The images with the same content kept once (first by name): two names for one image would count it
+    twice in every median and bootstrap as if it were two."""
+    first: dict[str, str] = {}
+    kept = []
+    for image in images:
+        if image.sha256 in first:
+            warnings.append(f"image {image.image_id} is the same file as {first[image.sha256]} (sha256 "
+                            f"{image.sha256[:12]}…): swept once, as {first[image.sha256]}")
+            continue
+        first[image.sha256] = image.image_id
+        kept.append(image)
+    return kept
 
 
 def all_cells(prepared: Prepared) -> list[Cell]:
@@ -684,7 +767,9 @@ def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, save
         if key not in saved:
             if len(saved) >= prepared.config.save_images:
                 continue
-            saved[key] = folder / _slug(f"{cell.mask.name}-{Path(cell.image_id).stem}-seed{cell.seed}")
+            # the image's whole file name and content (a.png and a.jpg, or a replaced a.png, never share a folder)
+            image = prepared.images[cell.image_index]
+            saved[key] = folder / _slug(f"{cell.mask.name}-{cell.image_id}-{image.sha256[:8]}-seed{cell.seed}")
             saved[key].mkdir(parents=True, exist_ok=True)
             _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
             _png(corrupted[i], saved[key] / "corrupted.png")
@@ -899,9 +984,10 @@ def _write_run_files(prepared: Prepared, done_before: int) -> str:
     """Write config.toml and add this invocation to manifest.json; returns the invocation's id."""
     run_dir = prepared.run_dir
     config_path, text = run_dir / "config.toml", prepared.config.to_toml()
-    if not config_path.exists() or config_path.read_text() != text:
-        write_atomic(config_path, text)
     manifest = runs.Manifest(run_dir / "manifest.json")
+    manifest.read()  # checked before anything is written (it was in prepare; another process may have been here)
+    if not config_path.exists() or stored.read_text(config_path, CONFIG_ADVICE) != text:
+        write_atomic(config_path, text)
     invocation = uuid.uuid4().hex[:12]
     with manifest.locked():
         _record_invocation(prepared, manifest, done_before, invocation)
@@ -928,6 +1014,8 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
         },
         "images": [image.image_id for image in prepared.images],
         "masks": [spec.name for spec in prepared.masks],
+        # what each image and mask file is, by name: a resume refuses a name whose content changed
+        "content": _merged_content(data.get("content"), content_of(prepared)),
         # every sampler this folder was swept with (a folder from before samplers: RePaint's rows only)
         "samplers": {**data.get("samplers", {}), **{name: _describe(sampler)
                                                     for name, sampler in prepared.samplers.items()}},
@@ -942,6 +1030,13 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
         "cells_already_done": done_before,
     })
     manifest.write(data)
+
+
+def _merged_content(before: dict | None, now: dict) -> dict:
+    """manifest.json's ``content``: every name ever swept in the folder (a later sweep may use fewer images)."""
+    before = before or {"images": {}, "masks": {}}
+    return {"hash": now["hash"], "images": {**before["images"], **now["images"]},
+            "masks": {**before["masks"], **now["masks"]}}
 
 
 def _describe(sampler: samplers_mod.Sampler) -> dict:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aaas_profile import models
+from aaas_profile import models, stored
 from aaas_profile import precision as precision_mod
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.datasets import data_licence
@@ -233,15 +233,16 @@ def _load_checkpoint(path: Path, device) -> dict:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrainError(f"{path}: not a training checkpoint this tool can load safely ({reason[:160]}); "
                          "delete it or train with --no-resume") from None
-    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise TrainError(f"{path}: training checkpoint lacks {', '.join(missing)}; delete it or train with "
-                         "--no-resume")
+    if not isinstance(state, dict):
+        raise TrainError(f"{path}: holds a {type(state).__name__}, not a training checkpoint; delete it or train "
+                         "with --no-resume")
+    try:
+        stored.check(state, stored.TrainState, path, "delete it or train with --no-resume")
+    except stored.StoredFileError as err:
+        raise TrainError(str(err)) from None
     return state
 
 
-# What save_checkpoint writes; a file without all of them is not a checkpoint of this module.
-_STATE_KEYS = ("step", "unet", "ema", "optimizer", "scaler", "generator", "losses", "seconds", "trajectory")
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -323,11 +324,16 @@ def train(
                 f"{state_path}: checkpoint was trained with other settings ({', '.join(changed)}); use the same "
                 "settings, another --out, or --no-resume to start over"
             )
-        unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generator"])
+        try:  # the tensors' names, shapes and dtypes: torch checks them against this architecture
+            unet.load_state_dict(state["unet"])
+            ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            generator.set_state(state["generator"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrainError(f"{state_path}: its weights or optimiser state do not fit this model ({reason[:160]}); "
+                             "delete it or train with --no-resume") from None
         start, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
     if start > config.steps:
         raise TrainError(f"{state_path}: checkpoint is at step {start}, beyond --steps {config.steps}")

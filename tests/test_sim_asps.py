@@ -145,16 +145,18 @@ def test_profile_without_runtime_uses_the_paper_model(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("not json", "cannot read"),
+    ("not json", "not valid JSON"),
+    (b"\xff{}", "not UTF-8"),
     ('{"curves": []}', "schema_version None"),
     ('{"schema_version": 2, "curves": []}', "no 'curves'"),
-    ('{"schema_version": 2, "curves": [{"model": "m", "scale01": {"ax": 1}}]}', "lacks scale01"),
+    ('{"schema_version": 2, "curves": [{"model": "m", "scale01": {"ax": 1}}]}',
+     r"curves\[0\]\.scale01: lacks ay, bx, by"),
     ('{"schema_version": 2, "curves": [{"metric": "vif", "scale01": {"ax": 0, "ay": 0, "bx": 9, "by": 1}}], '
      '"runtime": {"steps": {"coef": "fast"}}}', "runtime.steps.coef"),
 ])
 def test_profile_errors(tmp_path, content, message):
     path = tmp_path / "fit.json"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(SimError, match=message):
         profile_asps(path)
 

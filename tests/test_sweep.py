@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -548,3 +549,115 @@ def test_a_cuda_index_beyond_the_machine_is_one_line():
     with pytest.raises(sweep.SweepError, match=expected):
         sweep.pick_device("cuda:99")
     assert sweep.pick_device("cpu") == torch.device("cpu")
+
+
+# ---- identity by content (docs/run-folder.md, "Identity") -------------------------------------------------------
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_replaced_image_or_mask_is_refused_on_resume_and_an_old_folder_resumes(model_dir, image_dir, tmp_path):
+    from conftest import invoke, one_line_error
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask = torch.ones(64, 64)
+    mask[16:48, 16:48] = 0
+    from PIL import Image
+
+    Image.fromarray((mask.numpy() * 255).astype("uint8")).save(masks / "square.png")
+    run = tmp_path / "run"
+    sweep.run(config(model_dir, image_dir, run, masks=f"half,{masks}", steps="5", metrics="tv"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["content"]["images"]["img0.png"] == sweep.images_mod.file_sha256(image_dir / "img0.png")
+    assert set(manifest["content"]["masks"]) == {"masks/square"}
+    args = ["sweep", "--model", model_dir, "--data", image_dir, "--masks", f"half,{masks}", "--steps", "5,10",
+            "--metrics", "tv", "--jump-length", "1", "--jump-n-sample", "1", "--device", "cpu", "--dtype", "fp32",
+            "--out", run]
+
+    original = (image_dir / "img0.png").read_bytes()
+    write_images(tmp_path / "other", n=2)
+    shutil.copy(tmp_path / "other" / "img1.png", image_dir / "img0.png")  # another picture under the same name
+    before = _files(run)
+    one_line_error(invoke(*args), "img0.png: this image holds other content", "put the original back")
+    assert _files(run) == before
+    (image_dir / "img0.png").write_bytes(original)
+
+    Image.fromarray((255 - mask.numpy() * 255).astype("uint8")).save(masks / "square.png")  # the mask inverted
+    one_line_error(invoke(*args), "square.png: this mask holds other content")
+    assert _files(run) == before
+
+    # A folder from before content hashes: resumes, says it cannot vouch for the past, records the hashes now.
+    Image.fromarray((mask.numpy() * 255).astype("uint8")).save(masks / "square.png")
+    del manifest["content"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "before run folders recorded what their images and masks hold" in " ".join(result.output.split())
+    assert json.loads((run / "manifest.json").read_text())["content"]["images"]["img0.png"] == (
+        sweep.images_mod.file_sha256(image_dir / "img0.png"))
+
+
+def test_two_mask_folders_with_one_base_name_make_two_masks(model_dir, image_dir, tmp_path):
+    from PIL import Image
+
+    for side, name in ((0, "a"), (32, "b")):  # the left half, then the right half, to generate
+        folder = tmp_path / name / "masks"
+        folder.mkdir(parents=True)
+        keep = torch.ones(64, 64)
+        keep[:, side:side + 32] = 0
+        Image.fromarray((keep.numpy() * 255).astype("uint8")).save(folder / "m.png")
+    same = tmp_path / "c" / "masks"  # a third folder with the same name and a copy of a's file: one mask
+    shutil.copytree(tmp_path / "a" / "masks", same)
+    specs = sweep.masks_mod.parse_masks(f"{tmp_path / 'a' / 'masks'},{tmp_path / 'b' / 'masks'},{same}")
+    digests = [sweep.images_mod.file_sha256(tmp_path / n / "masks" / "m.png")[:8] for n in ("a", "b")]
+    assert [s.name for s in specs] == [f"masks/m@{digests[0]}", f"masks/m@{digests[1]}"]
+    result = sweep.run(config(model_dir, image_dir, tmp_path / "run", steps="5", metrics="tv", save_images=0,
+                              masks=f"{tmp_path / 'a' / 'masks'},{tmp_path / 'b' / 'masks'}"))
+    table = runs.read_scores(result.run_dir)
+    assert sorted(table["mask"].unique()) == sorted(s.name for s in specs)
+    assert len(table) == 2 * 2 and not table.duplicated(KEY).any()  # images × masks, each its own cell
+    # the two masks generate different halves: their outputs differ, so no row is another's copy
+    by_mask = table.pivot_table(index="image_id", columns="mask", values="value")
+    assert (by_mask.iloc[:, 0] != by_mask.iloc[:, 1]).all()
+
+
+def test_two_images_with_one_stem_get_their_own_saved_folders_and_a_copy_is_swept_once(model_dir, tmp_path):
+    from PIL import Image
+
+    data = write_images(tmp_path / "data", n=2)
+    Image.open(data / "img1.png").save(data / "img0.jpg", quality=95)  # the same stem as img0.png
+    shutil.copy(data / "img1.png", data / "img9.png")  # another name for the same file
+    result = sweep.run(config(model_dir, data, tmp_path / "run", steps="5", metrics="tv", masks="half",
+                              save_images=8))
+    assert any("image img9.png is the same file as img1.png" in w for w in sweep.prepare(
+        config(model_dir, data, tmp_path / "run", steps="5", metrics="tv", masks="half")).warnings)
+    table = runs.read_scores(result.run_dir)
+    assert sorted(table["image_id"].unique()) == ["img0.jpg", "img0.png", "img1.png"]
+    folders = sorted(p.name for p in (result.run_dir / "images").iterdir())
+    assert len(folders) == 3 and sum("img0" in name for name in folders) == 2
+    for image_id in ("img0.jpg", "img0.png"):
+        folder = result.run_dir / "images" / next(n for n in folders if f"-{image_id}-" in n)
+        expected = sweep.images_mod.load_image(data / image_id, 64)
+        saved = torch.tensor(np.array(Image.open(folder / "original.png"))).permute(2, 0, 1)
+        # original.png is the image's own pixels, rounded to 8 bits (so within half a grey level)
+        assert (saved.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_the_same_data_folder_written_relatively_resumes(model_dir, image_dir, tmp_path, monkeypatch):
+    from conftest import invoke
+
+    run = tmp_path / "run"
+    args = ["--model", model_dir, "--masks", "half", "--metrics", "tv", "--jump-length", "1", "--jump-n-sample",
+            "1", "--save-images", "0", "--device", "cpu", "--dtype", "fp32", "--out", run]
+    first = invoke("sweep", *args, "--data", image_dir, "--steps", "5")
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(image_dir.parent)
+    for data in (image_dir.name, f"./{image_dir.name}/../{image_dir.name}"):
+        again = invoke("--json", "sweep", *args, "--data", data, "--steps", "5,10")
+        assert again.exit_code == 0, again.output
+    assert tomllib.loads((run / "config.toml").read_text())["data"] == str(image_dir.resolve())
+    table = runs.read_scores(run)
+    assert len(table) == 2 * 2 and not table.duplicated(KEY).any()  # images × steps, each once

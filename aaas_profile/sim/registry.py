@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.policies import BASELINES, PolicyContext, Prepared, make_baseline
@@ -27,6 +28,8 @@ class PolicySpec:
     ``options``: ``SimOptions`` fields that only this policy honours (e.g. ``auto_alpha``).
     ``torch_threads``: evaluation runs torch, on ``SimOptions.torch_threads`` threads.
     ``label``: its name in figures and messages.
+    ``check_checkpoint(path)``: reads a checkpoint to resume from and raises ``SimError`` (one line) when it
+    cannot be used, before ``simulate --resume`` writes anything (``None``: loading it is the check).
     """
 
     name: str
@@ -36,6 +39,7 @@ class PolicySpec:
     options: tuple[str, ...] = ()
     torch_threads: bool = False
     label: str = ""
+    check_checkpoint: Callable[[Path], None] | None = None
 
     @property
     def title(self) -> str:
@@ -83,7 +87,13 @@ def _sac(context: PolicyContext) -> Prepared:
     return sac.prepare(context)
 
 
+def _sac_checkpoint(path: Path) -> None:
+    from aaas_profile.sim import sac
+
+    sac.check_checkpoint(path)
+
+
 for _name in BASELINES:
     register(PolicySpec(_name, _baseline(_name)))
 register(PolicySpec("sac", _sac, learns=True, checkpoint="checkpoint.pt", options=("auto_alpha",),
-                    torch_threads=True, label="SAC"))
+                    torch_threads=True, label="SAC", check_checkpoint=_sac_checkpoint))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aaas_profile import stored
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import Interrupted, check_writable
 from aaas_profile.sim import registry
@@ -175,13 +176,15 @@ def _check_resumable(spec: registry.PolicySpec, folder: Path, asps: AspSet, opti
     if not checkpoint.is_file():
         raise SimError(f"--resume: no {spec.title} checkpoint at {checkpoint}; drop --resume to train from "
                        "scratch, or give the --out of the run to continue")
+    if spec.check_checkpoint is not None:
+        spec.check_checkpoint(checkpoint)
     meta_path = folder / "checkpoint.json"
     if not meta_path.is_file():
         return  # a checkpoint from before checkpoint.json: nothing to compare with
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise SimError(f"--resume: {meta_path} is damaged ({err}); use another --out to train afresh") from None
+        meta = stored.read_json(meta_path, stored.CheckpointMeta, "use another --out to train afresh")
+    except stored.StoredFileError as err:
+        raise SimError(f"--resume: {err}") from None
     if meta.get("seed") != options.seed or meta.get("asps_digest") != asp_digest(asps):
         raise SimError(f"--resume: {checkpoint} was trained with --seed {meta.get('seed')} on "
                        f"{meta.get('asps_source')}, not --seed {options.seed} on {asps.source}; resume with "

@@ -91,6 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aaas_profile import stored
 from aaas_profile.atomic import atomic_path
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
@@ -433,12 +434,15 @@ class DiscreteSAC:
             torch.save(self.state_dict(), temp)
 
     @classmethod
-    def load(cls, path: Path) -> DiscreteSAC:
-        """A checkpoint written by :meth:`save`, ready to evaluate or to resume training."""
+    def load(cls, path: Path, restore_rng: bool = True) -> DiscreteSAC:
+        """A checkpoint written by :meth:`save`, ready to evaluate or to resume training (``restore_rng``:
+        torch's global random state set to the saved one, as resuming needs)."""
         # tensors and plain values only: unpickling arbitrary objects from a file handed to the tool runs code
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if state.get("format") != 2:
+        if isinstance(state, dict) and state.get("format") != 2:
             raise ValueError("it was written by an older aaas-profile (separate critics); train it again")
+        # plain values checked before anything is built from them (or torch's RNG state is set)
+        stored.check(state, stored.SacState, Path(path), "train it again (simulate without --resume)")
         config = SacConfig(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
         agent = cls(state["obs_dim"], state["n_actions"], config, steps_ratio=state["steps_ratio"])
         for name in ("actor", "critic", "critic_target", "actor_opt", "q_opt"):
@@ -449,7 +453,8 @@ class DiscreteSAC:
             agent.alpha_opt.load_state_dict(state["alpha_opt"])
         agent.buffer.load_state_dict(state["buffer"])
         agent.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        if restore_rng:
+            torch.set_rng_state(state["torch_rng"])
         agent.env_steps, agent.updates, agent.episodes = (
             state["env_steps"],
             state["updates"],
@@ -573,8 +578,7 @@ def prepare(context: PolicyContext) -> Prepared:
     previous = None
     if options.resume and checkpoint.exists():
         agent = load_agent(checkpoint, obs_dim, env.n_asps)
-        if (folder / "training.parquet").exists():
-            previous = pd.read_parquet(folder / "training.parquet")
+        previous = _read_training(folder / "training.parquet")
     else:
         torch.manual_seed(options.seed)
         agent = DiscreteSAC(obs_dim, env.n_asps, SacConfig(auto_alpha=options.auto_alpha), seed=options.seed,
@@ -599,6 +603,16 @@ def prepare(context: PolicyContext) -> Prepared:
     return _prepared(agent, training, options.seed)
 
 
+def _read_training(path: Path):
+    """SAC's learning curve so far (``stored.TRAINING_COLUMNS``), checked; None when there is none."""
+    if not path.exists():
+        return None
+    try:
+        return stored.read_parquet(path, stored.TRAINING_COLUMNS, "use another --out to train afresh")
+    except stored.StoredFileError as err:
+        raise SimError(f"--resume: {err}") from None
+
+
 def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
     """The agent's best-validated actor as the policy to evaluate, with which one it is."""
     selected, notes, best = None, (), agent.best
@@ -612,6 +626,19 @@ def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
                     agent.env_steps, selected, notes)
 
 
+def check_checkpoint(path: Path) -> None:
+    """A checkpoint to resume from and the learning curve beside it (``training.parquet``), read and checked
+    (one-line ``SimError``), nothing kept: ``simulate --resume`` calls it before it writes anything."""
+    path = Path(path)
+    _read_training(path.parent / "training.parquet")
+    try:
+        DiscreteSAC.load(path, restore_rng=False)
+    except stored.StoredFileError as err:
+        raise SimError(f"SAC checkpoint {err}") from None
+    except Exception as err:  # torch raises many kinds for a foreign or truncated file
+        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
+
+
 def load_agent(path: Path, obs_dim: int, n_actions: int) -> DiscreteSAC:
     """A saved agent for an environment with ``obs_dim`` observations and ``n_actions`` ASPs; one-line
     ``SimError`` for a missing, foreign or mismatched file."""
@@ -620,6 +647,8 @@ def load_agent(path: Path, obs_dim: int, n_actions: int) -> DiscreteSAC:
         raise SimError(f"SAC checkpoint {path} does not exist")
     try:
         agent = DiscreteSAC.load(path)
+    except stored.StoredFileError as err:
+        raise SimError(f"SAC checkpoint {err}") from None
     except Exception as err:  # torch raises many kinds for a foreign or truncated file
         raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
     if (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
