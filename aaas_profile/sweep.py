@@ -31,10 +31,10 @@ import torch
 from PIL import Image as PILImage
 
 from aaas_profile import images as images_mod
+from aaas_profile import limits, precision, runs
 from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
-from aaas_profile import precision, runs
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
@@ -115,6 +115,11 @@ class SweepConfig:
         return config
 
     def validate(self) -> None:
+        limits.check_all("sweep", {"steps": self.steps, "seeds": self.seeds, "jump_length": self.jump_length,
+                                   "jump_n_sample": self.jump_n_sample, "eta": self.eta, "limit": self.limit,
+                                   "batch_size": self.batch_size, "save_images": self.save_images}, SweepError)
+        for option in ("masks", "metrics", "samplers", "respacing"):
+            limits.no_repeats("sampler" if option == "samplers" else option, getattr(self, option), SweepError)
         if not self.steps or any(s < 1 for s in self.steps):
             raise SweepError(f"steps must be positive integers, got {self.steps}")
         if not self.seeds:
@@ -358,8 +363,7 @@ class Shard:
 def check_parallel_options(shard: str | None, ray: str | None, shards: int | None) -> None:
     """How the cells are split: ``--shard INDEX/COUNT`` per process, or ``--ray`` with ``--shards`` tasks.
     Raises SweepError (one line) for a combination that cannot mean anything."""
-    if shards is not None and shards < 1:
-        raise SweepError(f"--shards must be ≥ 1, got {shards}")
+    limits.check("sweep", "shards", shards, SweepError)
     if shards is not None and ray is None:
         raise SweepError(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per "
                          "process")

@@ -65,9 +65,12 @@ def fit(
     to pay for.
     """
     from aaas_profile import fit as fit_mod
-    from aaas_profile import fitrun
+    from aaas_profile import fitrun, limits
 
+    limits.check_all("fit", {"bootstrap": bootstrap, "seed": seed, "level": level})
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    if names:
+        limits.no_repeats("metrics", names)
     result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
                             drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
     _print_summary(result, level)

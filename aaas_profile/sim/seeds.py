@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aaas_profile import limits
 from aaas_profile.errors import UserError
 from aaas_profile.sim.asps import AspSet, SimError
 from aaas_profile.sim.env import SimConfig
@@ -42,6 +43,7 @@ def parse_seeds(text: str | None, ray_address: str | None) -> list[int] | None:
         raise SimError(str(err)) from None
     if not seeds:
         raise SimError(f"--seeds {text!r} names no seed; give e.g. 0-9 or 0,3,7")
+    limits.check("simulate", "seeds", seeds, SimError)
     return seeds
 
 
@@ -66,6 +68,7 @@ def simulate_seeds(make_asps: Callable[[int], AspSet], out: Path, options: SimOp
     ``out/sim/<policy>/``."""
     if not seeds:
         raise SimError("give at least one seed")
+    limits.no_repeats("seeds", seeds, SimError)
     check_options(options)  # here, once: on Ray a refusal would otherwise come back as a failed task
     out = Path(out)
     if ray_address is None:
