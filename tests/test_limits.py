@@ -113,3 +113,61 @@ def test_seed_max_is_what_the_preset_generator_takes():
     np.random.RandomState(limits.SEED_MAX)
     with pytest.raises(ValueError):
         np.random.RandomState(limits.SEED_MAX + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Numbers read from files: every numeric field of an ASP table and of a profile (fit.json) × out of range
+# ---------------------------------------------------------------------------------------------------------
+
+SIM_ARGS = ["--policy", "random", "--no-optimum", "--no-baselines", "--episodes", "1", "--horizon", "20000",
+            "--out", "out"]
+GOOD_ROW = {"sid": "a", "ax": "10", "ay": "0.1", "bx": "100", "by": "0.8", "capacity": "500"}
+BAD_NUMBERS = ["nan", "inf", "-inf", "1e30", "-1", "abc", ""]
+
+
+@pytest.mark.parametrize("column", ["ax", "ay", "bx", "by", "capacity"])
+@pytest.mark.parametrize("value", [*BAD_NUMBERS, "2.5", "9223372036854775808"])
+def test_every_asp_table_number_out_of_range_is_one_line(column, value, tmp_path, monkeypatch):
+    if value == "2.5" and column != "capacity":
+        pytest.skip("2.5 is a valid ax/bx; ay/by are checked by [0, 1]")
+    monkeypatch.chdir(tmp_path)
+    rows = [GOOD_ROW, {**GOOD_ROW, "sid": "b", column: value}]
+    (tmp_path / "asps.csv").write_text("\n".join([",".join(GOOD_ROW), *(",".join(r.values()) for r in rows)]) + "\n")
+    result = invoke("simulate", "--asps", "asps.csv", *SIM_ARGS)
+    one_line_error(result, "asps.csv", "line 3")
+    assert not (tmp_path / "out").exists()
+
+
+def _profile(path: Path, field: str, value) -> None:
+    import json
+
+    curve = {"model": "m", "mask": "thick", "metric": "vif", "scale01": {"ax": 10, "ay": 0.1, "bx": 100, "by": 0.8}}
+    data = {"schema_version": 2, "curves": [curve], "runtime": {"steps": {"coef": [0.5, 0.01, 0.0]}}}
+    if field.startswith("coef"):
+        data["runtime"]["steps"]["coef"][int(field[-1])] = value
+    else:
+        curve["scale01"][field] = value
+    path.write_text(json.dumps(data))  # NaN and Infinity as Python's json writes and reads them
+
+
+@pytest.mark.parametrize("field", ["ax", "ay", "bx", "by", "coef0", "coef1", "coef2"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e300, "abc"])
+def test_every_profile_number_out_of_range_is_one_line(field, value, tmp_path, monkeypatch):
+    """A NaN runtime coefficient ran to the end with NaN rewards; each field now stops with one line naming it."""
+    if value == 1e300 and field.startswith("coef"):
+        pytest.skip("valid: the runtime model is rescaled to the paper's runtime at 250 steps, any finite size works")
+    monkeypatch.chdir(tmp_path)
+    _profile(tmp_path / "fit.json", field, value)
+    result = invoke("simulate", "--profile", "fit.json", *SIM_ARGS)
+    one_line_error(result, "fit.json", "coef" if field.startswith("coef") else field)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_asp_capacity_beyond_int64_is_out_of_range_not_negative():
+    import numpy as np
+
+    from aaas_profile.sim.asps import AspSet, SimError
+
+    with pytest.raises(SimError, match=r"capacity.*outside \[1, 1e\+09\]"):
+        AspSet(sid=("a",), ax=np.array([0.0]), ay=np.array([0.0]), bx=np.array([10.0]), by=np.array([1.0]),
+               capacity=np.array([1e30]))
