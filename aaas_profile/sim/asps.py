@@ -178,7 +178,8 @@ def read_asps_csv(path: Path) -> AspSet:
         outside = (value < low) | (value > high)
         if outside.any():
             raise SimError(f"ASP table {path}, line {int(np.argmax(outside)) + 2}: {name} = "
-                           f"{value[int(np.argmax(outside))]:g} is outside [{low:g}, {high:g}]; give a value in range")
+                           f"{value[int(np.argmax(outside))]:g} is outside [{low:g}, {high:g}]; give a value in range"
+                           + (" (a positive number of diffusion steps)" if name == "capacity" else ""))
         numbers[name] = value
     fractional = numbers["capacity"] != np.round(numbers["capacity"])
     if fractional.any():
