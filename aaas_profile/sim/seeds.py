@@ -18,7 +18,7 @@ from aaas_profile import limits
 from aaas_profile.errors import UserError
 from aaas_profile.sim.asps import AspSet, SimError
 from aaas_profile.sim.env import SimConfig
-from aaas_profile.sim.runner import SimInterrupted, SimOptions, check_options, simulate
+from aaas_profile.sim.runner import SimInterrupted, SimOptions, check_options, clear_results, simulate
 
 SUMMARY = ("reward", "crashes", "interrupted", "finished", "mean_reward_per_finished")
 
@@ -71,6 +71,7 @@ def simulate_seeds(make_asps: Callable[[int], AspSet], out: Path, options: SimOp
     limits.no_repeats("seeds", seeds, SimError)
     check_options(options)  # here, once: on Ray a refusal would otherwise come back as a failed task
     out = Path(out)
+    clear_results(out / "sim" / options.policy)  # the aggregate of another set of seeds must not stay beside
     if ray_address is None:
         tables = [_one_seed(make_asps, out, options, config, seed) for seed in seeds]
     else:
