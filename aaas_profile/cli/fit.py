@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, warn
+from aaas_profile.errors import Interrupted
 
 # The stage modules (numpy, scipy, piq) are imported inside the command, so `--help` starts at once.
 
@@ -71,8 +72,12 @@ def fit(
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     if names:
         limits.no_repeats("metrics", names)
-    result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                            drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
+    try:
+        result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
+                                drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: the fit file and plots are each kept whole (the earlier ones, or the new "
+                          "fit file without its new plots); run the same command again") from None
     _print_summary(result, level)
     emit({"fit": result.path, "x": result.x, "plots": len(result.plots),
           "recommendations": result.document["recommendations"],
