@@ -825,6 +825,8 @@ class Progress:
     def start(self, total_calls: int, total_cells: int) -> None: ...
     def unet_call(self, images: int) -> None: ...
     def batch_done(self, cells: int) -> None: ...
+    def waiting(self, message: str) -> None:
+        """One line on what the sweep waits for (a lock, cells another live process is computing)."""
 
 
 def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepared | None = None,
@@ -846,16 +848,17 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     invocation = _write_run_files(prepared, done_before=len(done.keys))
 
     progress.start(planned_calls, sum(len(batch) for batch in todo))
-    start, ran, calls_run, saved = perf_counter(), 0, 0, {}
+    start, ran, calls_run, saved, said = perf_counter(), 0, 0, {}, ""
+    waiting = getattr(progress, "waiting", lambda message: None)  # api.sweep takes any object with the others
     while todo:
         ran_before = ran
         for batch in todo:
-            items, claim = _claim(prepared, batch, done)
+            items, claim = _claim(prepared, batch, done, on_wait=waiting)
             if not items:
                 continue
             try:
                 rows, outputs, corrupted = run_batch(prepared, items, run_dir.name, on_call=progress.unet_call)
-                with runs.scores_lock(run_dir):
+                with runs.scores_lock(run_dir, on_wait=waiting):
                     runs.write_part(run_dir, rows)
             finally:
                 claim.release()
@@ -866,7 +869,11 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
             progress.batch_done(len(items))
             _hold_for_tests()
         # Cells another process claimed and then gave up (it died) are free again: take them in another pass.
-        todo = list(plan(prepared, done.refresh())) if ran > ran_before else []
+        # Cells another live process is computing are not done: wait for them, saying so, and never count them
+        # as done (the summary below is of the whole folder, and "already done" must be true).
+        todo = list(plan(prepared, done.refresh()))
+        if todo and ran == ran_before:
+            said = _wait_for_others(prepared, todo, waiting, said)
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
@@ -886,10 +893,30 @@ def _hold_for_tests() -> None:
         sleep(0.02)
 
 
-def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells) -> tuple[list[Item], runs.Claim | None]:
+# How often a sweep looks again at cells another live process is computing (a batch takes seconds to minutes).
+WAIT_POLL_S = 0.5
+
+
+def _wait_for_others(prepared: Prepared, todo: list[list[Item]], waiting: Callable[[str], None], said: str) -> str:
+    """Every cell left is claimed by another live process: say which processes (once per change), then wait a
+    little before the caller looks again. Returns what was said."""
+    with runs.scores_lock(prepared.run_dir, on_wait=waiting):
+        runs.claimed_cells(prepared.run_dir)  # removes the claims of processes that are gone
+        pids = sorted({runs.claim_pid(p) for p in runs.scores_dir(prepared.run_dir).glob(".claim-*.json")})
+    cells = sum(len(batch) for batch in todo)
+    message = (f"waiting for {cells} cell(s) being computed by pid {', '.join(pids)} (another sweep into "
+               f"{prepared.run_dir}); they are not done yet, so this sweep waits for them")
+    if message != said:
+        waiting(message)
+    sleep(WAIT_POLL_S)
+    return message
+
+
+def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells,
+           on_wait: Callable[[str], None] | None = None) -> tuple[list[Item], runs.Claim | None]:
     """The items of ``batch`` that no process has done or is doing, claimed for this one (runs.py explains
     how several processes share a run folder)."""
-    with runs.scores_lock(prepared.run_dir):
+    with runs.scores_lock(prepared.run_dir, on_wait=on_wait):
         runs.remove_stale_temps(prepared.run_dir)
         taken = done.refresh() | runs.claimed_cells(prepared.run_dir)
         items = [item for item in batch if _key(prepared, item.cell, item.steps) not in taken]

@@ -548,3 +548,53 @@ def test_a_cuda_index_beyond_the_machine_is_one_line():
     with pytest.raises(sweep.SweepError, match=expected):
         sweep.pick_device("cuda:99")
     assert sweep.pick_device("cpu") == torch.device("cpu")
+
+
+class Waits(sweep.Progress):
+    """Records what the sweep says it waits for, and runs ``then`` on the first such line."""
+
+    def __init__(self, then):
+        self.lines, self.then = [], then
+
+    def waiting(self, message: str) -> None:
+        self.lines.append(message)
+        if len(self.lines) == 1:
+            self.then()
+
+
+def test_cells_claimed_by_a_live_process_are_waited_for_not_called_done(model_dir, image_dir, tmp_path):
+    """A live claim (held here, as another sweep would hold it) is neither run twice nor counted as done: the
+    sweep says whose cells it waits for, and once the claim is given up without a part (that process stopped),
+    runs them itself. Deterministic: the claim is released from the sweep's own waiting line."""
+    cfg = config(model_dir, image_dir, tmp_path / "run", save_images=0)
+    prepared = sweep.prepare(cfg)
+    first = next(iter(sweep.plan(prepared, set())))
+    runs.scores_dir(prepared.run_dir).mkdir(parents=True)
+    with runs.scores_lock(prepared.run_dir):
+        claim = runs.Claim(prepared.run_dir, [sweep._key(prepared, item.cell, item.steps) for item in first])
+    progress = Waits(claim.release)
+    result = sweep.run(cfg, progress=progress, prepared=prepared)
+    (line,) = progress.lines
+    assert f"waiting for {len(first)} cell(s) being computed by pid {os.getpid()}" in line
+    assert result.cells_run == 8 and result.cells_skipped == 0  # all run here: none called done unrun
+    table = runs.read_scores(result.run_dir)
+    assert len(table) == 8 * len(ALL) and not table.duplicated(KEY).any()
+
+
+def test_a_held_scores_lock_is_said_not_waited_for_in_silence(model_dir, image_dir, tmp_path):
+    import threading
+
+    cfg = config(model_dir, image_dir, tmp_path / "run", save_images=0, masks="half", steps="5")
+    prepared = sweep.prepare(cfg)
+    told = threading.Event()
+    progress = Waits(told.set)
+    results = []
+    with runs.scores_lock(prepared.run_dir):  # held by this process's open file, as another process would
+        worker = threading.Thread(target=lambda: results.append(sweep.run(cfg, progress=progress,
+                                                                          prepared=prepared)))
+        worker.start()
+        assert told.wait(timeout=600), "the sweep waited without a word"
+    worker.join()
+    assert progress.lines[0].startswith(f"waiting for {runs.scores_dir(prepared.run_dir) / '.lock'} held by pid "
+                                        f"{os.getpid()}")
+    assert results[0].cells_run == 2
