@@ -130,6 +130,17 @@ def range_of(command: str, option: str) -> Range:
     return r
 
 
+def describe(command: str, option: str) -> str:
+    """The range in words, the same on every machine (for docs/cli.md)."""
+    if command == "train" and option == "threads":
+        return "an integer in [1, the cores this process may use]"
+    return OPTIONS[command][option].text()
+
+
+# List options: each item is held to the range, and an item may not repeat (see ``check``).
+LIST_OPTIONS = {("sweep", "steps"), ("sweep", "seeds"), ("simulate", "seeds"), ("train", "channels")}
+
+
 def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 

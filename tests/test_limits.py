@@ -34,7 +34,7 @@ def _numeric_params(command: str) -> dict[str, str]:
     hints = typing.get_type_hints(function)
     numeric = [name for name, hint in hints.items()
                if hint in (int, float) or set(typing.get_args(hint)) in ({int, type(None)}, {float, type(None)})]
-    lists = {"sweep": ["steps", "seeds"], "simulate": ["seeds"], "train": ["channels"]}.get(command, [])
+    lists = [o for c, o in sorted(limits.LIST_OPTIONS) if c == command]
     return {name: limits.flag(name) for name in [*numeric, *lists]}
 
 
