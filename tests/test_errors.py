@@ -261,7 +261,7 @@ def test_sac_options_that_would_mislead_are_refused(tmp_path):
     ("a,0,0.1,150,1.5,500", ["line 2", "by = 1.5 is outside [0, 1]"]),
     ("a,0,-0.1,150,0.5,500", ["line 2", "ay = -0.1 is outside [0, 1]"]),
     ("a,0,0.1,150,0.9,500\nb,0,0.6,150,0.5,500", ["line 3", "by = 0.5 is below ay = 0.6"]),
-    ("a,-5,0.1,150,0.9,500", ["line 2", "ax = -5 is negative"]),
+    ("a,-5,0.1,150,0.9,500", ["line 2", "ax = -5 is outside [0, 1e+09]"]),
     ("a,0,0.1,150,0.9,500,7\nb,0,0.1,150,0.9,500", ["line 2", "7 fields, the header has 6"]),
 ])
 def test_bad_asp_tables_name_the_line_and_column(tmp_path, rows, words):
