@@ -210,14 +210,18 @@ def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, le
     runtime = fit_runtime(scores)
     document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fitfile.write(path, document)
     written: list[Path] = []
-    if plots:  # as a set: a refit leaves no plot of a curve it no longer fits (docs/fit.md)
+    if plots:  # a set (docs/run-folder.md): the plots are drawn first, aside; then the fit file and the plots
+        # replace the earlier ones one right after the other, and a refit leaves no plot of a curve it no
+        # longer fits. Stopped while drawing, neither is touched.
         from aaas_profile import plots as plots_mod  # here: matplotlib only when plots are drawn
 
         with folder_swap(figures) as temp:
             drawn = plots_mod.plot_all(curves, temp, x=x)
+            fitfile.write(path, document)
         written = [figures / p.name for p in drawn]
-    elif figures.is_dir() and all(p.suffix == ".png" for p in figures.iterdir()):
-        shutil.rmtree(figures)  # plots of the fit just replaced: they would show curves that are no longer so
+    else:
+        fitfile.write(path, document)
+        if figures.is_dir() and all(p.suffix == ".png" for p in figures.iterdir()):
+            shutil.rmtree(figures)  # plots of the fit just replaced: they would show curves that are no longer so
     return FitResult(run, x, curves, scales, runtime, path, written, document)

@@ -961,7 +961,9 @@ def test_a_refit_replaces_the_plots_as_a_set(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(plots_mod, "plot_all", stop)
+    before = (tmp_path / "fit.json").read_bytes()
     result = CliRunner().invoke(app, ["fit", str(tmp_path), "--bootstrap", "0"])
+    assert (tmp_path / "fit.json").read_bytes() == before  # the fit file and its plots stay a pair
     assert result.exit_code == 130 and result.output.startswith("error: interrupted"), result.output
     assert len(result.output.strip().splitlines()) <= 2  # rich may wrap the one line once
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == second

@@ -76,8 +76,8 @@ def fit(
         result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
                                 drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
     except KeyboardInterrupt:
-        raise Interrupted("interrupted: the fit file and plots are each kept whole (the earlier ones, or the new "
-                          "fit file without its new plots); run the same command again") from None
+        raise Interrupted("interrupted: the earlier fit file and plots are kept as they were; run the same command "
+                          "again") from None
     _print_summary(result, level)
     emit({"fit": result.path, "x": result.x, "plots": len(result.plots),
           "recommendations": result.document["recommendations"],
