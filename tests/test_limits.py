@@ -73,7 +73,8 @@ def test_every_numeric_option_out_of_range_is_one_line(command, option, value, t
 
 @pytest.mark.parametrize(("command", "option", "text"), [
     ("sweep", "--seeds", "0,1,0"), ("sweep", "--steps", "10,10"), ("sweep", "--masks", "thick,thick"),
-    ("sweep", "--metrics", "tv,tv"), ("sweep", "--sampler", "ddim,ddim"), ("simulate", "--seeds", "0-3,2"),
+    ("sweep", "--metrics", "tv,tv"), ("sweep", "--sampler", "ddim,ddim"), ("sweep", "--respacing", "250,250"),
+    ("simulate", "--seeds", "0-3,2"),
     ("fit", "--metrics", "tv,vif,tv"),
 ])
 def test_a_repeated_list_item_is_refused(command, option, text, tmp_path, monkeypatch):
