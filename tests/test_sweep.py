@@ -356,7 +356,9 @@ def test_samplers_come_from_the_option_and_the_config_file(tmp_path):
     path.write_text('sampler = ["ddim", "repaint"]\n')
     cfg = sweep.SweepConfig.from_sources(path)
     assert cfg.samplers == ["ddim", "repaint"]
-    assert sweep.SweepConfig.from_sources(path, sampler="dpm-solver,ddim,dpm-solver").samplers == ["dpm-solver", "ddim"]
+    # a repeated item is refused, as in every list option (docs/cli.md, "Ranges")
+    with pytest.raises(sweep.SweepError, match="--sampler: dpm-solver is given more than once"):
+        sweep.SweepConfig.from_sources(path, sampler="dpm-solver,ddim,dpm-solver")
     assert tomllib.loads(cfg.to_toml())["sampler"] == ["ddim", "repaint"]
     assert sweep.SweepConfig().samplers == ["repaint"]
     with pytest.raises(sweep.SweepError,
@@ -430,7 +432,9 @@ def test_a_step_count_a_sampler_refuses_fails_before_anything_is_written(model_d
 # --- respacing: the paper's x axis and the steps walk --------------------------------------------------------------
 
 def test_respacing_comes_from_the_option_and_the_config_file(tmp_path):
-    assert sweep.SweepConfig.from_sources(respacing="250, steps,250").respacing == ["250", "steps"]
+    assert sweep.SweepConfig.from_sources(respacing="250, steps").respacing == ["250", "steps"]
+    with pytest.raises(sweep.SweepError, match="--respacing: 250 is given more than once"):
+        sweep.SweepConfig.from_sources(respacing="250, steps,250")  # refused, as in every list option
     path = tmp_path / "sweep.toml"
     path.write_text('respacing = [100, "steps"]\nsteps = [10, 100]\n')
     cfg = sweep.SweepConfig.from_sources(path)
