@@ -73,3 +73,26 @@ def save_figure(figure, path: Path | str) -> None:
     path = Path(path)
     with atomic_path(path) as temp:
         figure.savefig(temp, format=path.suffix.lstrip(".") or None)
+
+
+@contextmanager
+def folder_swap(folder: Path | str) -> Iterator[Path]:
+    """Yield a hidden temp folder beside ``folder`` to write a whole set of files into; on leaving the block it
+    takes ``folder``'s place, so the folder holds the old set or the new one, never a mix (files of the old set
+    the new one lacks, such as plots of metrics no longer fitted, go with it). A block that fails or is
+    interrupted removes the temp folder and leaves ``folder`` as it was."""
+    import shutil
+
+    folder = Path(folder)
+    temp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temp.mkdir(parents=True)
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
+    if folder.exists():
+        os.replace(folder, old)  # two renames: a folder cannot be renamed over a non-empty one
+    os.replace(temp, folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -8,6 +8,7 @@ docs/fit-json.md) and ``fit_run`` (the ``fit`` command's work).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from aaas_profile import fitfile, runs
+from aaas_profile.atomic import folder_swap
 from aaas_profile.errors import check_writable
 from aaas_profile.fit import (
     FIT_MODELS,
@@ -77,7 +79,32 @@ def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, d
                 f"image {row['image_id']}, mask {row['mask']}, steps {row['steps']}); pass --drop-nan to leave them out"
             )
         scores = scores[~bad]
+        if scores.empty:  # a fit with no curves would otherwise be written, and exit 0
+            raise FitError(f"{run}: every score{' of ' + ', '.join(metrics) if metrics else ''} is NaN or infinite; "
+                           "nothing is left to fit: check the sweep's outputs and score them again")
+    _check_x_range(run, scores, x)
     return scores.reset_index(drop=True)
+
+
+# The x values a curve can be fitted against: a step count and a UNet-call count are whole numbers ≥ 1, seconds
+# per image are positive (a step count of 0 or -1 in a score part is a damaged file, not a measurement).
+X_RANGES = {"steps": (1, True), "unet_calls": (1, True), "wall_s": (0, False)}
+
+
+def _check_x_range(run: Path, scores: pd.DataFrame, x: str) -> None:
+    """One line naming the first score whose steps (and ``x``) is out of range."""
+    for column in dict.fromkeys(("steps", x)):
+        low, whole = X_RANGES[column]
+        values = pd.to_numeric(scores[column], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(values) | (values < low if whole else values <= low)
+        if whole:
+            bad |= values != np.round(values)
+        if bad.any():
+            row = scores[bad].iloc[0]
+            kind = f"whole numbers ≥ {low}" if whole else "positive"
+            raise FitError(f"{run}: {int(bad.sum())} score(s) with {column} {row[column]!r} (first: metric "
+                           f"{row['metric']}, image {row['image_id']}, mask {row['mask']}); {column} must be {kind}: "
+                           "the score parts are damaged, remove them and run the sweep again")
 
 
 def x_axis(x: str, curves: list[CurveFit]) -> dict:
@@ -183,10 +210,18 @@ def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, le
     runtime = fit_runtime(scores)
     document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fitfile.write(path, document)
     written: list[Path] = []
-    if plots:
+    if plots:  # a set (docs/run-folder.md): the plots are drawn first, aside; then the fit file and the plots
+        # replace the earlier ones one right after the other, and a refit leaves no plot of a curve it no
+        # longer fits. Stopped while drawing, neither is touched.
         from aaas_profile import plots as plots_mod  # here: matplotlib only when plots are drawn
 
-        written = plots_mod.plot_all(curves, figures, x=x)
+        with folder_swap(figures) as temp:
+            drawn = plots_mod.plot_all(curves, temp, x=x)
+            fitfile.write(path, document)
+        written = [figures / p.name for p in drawn]
+    else:
+        fitfile.write(path, document)
+        if figures.is_dir() and all(p.suffix == ".png" for p in figures.iterdir()):
+            shutil.rmtree(figures)  # plots of the fit just replaced: they would show curves that are no longer so
     return FitResult(run, x, curves, scales, runtime, path, written, document)

@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,13 +164,30 @@ def remove_stale_temps(run: Path) -> int:
 
 
 @contextmanager
-def scores_lock(run: Path) -> Iterator[None]:
-    """Hold ``scores/.lock`` exclusively: around checking done cells and claims, claiming, and writing a part."""
+def scores_lock(run: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``scores/.lock`` exclusively: around checking done cells and claims, claiming, and writing a part.
+
+    When another process holds it, ``on_wait`` is told once, in one line, what is waited for and who holds it
+    (the holder writes its pid into the lock file), before this process blocks: a wait is never silent."""
     folder = scores_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    path = folder / ".lock"
+    with path.open("a+") as lock:
         try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                lock.seek(0)
+                holder = lock.read().strip()
+                who = f"pid {holder}" if holder.isdigit() else "another process"
+                on_wait(f"waiting for {path} held by {who} (another sweep or fit of this run folder); it is "
+                        "freed when that process writes its part or ends")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -198,6 +215,12 @@ class Claim:
             return
         _remove_quietly(self.path)
         self._file.close()
+
+
+def claim_pid(path: Path) -> str:
+    """The process id in a claim file's name (``.claim-<host>-<pid>-<hex>.json``), for messages."""
+    parts = path.stem.rsplit("-", 2)
+    return parts[1] if len(parts) == 3 and parts[1].isdigit() else "?"
 
 
 def claimed_cells(run: Path) -> set[tuple]:

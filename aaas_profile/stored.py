@@ -624,6 +624,8 @@ class SacState(Schema):
     update_credit: float = at_least(0)
     wall_s: float = at_least(0)
     best: SacBest | None = None
+    # one row per episode trained so far (``training.parquet``'s columns); absent before it was kept
+    history: list[dict[str, Any]] | None = None
 
 
 @dataclass

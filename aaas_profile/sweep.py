@@ -31,10 +31,10 @@ import torch
 from PIL import Image as PILImage
 
 from aaas_profile import images as images_mod
+from aaas_profile import limits, precision, runs, stored
 from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
-from aaas_profile import precision, runs, stored
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
@@ -116,6 +116,11 @@ class SweepConfig:
         return config
 
     def validate(self) -> None:
+        limits.check_all("sweep", {"steps": self.steps, "seeds": self.seeds, "jump_length": self.jump_length,
+                                   "jump_n_sample": self.jump_n_sample, "eta": self.eta, "limit": self.limit,
+                                   "batch_size": self.batch_size, "save_images": self.save_images}, SweepError)
+        for option in ("masks", "metrics", "samplers", "respacing"):
+            limits.no_repeats("sampler" if option == "samplers" else option, getattr(self, option), SweepError)
         if not self.steps or any(s < 1 for s in self.steps):
             raise SweepError(f"steps must be positive integers, got {self.steps}")
         if not self.seeds:
@@ -359,8 +364,7 @@ class Shard:
 def check_parallel_options(shard: str | None, ray: str | None, shards: int | None) -> None:
     """How the cells are split: ``--shard INDEX/COUNT`` per process, or ``--ray`` with ``--shards`` tasks.
     Raises SweepError (one line) for a combination that cannot mean anything."""
-    if shards is not None and shards < 1:
-        raise SweepError(f"--shards must be ≥ 1, got {shards}")
+    limits.check("sweep", "shards", shards, SweepError)
     if shards is not None and ray is None:
         raise SweepError(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per "
                          "process")
@@ -907,6 +911,8 @@ class Progress:
     def start(self, total_calls: int, total_cells: int) -> None: ...
     def unet_call(self, images: int) -> None: ...
     def batch_done(self, cells: int) -> None: ...
+    def waiting(self, message: str) -> None:
+        """One line on what the sweep waits for (a lock, cells another live process is computing)."""
 
 
 def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepared | None = None,
@@ -928,16 +934,17 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
     invocation = _write_run_files(prepared, done_before=len(done.keys))
 
     progress.start(planned_calls, sum(len(batch) for batch in todo))
-    start, ran, calls_run, saved = perf_counter(), 0, 0, {}
+    start, ran, calls_run, saved, said = perf_counter(), 0, 0, {}, ""
+    waiting = getattr(progress, "waiting", lambda message: None)  # api.sweep takes any object with the others
     while todo:
         ran_before = ran
         for batch in todo:
-            items, claim = _claim(prepared, batch, done)
+            items, claim = _claim(prepared, batch, done, on_wait=waiting)
             if not items:
                 continue
             try:
                 rows, outputs, corrupted = run_batch(prepared, items, run_dir.name, on_call=progress.unet_call)
-                with runs.scores_lock(run_dir):
+                with runs.scores_lock(run_dir, on_wait=waiting):
                     runs.write_part(run_dir, rows)
             finally:
                 claim.release()
@@ -948,7 +955,11 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
             progress.batch_done(len(items))
             _hold_for_tests()
         # Cells another process claimed and then gave up (it died) are free again: take them in another pass.
-        todo = list(plan(prepared, done.refresh())) if ran > ran_before else []
+        # Cells another live process is computing are not done: wait for them, saying so, and never count them
+        # as done (the summary below is of the whole folder, and "already done" must be true).
+        todo = list(plan(prepared, done.refresh()))
+        if todo and ran == ran_before:
+            said = _wait_for_others(prepared, todo, waiting, said)
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
@@ -968,10 +979,30 @@ def _hold_for_tests() -> None:
         sleep(0.02)
 
 
-def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells) -> tuple[list[Item], runs.Claim | None]:
+# How often a sweep looks again at cells another live process is computing (a batch takes seconds to minutes).
+WAIT_POLL_S = 0.5
+
+
+def _wait_for_others(prepared: Prepared, todo: list[list[Item]], waiting: Callable[[str], None], said: str) -> str:
+    """Every cell left is claimed by another live process: say which processes (once per change), then wait a
+    little before the caller looks again. Returns what was said."""
+    with runs.scores_lock(prepared.run_dir, on_wait=waiting):
+        runs.claimed_cells(prepared.run_dir)  # removes the claims of processes that are gone
+        pids = sorted({runs.claim_pid(p) for p in runs.scores_dir(prepared.run_dir).glob(".claim-*.json")})
+    cells = sum(len(batch) for batch in todo)
+    message = (f"waiting for {cells} cell(s) being computed by pid {', '.join(pids)} (another sweep into "
+               f"{prepared.run_dir}); they are not done yet, so this sweep waits for them")
+    if message != said:
+        waiting(message)
+    sleep(WAIT_POLL_S)
+    return message
+
+
+def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells,
+           on_wait: Callable[[str], None] | None = None) -> tuple[list[Item], runs.Claim | None]:
     """The items of ``batch`` that no process has done or is doing, claimed for this one (runs.py explains
     how several processes share a run folder)."""
-    with runs.scores_lock(prepared.run_dir):
+    with runs.scores_lock(prepared.run_dir, on_wait=on_wait):
         runs.remove_stale_temps(prepared.run_dir)
         taken = done.refresh() | runs.claimed_cells(prepared.run_dir)
         items = [item for item in batch if _key(prepared, item.cell, item.steps) not in taken]

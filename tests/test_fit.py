@@ -911,3 +911,62 @@ def test_a_paper_protocol_fit_is_in_task_units_and_feeds_the_simulator_first():
     assert plots.curve_stem(paper.key) == "m_thick_repaint-r250-j10r10"
     assert plots.panel_title(paper.key) == "m · mask thick · sampler repaint · t_T on the 250-step grid · jumps 10/10"
     assert fit.setting_cells(paper.key, ["respacing"]) == {"respacing": "250"}
+
+
+def test_all_nan_scores_are_refused_even_when_dropped(tmp_path):
+    """Dropping every value left a fit with no curves, written with exit 0."""
+    rows = curve_rows("vif", n_images=3)
+    for row in rows:
+        row["value"] = float("nan")
+    runs.write_part(tmp_path, rows)
+    with pytest.raises(fit.FitError) as err:
+        fitrun.fit_run(tmp_path, drop_nan=True, resamples=0, plots=False)
+    assert "every score" in one_line(err) and "NaN" in str(err.value)
+    assert not (tmp_path / "fit.json").exists()
+
+
+@pytest.mark.parametrize(("column", "x", "value"), [
+    ("steps", "steps", 0), ("steps", "steps", -1), ("steps", "unet_calls", 0), ("unet_calls", "unet_calls", 0),
+    ("unet_calls", "unet_calls", -3), ("wall_s", "wall_s", 0.0), ("wall_s", "wall_s", -1.0),
+])
+def test_an_x_value_out_of_range_is_refused(tmp_path, column, x, value):
+    """A step count of 0 or -1 (or calls, seconds) in a score part is damage, not a point to fit."""
+    rows = curve_rows("dss", n_images=3)
+    rows[4][column] = value
+    runs.write_part(tmp_path, rows)
+    with pytest.raises(fit.FitError) as err:
+        fitrun.fit_run(tmp_path, x=x, resamples=0, plots=False)
+    message = one_line(err)
+    assert f"with {column} " in message and "image " in message
+    assert not list(tmp_path.glob("fit*.json"))
+
+
+def test_a_refit_replaces_the_plots_as_a_set(tmp_path, monkeypatch):
+    """A refit of fewer metrics leaves no plot of a metric it no longer fits; one stopped while drawing leaves
+    the earlier plots whole and no temp folder; --no-plots removes the plots of the fit it replaces."""
+    from typer.testing import CliRunner
+
+    from aaas_profile import plots as plots_mod
+    from aaas_profile.cli import app
+
+    runs.write_part(tmp_path, curve_rows("vif", n_images=3) + curve_rows("dss", (20.0, 0.3, 150.0, 0.8),
+                                                                          n_images=3))
+    first = sorted(p.name for p in fitrun.fit_run(tmp_path, resamples=0).plots)
+    assert any("_dss" in n for n in first)
+    second = sorted(p.name for p in fitrun.fit_run(tmp_path, resamples=0, metrics=["vif"]).plots)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == second
+    assert not any("_dss" in n for n in second)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots_mod, "plot_all", stop)
+    before = (tmp_path / "fit.json").read_bytes()
+    result = CliRunner().invoke(app, ["fit", str(tmp_path), "--bootstrap", "0"])
+    assert (tmp_path / "fit.json").read_bytes() == before  # the fit file and its plots stay a pair
+    assert result.exit_code == 130 and result.output.startswith("error: interrupted"), result.output
+    assert len(result.output.strip().splitlines()) <= 2  # rich may wrap the one line once
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == second
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    fitrun.fit_run(tmp_path, resamples=0, plots=False)
+    assert not (tmp_path / "plots").exists()

@@ -334,3 +334,20 @@ def test_protocol_costs_give_the_unet_calls_each_walk_needs_to_come_within_5_per
     section = report.protocol_section(medians)
     assert "Compute to come within 5% of the best median, per walk" in section and "1,000 (100 st., best 1)" in section
     assert report.protocol_section(medians[medians["respacing"] == "250"]) == ""  # one walk: nothing to compare
+
+
+def test_ctrl_c_in_report_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aaas_profile import report as report_mod
+    from aaas_profile.cli import app
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    (tmp_path / "report.html").write_text("earlier")
+    monkeypatch.setattr(report_mod, "build", stop)
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 130 and result.output.startswith("error: interrupted"), result.output
+    assert len(result.output.strip().splitlines()) <= 2  # rich may wrap the one line once
+    assert (tmp_path / "report.html").read_text() == "earlier"

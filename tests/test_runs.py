@@ -78,18 +78,22 @@ def test_a_live_claim_is_left_alone_and_a_dead_ones_cells_are_taken_over(model_d
     live = runs.Claim(prepared.run_dir, keys[:1])  # held by this (live) process
     stale_temp = scores / ".part-20250101T000000-dead.parquet.tmp"
     stale_temp.write_bytes(b"half a part")
-    result = sweep.run(config, prepared=prepared)
-    assert result.cells_run == 1  # only the unclaimed cell
-    assert runs.done_cells(prepared.run_dir) == {keys[1]}
-    assert not stale_temp.exists()  # a temp file seen under the lock has no writer
-    assert live.path.exists()
+    path, lines = live.path, []
 
-    # The claim's owner dies: the file stays but nobody holds its lock, so the next sweep takes its cells over.
-    path = live.path
-    live.release()
-    path.write_text(json.dumps([list(keys[0])]))
-    again = sweep.run(config)
-    assert again.cells_run == 1 and runs.done_cells(prepared.run_dir) == set(keys)
+    class Dies(sweep.Progress):
+        """When the sweep says it waits for the live claim (it never runs or counts it), its owner dies: the
+        file stays, nobody holds its lock, so the sweep takes its cell over."""
+
+        def waiting(self, message):
+            lines.append(message)
+            assert runs.done_cells(prepared.run_dir) == {keys[1]}  # only the unclaimed cell so far
+            assert not stale_temp.exists()  # a temp file seen under the lock has no writer
+            live.release()
+            path.write_text(json.dumps([list(keys[0])]))
+
+    result = sweep.run(config, prepared=prepared, progress=Dies())
+    assert len(lines) == 1 and "waiting for 1 cell(s)" in lines[0]
+    assert result.cells_run == 2 and runs.done_cells(prepared.run_dir) == set(keys)
     assert not path.exists()
 
 

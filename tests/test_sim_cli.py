@@ -130,7 +130,7 @@ def test_asps_csv_and_profile(tmp_path):
         (["--asps", "nowhere.csv"], "does not exist"),
         (["--profile", "nowhere.json"], "does not exist"),
         (["--preset", "huge"], "unknown preset"),
-        (["--horizon", "0"], "--horizon must be positive"),
+        (["--horizon", "0"], "--horizon must be a finite number in (0, "),
     ],
 )
 def test_one_line_errors(tmp_path, args, message):
@@ -345,3 +345,32 @@ def test_simulate_prints_the_asp_mapping_and_warns_when_the_profile_stops_short(
     assert text.count("warning: curve faces/") == 2 and "measured at 1–50 steps, none of the tasks' 100–250" in text
     rows = (tmp_path / "out" / "sim" / "asps.csv").read_text().splitlines()
     assert rows[0].endswith(",source") and "mask half" in rows[1]
+
+
+def test_a_second_run_into_the_same_folder_replaces_the_first_runs_set(tmp_path, monkeypatch):
+    """Outputs are a set: a --checkpoint run into a trained run's folder leaves no training curve of the other
+    run beside its own results, and a run stopped before its end leaves no summary of the earlier run beside
+    its half-written files."""
+    from aaas_profile.sim import runner as sim_runner
+
+    out = tmp_path / "run"
+    assert runner.invoke(real_app(), ["simulate", "--out", str(out), "--no-baselines", *FAST]).exit_code == 0
+    folder = out / "sim" / "sac"
+    ckpt = tmp_path / "kept.pt"
+    ckpt.write_bytes((folder / "checkpoint.pt").read_bytes())
+    result = runner.invoke(real_app(), ["simulate", "--out", str(out), "--checkpoint", str(ckpt), "--no-baselines",
+                                        *FAST])
+    assert result.exit_code == 0, result.output
+    assert not (folder / "training.parquet").exists() and not (folder / "figure5.png").exists()
+    assert json.loads((folder / "summary.json").read_text())["options"]["checkpoint"] == str(ckpt)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    avoid = ["simulate", "--out", str(out), "--policy", "crash-avoid", "--no-baselines", *FAST]
+    assert runner.invoke(real_app(), avoid).exit_code == 0
+    assert (out / "sim" / "crash-avoid" / "summary.json").exists()
+    monkeypatch.setattr(sim_runner, "figure6_bars", stop)  # after the episodes, before the summary
+    stopped = runner.invoke(real_app(), avoid)  # the progress bar above the error is expected here
+    assert stopped.exit_code == 130 and "error: interrupted" in stopped.output
+    assert not (out / "sim" / "crash-avoid" / "summary.json").exists()

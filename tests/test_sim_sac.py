@@ -263,3 +263,20 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path):
     with pytest.raises(UserError, match=r"cannot load SAC checkpoint .*agent\.pt"):
         load_agent(path, obs_dim=4, n_actions=2)
     assert not marker.exists()
+
+
+def test_a_resumed_run_keeps_the_learning_curve_of_the_episodes_before_the_stop(tmp_path):
+    """Training stopped after 2 episodes (a Ctrl-C: training.parquet never written) and resumed to 3: the
+    checkpoint holds episodes 1-2's rows, so the learning curve has all three, the same as a run never stopped."""
+    env = small_env(horizon_s=150_000)
+    config = small_config(learning_starts=40, hidden=(16, 16))
+    straight = DiscreteSAC(10, 4, config, seed=3, steps_ratio=env.steps_ratio)
+    train(env, straight, episodes=3, seed=7)
+    first = DiscreteSAC(10, 4, config, seed=3, steps_ratio=env.steps_ratio)
+    train(env, first, episodes=2, seed=7, checkpoint=tmp_path / "ckpt.pt")
+    resumed = DiscreteSAC.load(tmp_path / "ckpt.pt")
+    assert [r["episode"] for r in resumed.history] == [1, 2]
+    train(env, resumed, episodes=3, seed=7)
+    assert [r["episode"] for r in resumed.history] == [1, 2, 3]
+    for key in ("env_steps", "updates", "train_reward", "crashes"):  # same computation: bit for bit
+        assert [r[key] for r in resumed.history] == [r[key] for r in straight.history]

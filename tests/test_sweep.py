@@ -357,7 +357,9 @@ def test_samplers_come_from_the_option_and_the_config_file(tmp_path):
     path.write_text('sampler = ["ddim", "repaint"]\n')
     cfg = sweep.SweepConfig.from_sources(path)
     assert cfg.samplers == ["ddim", "repaint"]
-    assert sweep.SweepConfig.from_sources(path, sampler="dpm-solver,ddim,dpm-solver").samplers == ["dpm-solver", "ddim"]
+    # a repeated item is refused, as in every list option (docs/cli.md, "Ranges")
+    with pytest.raises(sweep.SweepError, match="--sampler: dpm-solver is given more than once"):
+        sweep.SweepConfig.from_sources(path, sampler="dpm-solver,ddim,dpm-solver")
     assert tomllib.loads(cfg.to_toml())["sampler"] == ["ddim", "repaint"]
     assert sweep.SweepConfig().samplers == ["repaint"]
     with pytest.raises(sweep.SweepError,
@@ -431,7 +433,9 @@ def test_a_step_count_a_sampler_refuses_fails_before_anything_is_written(model_d
 # --- respacing: the paper's x axis and the steps walk --------------------------------------------------------------
 
 def test_respacing_comes_from_the_option_and_the_config_file(tmp_path):
-    assert sweep.SweepConfig.from_sources(respacing="250, steps,250").respacing == ["250", "steps"]
+    assert sweep.SweepConfig.from_sources(respacing="250, steps").respacing == ["250", "steps"]
+    with pytest.raises(sweep.SweepError, match="--respacing: 250 is given more than once"):
+        sweep.SweepConfig.from_sources(respacing="250, steps,250")  # refused, as in every list option
     path = tmp_path / "sweep.toml"
     path.write_text('respacing = [100, "steps"]\nsteps = [10, 100]\n')
     cfg = sweep.SweepConfig.from_sources(path)
@@ -661,3 +665,53 @@ def test_the_same_data_folder_written_relatively_resumes(model_dir, image_dir, t
     assert tomllib.loads((run / "config.toml").read_text())["data"] == str(image_dir.resolve())
     table = runs.read_scores(run)
     assert len(table) == 2 * 2 and not table.duplicated(KEY).any()  # images × steps, each once
+
+
+class Waits(sweep.Progress):
+    """Records what the sweep says it waits for, and runs ``then`` on the first such line."""
+
+    def __init__(self, then):
+        self.lines, self.then = [], then
+
+    def waiting(self, message: str) -> None:
+        self.lines.append(message)
+        if len(self.lines) == 1:
+            self.then()
+
+
+def test_cells_claimed_by_a_live_process_are_waited_for_not_called_done(model_dir, image_dir, tmp_path):
+    """A live claim (held here, as another sweep would hold it) is neither run twice nor counted as done: the
+    sweep says whose cells it waits for, and once the claim is given up without a part (that process stopped),
+    runs them itself. Deterministic: the claim is released from the sweep's own waiting line."""
+    cfg = config(model_dir, image_dir, tmp_path / "run", save_images=0)
+    prepared = sweep.prepare(cfg)
+    first = next(iter(sweep.plan(prepared, set())))
+    runs.scores_dir(prepared.run_dir).mkdir(parents=True)
+    with runs.scores_lock(prepared.run_dir):
+        claim = runs.Claim(prepared.run_dir, [sweep._key(prepared, item.cell, item.steps) for item in first])
+    progress = Waits(claim.release)
+    result = sweep.run(cfg, progress=progress, prepared=prepared)
+    (line,) = progress.lines
+    assert f"waiting for {len(first)} cell(s) being computed by pid {os.getpid()}" in line
+    assert result.cells_run == 8 and result.cells_skipped == 0  # all run here: none called done unrun
+    table = runs.read_scores(result.run_dir)
+    assert len(table) == 8 * len(ALL) and not table.duplicated(KEY).any()
+
+
+def test_a_held_scores_lock_is_said_not_waited_for_in_silence(model_dir, image_dir, tmp_path):
+    import threading
+
+    cfg = config(model_dir, image_dir, tmp_path / "run", save_images=0, masks="half", steps="5")
+    prepared = sweep.prepare(cfg)
+    told = threading.Event()
+    progress = Waits(told.set)
+    results = []
+    with runs.scores_lock(prepared.run_dir):  # held by this process's open file, as another process would
+        worker = threading.Thread(target=lambda: results.append(sweep.run(cfg, progress=progress,
+                                                                          prepared=prepared)))
+        worker.start()
+        assert told.wait(timeout=600), "the sweep waited without a word"
+    worker.join()
+    assert progress.lines[0].startswith(f"waiting for {runs.scores_dir(prepared.run_dir) / '.lock'} held by pid "
+                                        f"{os.getpid()}")
+    assert results[0].cells_run == 2

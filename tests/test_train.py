@@ -262,7 +262,7 @@ def test_cli_trains_prints_a_summary_and_resumes(data_dir, tmp_path, monkeypatch
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--data", "MISSING"], "image folder does not exist"),
-    (["--lr", "2"], "lr must be in (0, 1)"),
+    (["--lr", "2"], "--lr must be a finite number in (0, 1)"),
     (["--channels", "8,x"], "--channels: expected integers"),
     (["--precision", "fp16", "--device", "cpu"], "needs CUDA"),
 ])

@@ -35,11 +35,37 @@ def help_text(command: list[str]) -> str:
     return "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
 
 
+RANGES = """## Ranges
+
+Every numeric option is checked before a command writes anything; a value outside its range (or NaN, or
+infinite) stops the command with one line naming the option. Lists (`--seeds 0-9`, `--steps 10,25`) are
+checked item by item, and an item given twice is refused rather than run and aggregated twice (except
+`--channels`, where the order is the meaning). Numbers read from files (an ASP table, a profile) are held to
+the ranges in docs/simulate.md. The source is `aaas_profile/limits.py`.
+
+| command | option | range |
+|---|---|---|
+"""
+
+
+def ranges() -> str:
+    """The table of every numeric option's range, from ``aaas_profile.limits`` (the one source)."""
+    from aaas_profile import limits
+
+    rows = []
+    for command, options in limits.OPTIONS.items():
+        for option in options:
+            each = "each item: " if (command, option) in limits.LIST_OPTIONS else ""
+            rows.append(f"| {command} | `{limits.flag(option)}` | {each}{limits.describe(command, option)} |")
+    return RANGES + "\n".join(rows) + "\n"
+
+
 def render() -> str:
     parts = [HEADER]
     for command in COMMANDS:
         title = " ".join(["aaas-profile", *command])
         parts.append(f"## `{title}`\n\n```\n{help_text(command)}\n```\n")
+    parts.append(ranges())
     return "\n".join(parts)
 
 

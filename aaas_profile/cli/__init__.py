@@ -34,6 +34,8 @@ class OneLineErrors(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except typer.BadParameter as err:  # a value click cannot parse ("abc" for a number): one line, as ours
+            fail(" ".join(err.format_message().split()), code=err.exit_code)
         except UserError as err:
             fail(str(err), code=err.exit_code)
         except OSError as err:

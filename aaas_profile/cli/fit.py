@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, warn
+from aaas_profile.errors import Interrupted
 
 # The stage modules (numpy, scipy, piq) are imported inside the command, so `--help` starts at once.
 
@@ -65,11 +66,18 @@ def fit(
     to pay for.
     """
     from aaas_profile import fit as fit_mod
-    from aaas_profile import fitrun
+    from aaas_profile import fitrun, limits
 
+    limits.check_all("fit", {"bootstrap": bootstrap, "seed": seed, "level": level})
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                            drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
+    if names:
+        limits.no_repeats("metrics", names)
+    try:
+        result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
+                                drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: the earlier fit file and plots are kept as they were; run the same command "
+                          "again") from None
     _print_summary(result, level)
     emit({"fit": result.path, "x": result.x, "plots": len(result.plots),
           "recommendations": result.document["recommendations"],

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from aaas_profile.cli.common import console, emit
+from aaas_profile.errors import Interrupted
 
 
 def report(
@@ -23,6 +24,10 @@ def report(
     """
     from aaas_profile import report as report_mod
 
-    path = report_mod.write(run, out)
+    try:
+        path = report_mod.write(run, out)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: no report was written (an earlier one is kept whole); run the same "
+                          "command again") from None
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no external resources)", highlight=False)
     emit({"report": path, "bytes": path.stat().st_size})

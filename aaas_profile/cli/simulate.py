@@ -145,10 +145,13 @@ def simulate(
 
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
+    from aaas_profile import limits
     from aaas_profile.sim import runner
     from aaas_profile.sim.seeds import parse_seeds, simulate_seeds
     from aaas_profile.sim.sources import AspSource, sim_config
 
+    limits.check_all("simulate", {"episodes": episodes, "train_episodes": train_episodes, "seed": seed,
+                                  "horizon": horizon, "optimum_time_limit": optimum_time_limit})
     source = AspSource(preset=preset, asps=asps, profile=profile, metric=metric, sampler=sampler, runtime=runtime,
                        allow_flagged=allow_flagged_profile)
     config = sim_config(horizon)

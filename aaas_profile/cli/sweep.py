@@ -37,6 +37,9 @@ class RichProgress:
         self.cells += cells
         self.bar.update(self.task, cells=f"{self.cells}/{self.total_cells}")
 
+    def waiting(self, message: str) -> None:
+        warn(message)
+
     def stop(self) -> None:
         self.bar.stop()
 

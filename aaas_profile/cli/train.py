@@ -57,13 +57,18 @@ def train(
 
     Run the same command again to continue an interrupted run, or with a larger --steps to train further.
     """
+    from aaas_profile import limits
+
+    limits.check_all("train", {"resolution": resolution, "steps": steps, "batch_size": batch_size, "lr": lr,
+                               "warmup_steps": warmup_steps, "ema_decay": ema_decay, "seed": seed,
+                               "min_crop": min_crop, "channels": _channels(channels),
+                               "layers_per_block": layers_per_block, "checkpoint_every": checkpoint_every,
+                               "time_limit": time_limit, "threads": threads})
     import torch
 
     from aaas_profile import train as train_mod
 
     if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be ≥ 1, got {threads}")
         torch.set_num_threads(threads)
     command = "aaas-profile train " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:])
     config = train_mod.TrainConfig(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aaas_profile import limits
 from aaas_profile.errors import UserError, not_found
 from aaas_profile.sim.formulas import TASK_STEPS, paper_runtime_s, polynomial
 
@@ -60,11 +61,22 @@ class AspSet:
         if n == 0:
             raise SimError("the ASP set is empty")
         for name in ("ax", "ay", "bx", "by", "capacity"):
-            value = np.asarray(getattr(self, name), dtype=np.int64 if name == "capacity" else np.float64)
+            try:
+                value = np.asarray(getattr(self, name), dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                raise SimError(f"ASP column {name!r} holds a value that is not a number") from None
             if value.shape != (n,):
                 raise SimError(f"ASP column {name!r} has {value.size} values for {n} ASPs")
             if not np.all(np.isfinite(value)):
                 raise SimError(f"ASP column {name!r} has a missing or non-finite value")
+            low, high = FIELD_RANGES[name]
+            if np.any((value < low) | (value > high)):
+                bad = float(value[int(np.argmax((value < low) | (value > high)))])
+                raise SimError(f"ASP column {name!r} holds {bad:g}, outside [{low:g}, {high:g}]")
+            if name == "capacity":  # checked as floats first: a huge capacity would wrap round in int64
+                if np.any(value != np.round(value)):
+                    raise SimError("every ASP capacity must be a whole number of diffusion steps")
+                value = value.astype(np.int64)
             object.__setattr__(self, name, value)
         if np.any(self.capacity <= 0):
             raise SimError("every ASP capacity must be a positive number of diffusion steps")
@@ -131,6 +143,12 @@ def paper_asps(seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
     return preset_asps("paper", seed, n)
 
 
+# The range of each ASP field, wherever it is read (a CSV table, a profile, the Python API): ax and bx are step
+# counts, ay and by the [0, 1] quality scale, capacity the diffusion steps an ASP runs at once (1e9 is a
+# million times the paper's largest; beyond int64 a capacity would wrap round).
+FIELD_RANGES = {"ax": (0.0, 1e9), "bx": (0.0, 1e9), "ay": (-1e9, 1e9), "by": (-1e9, 1e9), "capacity": (1.0, 1e9)}
+
+
 def read_asps_csv(path: Path) -> AspSet:
     """An ASP set from a CSV table with the columns ``sid, ax, ay, bx, by, capacity`` (one row per ASP); a
     ``source`` column (as ``write_asps_csv`` writes) is kept as each row's origin, other columns are ignored."""
@@ -153,11 +171,20 @@ def read_asps_csv(path: Path) -> AspSet:
     numbers = {}
     for name in CSV_COLUMNS[1:]:
         value = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
-        if np.isnan(value).any():
-            raise SimError(f"ASP table {path}: column {name!r} has a missing or non-numeric value")
+        if not np.isfinite(value).all():
+            raise SimError(f"ASP table {path}, line {int(np.argmax(~np.isfinite(value))) + 2}: column {name!r} has "
+                           "a missing, non-numeric or infinite value; give a finite number")
+        low, high = FIELD_RANGES[name]
+        outside = (value < low) | (value > high)
+        if outside.any():
+            raise SimError(f"ASP table {path}, line {int(np.argmax(outside)) + 2}: {name} = "
+                           f"{value[int(np.argmax(outside))]:g} is outside [{low:g}, {high:g}]; give a value in range"
+                           + (" (a positive number of diffusion steps)" if name == "capacity" else ""))
         numbers[name] = value
-    if np.any(numbers["capacity"] != np.round(numbers["capacity"])):
-        raise SimError(f"ASP table {path}: capacity must be a whole number of diffusion steps")
+    fractional = numbers["capacity"] != np.round(numbers["capacity"])
+    if fractional.any():
+        raise SimError(f"ASP table {path}, line {int(np.argmax(fractional)) + 2}: capacity must be a whole number "
+                       "of diffusion steps")
     _check_rows(path, frame["sid"].astype(str).tolist(), numbers)
     return AspSet(
         sid=tuple(str(s) for s in frame["sid"]),
@@ -279,13 +306,16 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
                 **dict(zip(("sampler", "respacing"), _walk_of(curve), strict=True)),
             }
             row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise SimError(f"profile {path}: curve {i} lacks scale01 with numeric ax, ay, bx, by") from None
         levels = curve.get("levels") if isinstance(curve.get("levels"), dict) else {}
         try:  # the step counts the curve was measured at (absent in hand-written profiles)
             measured = [float(v) for v in levels.get("steps") or []]
         except (TypeError, ValueError):
             measured = []
+        for k in ("ax", "ay", "bx", "by"):
+            low, high = FIELD_RANGES[k]
+            limits.finite(f"profile {path}", f"curves[{i}].scale01.{k}", row[k], low, high, SimError)
         row["steps_range"] = (min(measured), max(measured)) if measured else None
         row["refusal"] = fit_refusal(curve)
         curves.append(row)
@@ -298,12 +328,17 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
             raise SimError(f"profile {path}: runtime.steps.coef must be a list of numbers") from None
         if not coef:
             raise SimError(f"profile {path}: runtime.steps.coef is empty")
+        for j, c in enumerate(coef):  # a NaN coefficient ran to the end with NaN rewards
+            limits.finite(f"profile {path}", f"runtime.steps.coef[{j}]", c, error=SimError)
         coefs[_walk_of(runtime["steps"])] = coef
         for fit in runtime.get("fits", []) if isinstance(runtime.get("fits"), list) else []:
             try:  # the other samplers' steps → seconds fits (the first per sampler, as runtime.steps is)
-                coefs.setdefault(_walk_of(fit), [float(c) for c in fit["vs_steps"]["coef"]])
-            except (KeyError, TypeError, ValueError):
+                other = [float(c) for c in fit["vs_steps"]["coef"]]
+            except (KeyError, TypeError, ValueError, OverflowError):
                 continue  # a fit without a usable steps model: that sampler falls back to the paper's
+            for j, c in enumerate(other):  # a model that is there but not finite is a damaged file: refused
+                limits.finite(f"profile {path}", f"runtime.fits[].vs_steps.coef[{j}]", c, error=SimError)
+            coefs.setdefault(_walk_of(fit), other)
     return curves, coefs
 
 

@@ -230,6 +230,7 @@ def _simulate(spec: registry.PolicySpec, asps: AspSet, out: Path, folder: Path, 
     if spec.checkpoint is not None and options.resume:
         _check_resumable(spec, folder, asps, options)
     folder.mkdir(parents=True, exist_ok=True)
+    clear_results(folder, keep_training=options.resume)
     asps_csv = write_asps_csv(asps, Path(out) / "sim" / "asps.csv")  # so the run can be repeated on its ASPs
     seeds = eval_seeds(options.seed, options.episodes)
     result_notes = list(asps.notes)
@@ -327,6 +328,21 @@ def _simulate(spec: registry.PolicySpec, asps: AspSet, out: Path, folder: Path, 
     return SimResult(
         folder, episodes, summary, training, train_seconds, env_steps, n_exact, files, result_notes
     )
+
+
+# What one run writes in sim/<policy>/, summary.json first: it is written last, so a folder that has it holds
+# one whole run's set, and a run that stops before the end leaves no summary beside half its files.
+RESULT_FILES = ("summary.json", "episodes.parquet", "figure5.png", "figure6.png", "training.parquet",
+                "seeds.parquet", "seeds_summary.parquet")
+
+
+def clear_results(folder: Path, keep_training: bool = False) -> None:
+    """Remove an earlier run's results from ``folder`` before a new run writes its own (docs/simulate.md, "Run
+    folder"): outputs are replaced as a set, never file by file. A checkpoint stays (``--resume`` reads it), and
+    with ``keep_training`` the learning curve of a checkpoint written before it held its own."""
+    for name in RESULT_FILES:
+        if not (keep_training and name == "training.parquet"):
+            (Path(folder) / name).unlink(missing_ok=True)
 
 
 def _num(value) -> float | None:

@@ -308,6 +308,9 @@ class DiscreteSAC:
         self.update_credit = 0.0  # updates owed to the environment steps taken (updates_per_step)
         self.episodes = 0
         self.wall_s = 0.0  # training wall time so far, validation included (seconds)
+        # One row per episode trained so far, over every resumed run: saved in the checkpoint, so the learning
+        # curve of a run resumed after a Ctrl-C is whole (training.parquet is written only at the end).
+        self.history: list[dict] = []
         # The actor that scored best on the validation episodes so far (see ``train``): what is evaluated.
         self.best: dict | None = None
 
@@ -424,6 +427,7 @@ class DiscreteSAC:
             "update_credit": self.update_credit,
             "wall_s": self.wall_s,
             "best": self.best,
+            "history": self.history,
         }
 
     def save(self, path: Path) -> None:
@@ -462,6 +466,7 @@ class DiscreteSAC:
         )
         agent.update_credit, agent.wall_s = state["update_credit"], state["wall_s"]
         agent.best = state.get("best")
+        agent.history = list(state.get("history") or [])  # absent in checkpoints written before it was kept
         return agent
 
 
@@ -548,6 +553,8 @@ def train(
             row["seconds"] = time.perf_counter() - start
             agent.wall_s += row["seconds"]
             row["wall_s"] = agent.wall_s
+            # plain numbers (not numpy's), so the checkpoint loads with weights_only=True
+            agent.history.append({k: int(v) if isinstance(v, int | np.integer) else float(v) for k, v in row.items()})
             if checkpoint is not None:
                 agent.save(checkpoint)
             rows.append(row)
@@ -597,9 +604,12 @@ def prepare(context: PolicyContext) -> Prepared:
     progress.stop()
     if not checkpoint.exists():
         agent.save(checkpoint)
-    training = pd.DataFrame(rows)
-    if previous is not None:
-        training = pd.concat([previous, training], ignore_index=True)
+    if len(agent.history) == agent.episodes:  # every episode's row, from the checkpoint
+        training = pd.DataFrame(agent.history)
+    else:  # a checkpoint from before the history was kept: what the last finished run wrote, then this one's
+        training = pd.DataFrame(rows)
+        if previous is not None:
+            training = pd.concat([previous, training], ignore_index=True)
     return _prepared(agent, training, options.seed)
 
 

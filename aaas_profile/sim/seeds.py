@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from aaas_profile import limits
 from aaas_profile.errors import UserError
 from aaas_profile.sim.asps import AspSet, SimError
 from aaas_profile.sim.env import SimConfig
-from aaas_profile.sim.runner import SimInterrupted, SimOptions, check_options, simulate
+from aaas_profile.sim.runner import SimInterrupted, SimOptions, check_options, clear_results, simulate
 
 SUMMARY = ("reward", "crashes", "interrupted", "finished", "mean_reward_per_finished")
 
@@ -42,6 +43,7 @@ def parse_seeds(text: str | None, ray_address: str | None) -> list[int] | None:
         raise SimError(str(err)) from None
     if not seeds:
         raise SimError(f"--seeds {text!r} names no seed; give e.g. 0-9 or 0,3,7")
+    limits.check("simulate", "seeds", seeds, SimError)
     return seeds
 
 
@@ -66,8 +68,10 @@ def simulate_seeds(make_asps: Callable[[int], AspSet], out: Path, options: SimOp
     ``out/sim/<policy>/``."""
     if not seeds:
         raise SimError("give at least one seed")
+    limits.no_repeats("seeds", seeds, SimError)
     check_options(options)  # here, once: on Ray a refusal would otherwise come back as a failed task
     out = Path(out)
+    clear_results(out / "sim" / options.policy)  # the aggregate of another set of seeds must not stay beside
     if ray_address is None:
         tables = [_one_seed(make_asps, out, options, config, seed) for seed in seeds]
     else:
