@@ -83,7 +83,14 @@ def _sac(context: PolicyContext) -> Prepared:
     return sac.prepare(context)
 
 
+def _d2sac(context: PolicyContext) -> Prepared:
+    from aaas_profile.sim import d2sac
+
+    return d2sac.prepare(context)
+
+
 for _name in BASELINES:
     register(PolicySpec(_name, _baseline(_name)))
 register(PolicySpec("sac", _sac, learns=True, checkpoint="checkpoint.pt", options=("auto_alpha",),
                     torch_threads=True, label="SAC"))
+register(PolicySpec("d2sac", _d2sac, learns=True, checkpoint="checkpoint.pt", torch_threads=True, label="D2SAC"))
