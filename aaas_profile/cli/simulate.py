@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aaas_profile.cli.common import console, progress_bar
 from aaas_profile.sim import runner
+from aaas_profile.sim.registry import get as get_policy
 from aaas_profile.sim.registry import names as policy_names
 from aaas_profile.sim.seeds import SUMMARY as SEEDS_SUMMARY
 from aaas_profile.sim.seeds import parse_seeds, simulate_seeds
@@ -162,7 +163,7 @@ def simulate(
         result = runner.simulate(asp_set, out, options, config=config, progress=progress)
     finally:
         progress.stop()
-    _print_summary(result, asp_set.source, seed, episodes)
+    _print_summary(result, asp_set.source, seed, episodes, policy)
 
 
 def _print_seeds(summary, seed_list: list[int], options: runner.SimOptions, out: Path) -> None:
@@ -185,7 +186,7 @@ _HEADERS = {"mean_reward_per_finished": "reward /\nfinished", "fraction_of_optim
             "interrupted": "inter-\nrupted", "finished": "fin-\nished"}
 
 
-def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int) -> None:
+def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: int, policy: str) -> None:
     table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)",
                   box=box.SIMPLE_HEAD)
     for column in ("policy", "reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",
@@ -217,8 +218,8 @@ def _print_summary(result: runner.SimResult, source: str, seed: int, episodes: i
         )
     if result.training is not None and len(result.training):
         console.print(
-            f"SAC training: {int(result.training['episode'].max())} episodes, {result.env_steps} env "
-            f"steps, {result.train_seconds:.0f} s"
+            f"{get_policy(policy).title} training: {int(result.training['episode'].max())} episodes, "
+            f"{result.env_steps} env steps, {result.train_seconds:.0f} s"
         )
     for note in result.notes:
         console.print(f"note: {note}")

@@ -116,7 +116,7 @@ class D2SAC(DiscreteSAC):
     """Discrete SAC with :class:`DiffusionActor` as its actor (module docstring)."""
 
     config_class = D2sacConfig
-    label = "D2SAC"
+    name, label = "d2sac", "D2SAC"
 
     def new_actor(self) -> nn.Module:
         cfg = self.config

@@ -89,8 +89,20 @@ def _d2sac(context: PolicyContext) -> Prepared:
     return d2sac.prepare(context)
 
 
+def _sb3(name: str) -> Callable[[PolicyContext], Prepared]:
+    def make(context: PolicyContext) -> Prepared:
+        from aaas_profile.sim import sb3  # here: SB3 and torch load only for these policies
+
+        return sb3.prepare(context, name)
+
+    return make
+
+
 for _name in BASELINES:
     register(PolicySpec(_name, _baseline(_name)))
 register(PolicySpec("sac", _sac, learns=True, checkpoint="checkpoint.pt", options=("auto_alpha",),
                     torch_threads=True, label="SAC"))
 register(PolicySpec("d2sac", _d2sac, learns=True, checkpoint="checkpoint.pt", torch_threads=True, label="D2SAC"))
+for _name in ("dqn", "ppo"):  # Stable-Baselines3's (sim/sb3.py)
+    register(PolicySpec(_name, _sb3(_name), learns=True, checkpoint="model.zip", torch_threads=True,
+                        label=_name.upper()))

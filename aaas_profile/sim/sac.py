@@ -311,7 +311,7 @@ class DiscreteSAC:
         self.best: dict | None = None
 
     config_class = SacConfig  # what ``load`` rebuilds the saved config as (a subclass's own dataclass)
-    label = "SAC"  # its name in messages
+    name, label = "sac", "SAC"  # its registry name (the evaluation tables' ``policy``) and its name in messages
 
     def new_actor(self) -> nn.Module:
         """A freshly initialised actor: features (batch, n_features) → logits (batch, n_actions)."""
@@ -476,7 +476,7 @@ class SacPolicy(Policy):
     name = "sac"
 
     def __init__(self, agent: DiscreteSAC, deterministic: bool = True, best: bool = False):
-        self.agent, self.deterministic = agent, deterministic
+        self.agent, self.deterministic, self.name = agent, deterministic, agent.name
         self.actor = agent.best_actor() if best else agent.actor
 
     def act(self, env, obs):
