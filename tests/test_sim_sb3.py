@@ -1,0 +1,59 @@
+"""DQN and PPO from Stable-Baselines3: they learn on a small table, and SB3's checkpoint round-trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aaas_profile.sim import sb3
+from aaas_profile.sim.asps import SimError
+from aaas_profile.sim.episodes import train_seed
+from aaas_profile.sim.policies import PolicyContext, make_baseline
+from aaas_profile.sim.runner import Progress, SimOptions, run_episode
+from tests.test_sim_sac import small_env
+
+EVAL = range(100, 104)
+
+
+def trained(name: str, folder, episodes: int, **changes):
+    env = small_env()
+    options = SimOptions(policy=name, train_episodes=episodes, **changes)
+    return env, sb3.prepare(PolicyContext(env, folder, options, Progress()), name)
+
+
+def test_the_budget_is_the_training_streams_task_count():
+    env = small_env()
+    counts = []
+    for e in range(3):
+        env.reset(seed=train_seed(5) + e)
+        counts.append(len(env.tasks))
+    assert sb3.budget_steps(env, 5, 3) == sum(counts) > 0
+
+
+@pytest.mark.parametrize("name", ["dqn", "ppo"])
+def test_a_checkpoint_round_trips(tmp_path, name):
+    # validated once, at the last episode, where training stops: the evaluated parameters are the saved ones
+    env, prepared = trained(name, tmp_path, 3, eval_every=3)
+    assert prepared.env_steps == sb3.budget_steps(env, 0, 3) and prepared.selected["episode"] == 3
+    loaded = sb3._load(sb3._algorithm(name), tmp_path / "model.zip", name.upper())
+    live = prepared.policy.model.policy.state_dict()
+    assert live.keys() == loaded.policy.state_dict().keys()
+    for key, value in loaded.policy.state_dict().items():
+        assert torch.equal(value, live[key]), key  # bit for bit: the parameters written are the ones read
+    policy = sb3.Sb3Policy(name, loaded)
+    for seed in EVAL:  # so the greedy episodes are the same, step by step
+        assert run_episode(env, policy, seed) == run_episode(env, prepared.policy, seed)
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path):
+    with pytest.raises(SimError, match="DQN checkpoint .* does not exist"):
+        sb3._load(sb3._algorithm("dqn"), tmp_path / "none.zip", "DQN")
+
+
+@pytest.mark.slow  # about 40 s of one CPU: SB3's PPO needs ~10,000 steps on this table
+def test_ppo_learns_to_beat_crash_avoid(tmp_path):
+    env, prepared = trained("ppo", tmp_path, 80)
+    ppo = np.mean([run_episode(env, prepared.policy, s)["reward"] for s in EVAL])
+    avoid = np.mean([run_episode(env, make_baseline("crash-avoid"), s)["reward"] for s in EVAL])
+    assert ppo > avoid, (ppo, avoid)
