@@ -37,7 +37,8 @@ class RichProgress(runner.Progress):
 
 
 def simulate(
-    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}.")] = "sac",
+    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}; 'all' or a comma list "
+                                             "for one leaderboard (docs/leaderboard.md).")] = "sac",
     preset: Annotated[
         str,
         typer.Option(
@@ -151,6 +152,11 @@ def simulate(
     seed_list = parse_seeds(seeds, ray)
     asp_set = source.load(seed)
     out = source.default_out() if out is None else out
+    if policy == "all" or "," in policy:  # several policies: one leaderboard (docs/leaderboard.md)
+        _leaderboard(source, asp_set, Path(out), policy, seed_list or [seed], ray, config,
+                     runner.SimOptions(episodes=episodes, train_episodes=train_episodes, seed=seed,
+                                       optimum=optimum, optimum_time_limit_s=optimum_time_limit, auto_alpha=auto_alpha))
+        return
     options = runner.SimOptions(policy=policy, episodes=episodes, train_episodes=train_episodes, seed=seed,
                                 baselines=baselines, optimum=optimum, optimum_time_limit_s=optimum_time_limit,
                                 resume=resume, checkpoint=checkpoint, auto_alpha=auto_alpha)
@@ -164,6 +170,29 @@ def simulate(
     finally:
         progress.stop()
     _print_summary(result, asp_set.source, seed, episodes, policy)
+
+
+def _leaderboard(source, asp_set, out: Path, policy: str, seed_list: list[int], ray, config, options) -> None:
+    from aaas_profile.sim import leaderboard
+
+    table = leaderboard.run(source.per_seed(asp_set), out, options, config, leaderboard.parse_policies(policy),
+                            seed_list, ray_address=ray)
+    grid = Table(title=f"leaderboard · {len(seed_list)} seeds × {options.episodes} evaluation episodes",
+                 box=box.SIMPLE_HEAD)
+    for column in ("policy", "reward", "best", "% oracle", "% bound", "crash", "97 %", "steps", "s"):
+        grid.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
+
+    def num(value, fmt):
+        return "no" if value != value else f"{value:{fmt}}"  # "no": not reached on any seed
+
+    for r in table.itertuples():
+        learns = bool(r.reached_97)
+        grid.add_row(r.policy, f"{r.reward_mean:.0f}±{r.reward_std:.0f}", f"{r.best_episode:.0f}",
+                     f"{r.pct_oracle_mean:.1f}±{r.pct_oracle_std:.1f}", f"{r.pct_bound:.1f}", f"{r.crashes:.1f}",
+                     r.reached_97, num(r.steps_to_97, ".0f") if learns else "",
+                     num(r.seconds_to_97, ".0f") if learns else "")
+    console.print(grid)
+    console.print(f"wrote {out / 'sim' / 'leaderboard.csv'} and leaderboard.png")
 
 
 def _print_seeds(summary, seed_list: list[int], options: runner.SimOptions, out: Path) -> None:
