@@ -57,3 +57,12 @@ def test_ppo_learns_to_beat_crash_avoid(tmp_path):
     ppo = np.mean([run_episode(env, prepared.policy, s)["reward"] for s in EVAL])
     avoid = np.mean([run_episode(env, make_baseline("crash-avoid"), s)["reward"] for s in EVAL])
     assert ppo > avoid, (ppo, avoid)
+
+
+@pytest.mark.slow  # about 95 s of one CPU: SB3's DQN needs ~18,000 steps on this table
+def test_dqn_learns_to_beat_crash_avoid(tmp_path):
+    env, prepared = trained("dqn", tmp_path, 150)
+    dqn = np.mean([run_episode(env, prepared.policy, s)["reward"] for s in EVAL])
+    avoid = np.mean([run_episode(env, make_baseline("crash-avoid"), s)["reward"] for s in EVAL])
+    # a narrow margin (measured 20.1 against 19.6): at 80 episodes DQN was still below crash-avoid (17.1)
+    assert dqn > avoid, (dqn, avoid)
