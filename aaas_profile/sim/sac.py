@@ -353,6 +353,13 @@ class DiscreteSAC:
             return int(logits.argmax())
         return int(torch.distributions.Categorical(logits=logits).sample())
 
+    def log_policies(self, obs, next_obs, x, next_x) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π(·|s) (carrying the actor's gradient) and log π(·|s') (detached)."""
+        # One actor pass over s and s' together (cheaper than two for a small MLP); only the s half is used
+        # with its gradient.
+        logp_all = F.log_softmax(self.logits(torch.cat([obs, next_obs]), torch.cat([x, next_x])), dim=1)
+        return logp_all[: len(x)], logp_all[len(x):].detach()
+
     def update(self, batch: tuple | None = None) -> dict:
         """One gradient step on critics, actor and (optionally) α, on ``batch`` or a uniform sample of the buffer.
 
@@ -367,9 +374,7 @@ class DiscreteSAC:
         action = action.long()
         alpha = self.log_alpha.exp().detach()
         x, next_x = self.features(obs), self.features(next_obs)
-        # One actor pass over s and s' together; only the s half carries the actor's gradient.
-        logp_all = F.log_softmax(self.logits(torch.cat([obs, next_obs]), torch.cat([x, next_x])), dim=1)
-        logp, next_logp = logp_all[: len(x)], logp_all[len(x):].detach()
+        logp, next_logp = self.log_policies(obs, next_obs, x, next_x)
         with torch.no_grad():
             # soft state value V(s') = Σ_a π(a|s')·[min(Q̄1, Q̄2)(s', a) − α·log π(a|s')]
             next_q = self.critic_target(next_x).min(dim=0).values
