@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,3 +70,22 @@ def test_one_command_writes_the_table_and_the_figure(tmp_path):
     # identical task streams: every policy ran the same evaluation streams on each seed
     streams = episodes.groupby("policy")["stream_seed"].apply(lambda s: tuple(sorted(s)))
     assert streams.nunique() == 1 and len(streams.iloc[0]) == 4
+
+
+def test_the_report_shows_table_iii_beside_ours_on_agod_seed_0(tmp_path):
+    from aaas_profile.report import leaderboard_section
+
+    (tmp_path / "sim").mkdir()
+    episodes = episodes_table()
+    crossings = pd.DataFrame([("sac", 0, 4000, 60.0)], columns=["policy", "seed", "env_steps", "wall_s"])
+    leaderboard.summarise(episodes, crossings).to_csv(tmp_path / "sim" / "leaderboard.csv", index=False)
+    episodes.to_parquet(tmp_path / "sim" / "leaderboard_episodes.parquet", index=False)
+    (tmp_path / "seed-0" / "sim" / "sac").mkdir(parents=True)
+    (tmp_path / "seed-0" / "sim" / "sac" / "summary.json").write_text('{"asps": "paper preset, seed 0"}')
+    assert "Leaderboard" in leaderboard_section(tmp_path) and "Table III" not in leaderboard_section(tmp_path)
+    (tmp_path / "seed-0" / "sim" / "sac" / "summary.json").write_text('{"asps": "agod preset, seed 0"}')
+    page = leaderboard_section(tmp_path)
+    # the prophet row: published 596; ours on seed 0 is the oracle's two episodes, 590 and 610
+    cells = re.sub(r"<[^>]+>", "|", page)
+    assert "|prophet||596||610.0||600.0 ± 10.0|" in cells
+    assert "|D2SAC||537||–||–|" in cells  # no d2sac in this table: shown as missing, not as zero
