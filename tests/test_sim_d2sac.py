@@ -77,3 +77,24 @@ def test_short_d2sac_run_beats_crash_avoid():
 def test_d2sac_is_registered_as_a_learning_policy():
     spec = registry.get("d2sac")
     assert spec.learns and spec.checkpoint == "checkpoint.pt" and spec.torch_threads and spec.title == "D2SAC"
+
+
+def test_greedy_ties_at_the_clip_bound_go_to_the_better_critic_value():
+    q_values = [0.0, 1.0, 3.0, 2.0]
+    agent = D2SAC(10, 4, small_config(hidden=(8, 8), mask_crashes=False, fit_features=False), seed=0)
+    with torch.no_grad():
+        # the denoiser predicts ε = 0, so x̂0 = √(1/ᾱ_k)·x_k: often beyond ±1, so clipped, so tied at +1
+        agent.actor.body[-2].weight.zero_()
+        agent.actor.body[-2].bias.zero_()
+        agent.critic.weights[-1].zero_()
+        agent.critic.biases[-1].copy_(torch.tensor([q_values, q_values])[:, None, :])
+    obs = np.zeros(10, np.float32)
+    ties = 0
+    for noise in range(30):
+        torch.manual_seed(noise)
+        logits = agent.logits(torch.zeros(1, 10), torch.zeros(1, 10))[0]
+        top = [int(i) for i in torch.nonzero(logits >= logits.max() - 1e-6).flatten()]
+        ties += len(top) > 1
+        torch.manual_seed(noise)  # the same noise inside act: the same logits
+        assert agent.act(obs, deterministic=True) == max(top, key=lambda i: q_values[i]), logits
+    assert ties > 0  # the case under test happened

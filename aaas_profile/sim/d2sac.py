@@ -22,6 +22,13 @@ batch 512, weight decay 1e-4, denoiser hidden 256 with a 16-wide step embedding.
   it back to get the plain rule.
 - The soft target keeps SAC's entropy term (−α·log π at s') and uses the current actor at s' (without
   autograd), not a target copy of the diffusion actor: one network fewer to keep and average.
+- Greedy evaluation breaks ties by the critics. With x̂0 clipped to ±1 the best ASPs often share the top
+  logit exactly: for the actor trained 12 episodes on the paper preset (seed 0, γ 0.5, actor lr 3e-4), 61 %
+  of the decisions along an oracle-driven episode had a tie, 2.2 ASPs on average, and ``argmax`` takes the
+  lowest index among them. Choosing, among the tied ASPs, the one with the highest mean of the twin critics
+  raised that actor's greedy reward from 89.4 % to 94.5 % of the greedy oracle's on 5 evaluation streams
+  (541.7 → 572.7, oracle 606.0). Training (sampling from π) is unchanged. The clip also zeroes the actor's
+  gradient at the bound, which likely caps what it learns (a wider ``x0_clip`` is the untested next step).
 - 0.5 updates per environment step on batches of 128, like ``sac``, not the authors' 512: on one CPU thread
   an update on 512 took 3.1× as long as one on 128 (7.4 against 23.3 updates/s, measured in one run under
   load), which made one training episode cost about a minute. ``batch_size=512`` restores the authors' value.
@@ -122,6 +129,23 @@ class D2SAC(DiscreteSAC):
         cfg = self.config
         return DiffusionActor(self.n_features, self.n_actions, hidden=cfg.hidden[0], steps=cfg.denoise_steps,
                               t_dim=cfg.t_dim, clip=cfg.x0_clip, activation=cfg.activation)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False, actor: nn.Module | None = None) -> int:
+        """A sampled action, or (``deterministic``) the argmax of π with ties broken by the twin critics' mean.
+
+        x̂0 is clipped to ±1, so several ASPs often share the top logit exactly (module docstring); a plain
+        argmax would then pick the lowest index among them."""
+        if not deterministic:
+            return super().act(obs, deterministic=False, actor=actor)
+        obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(0)
+        x = self.features(obs_t)
+        logits = self.logits(obs_t, x, actor)[0]
+        tied = logits >= logits.max() - 1e-6
+        if int(tied.sum()) == 1:
+            return int(logits.argmax())
+        q = self.critic(x).mean(dim=0)[0]
+        return int(torch.where(tied, q, torch.full_like(q, -torch.inf)).argmax())
 
     def log_policies(self, obs, next_obs, x, next_x) -> tuple[torch.Tensor, torch.Tensor]:
         # Two passes, s' without autograd: one joint pass would backpropagate through all five denoising
