@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup check-deps constraints browser test test-all demo bench lint clean
+.PHONY: setup check-deps constraints browser test test-all test-portability demo bench lint clean
 
 setup: check-deps $(VENV)/.installed browser
 
@@ -30,11 +30,17 @@ browser:
 test: check-deps setup
 	$(BIN)/python -m pytest
 
+# the tests marked numeric again with ATEN_CPU_CAPABILITY=avx2 and =default at 1 and 2 threads, and those marked
+# timing beside two busy processes (docs/testing.md, "Portability"); CI runs it after `make test`
+test-portability: setup
+	PY=$(BIN)/python tools/test_portability.sh
+
 # also the tests marked slow or gpu (the gpu ones skip themselves without CUDA)
 test-all: setup
 	$(BIN)/python -m pytest -m ""
 
-# the main job on the bundled default (faces model, a few CPU minutes), then its fit and report page
+# the main job on the bundled default (faces model: the paper's t_T axis 10-250, about 3 CPU minutes), then its
+# fit and report page
 demo: setup
 	$(BIN)/aaas-profile sweep --out results/demo
 	$(BIN)/aaas-profile fit results/demo
@@ -45,6 +51,7 @@ bench: setup
 	$(BIN)/python bench/bench_sweep.py
 	$(BIN)/python bench/bench_sweep.py --model celeba-random --images 2 --steps 5 --no-scoring \
 	    --variants naive,project-batched,project-channels-last,project-bf16,project-bf16-channels-last
+	$(BIN)/python bench/bench_protocol.py
 	$(BIN)/python bench/bench_sim.py
 
 lint: setup

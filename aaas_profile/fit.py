@@ -1,7 +1,7 @@
 """Fit the four-parameter quality model of Du et al. (2023) to a run's scores, with bootstrap uncertainty,
 a comparison against smooth saturating curves, and the runtime model.
 
-The model (DESIGN.md, "The four-parameter model"), for x the step count (or UNet calls, or seconds per image)
+The model (docs/design.md, "The four-parameter model"), for x the step count (or UNet calls, or seconds per image)
 and y a metric value in its raw units::
 
     f(x) = Ay                                 for x ≤ Ax
@@ -10,7 +10,7 @@ and y a metric value in its raw units::
 
 with min(x) ≤ Ax < Bx ≤ max(x). It serves rising (higher-is-better) and falling (lower-is-better) curves alike.
 Every image is measured at every step count, so by default the curve's shape is shared and each image gets its
-own level (``image_offsets``: y = f(x) + u_image + e), as DESIGN.md describes; ``pooled`` fits one curve
+own level (``image_offsets``: y = f(x) + u_image + e), as docs/design.md describes; ``pooled`` fits one curve
 through all points. Both are exact global least-squares fits (``solve_profile``), with a bootstrap over whole
 images, R² within images, pooled and on the per-step medians, a paired test of whether steps matter at all
 (``step_effect``), flags a reader must see (``curve_flags``) and where the median stops gaining (``stop_point``).
@@ -40,26 +40,44 @@ from aaas_profile.sim.formulas import paper_runtime_s as paper_runtime  # noqa: 
 
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
-# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × jump
-# setting (RePaint's j/r; 0/0 for other samplers) × metric.
-CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "jump_length", "jump_n_sample", "metric")
-# What a scores table (or fit.json curve) written before samplers existed means: RePaint, no further parameters
-# (the values runs.read_scores fills old parts with).
+# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × walk
+# (respacing: "250" t_T on the 250-step grid, "steps" the steps walk) × jump setting (RePaint's j/r; 0/0 for
+# other samplers) × metric.
+CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample", "metric")
+# What a scores table (or fit.json curve) written before samplers existed means: diffusers' RePaint on the steps
+# walk, no further parameters (the values runs.read_scores fills old parts with).
 SAMPLER_DEFAULTS = runs.LEGACY_SAMPLER
 # What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
-SETTING_KEYS = ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample")
+SETTING_KEYS = ("model", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample")
+# What the x axis "steps" means on each walk, for fit.json's "x" (docs/fit-json.md) and the simulator, whose
+# tasks ask for t_T on the paper's 250-step grid (docs/protocol.md).
+STEPS_WALK = "steps"
+
+
+def walk_meaning(respacing: str) -> str:
+    """What ``steps`` counts on the walk ``respacing`` (a scores table's column), in words."""
+    if respacing == STEPS_WALK:
+        return ("denoising steps spread over the whole training range (diffusers' num_inference_steps), not the "
+                "paper's t_T")
+    return f"t_T: the chain starts at index t_T − 1 of the {respacing}-step respaced grid (the paper's x axis)"
+
+
+def in_task_units(curve) -> bool:
+    """Whether a curve's x (fitted against steps) is in the simulator's task units: t_T on a respaced grid
+    (the paper's protocol), not the steps walk."""
+    return str(setting_of(curve)["respacing"]) != STEPS_WALK
 
 
 def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
-    """``scores`` with the ``sampler`` and ``sampler_params`` columns, filled with ``SAMPLER_DEFAULTS`` where a
-    table written before samplers lacks them (a copy only when something is added)."""
+    """``scores`` with the ``sampler``, ``sampler_params`` and ``respacing`` columns, filled with
+    ``SAMPLER_DEFAULTS`` where a table written before them lacks them (a copy only when something is added)."""
     missing = {k: v for k, v in SAMPLER_DEFAULTS.items() if k not in scores.columns}
     return scores.assign(**missing) if missing else scores
 
 
 def setting_of(curve) -> dict:
     """A curve's setting (``SETTING_KEYS``) from a curve key, a fit.json entry or a scores row (anything with
-    ``get``); one from before samplers reads as RePaint with no parameters."""
+    ``get``); one from before samplers or the respacing column reads as ``SAMPLER_DEFAULTS``."""
     return {k: curve.get(k, SAMPLER_DEFAULTS.get(k)) for k in SETTING_KEYS}
 
 
@@ -78,19 +96,22 @@ def varying_settings(curves: list) -> list[str]:
 
 def setting_cells(curve, varying: list[str]) -> dict[str, str]:
     """What tells ``curve`` apart from the run's other curves, for the keys in ``varying``
-    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``jumps`` as j/r,
-    "–" for a sampler other than RePaint (it has no jumps)."""
+    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``respacing`` (the
+    walk); ``jumps`` as j/r, "–" for a sampler without jumps."""
     s, cells = setting_of(curve), {}
     if "model" in varying:
         cells["model"] = str(s["model"])
     if "sampler" in varying or "sampler_params" in varying:
         cells["sampler"] = sampler_label(s)
+    if "respacing" in varying:
+        cells["respacing"] = str(s["respacing"])
     if "jump_length" in varying or "jump_n_sample" in varying:
-        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if s["sampler"] == "repaint" else "–"
+        jumps = int(s.get("jump_length") or 0)
+        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if jumps > 0 else "–"
     return cells
 
 
-SETTING_COLUMNS = ("model", "sampler", "jumps")  # the columns ``setting_cells`` may give, in order
+SETTING_COLUMNS = ("model", "sampler", "respacing", "jumps")  # the columns ``setting_cells`` may give, in order
 
 
 class FitError(UserError, ValueError):
@@ -438,7 +459,7 @@ def compare_models(x, y, piece: Piecewise | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 # What `fit --model` can fit. Every image is measured at every step count, so the default shares the curve's
-# shape across images and gives each image its own level (DESIGN.md, "The four-parameter model").
+# shape across images and gives each image its own level (docs/design.md, "The four-parameter model").
 FIT_MODELS = {
     "image_offsets": "y = f(x) + u_image + e: shape (Ax, Bx, By - Ay) shared, one level u per image; the offsets "
                      "average to zero over images, so Ay and By are the average image's levels",
@@ -569,18 +590,138 @@ def stop_point(stats: pd.DataFrame, higher_is_better: bool, fraction: float = ST
             "gain_after": float(gain_after[index]), "fraction": fraction, "top_of_grid": index == len(g) - 1}
 
 
-def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFFECT_ALPHA) -> dict:
-    """Do steps change the metric at all? A paired test over images of the top of the grid against its bottom.
+def _weighted_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(resamples, levels) medians over images of ``values`` (images, levels), image i drawn ``counts[:, i]``
+    times: np.median of each resample's multiset of images, without building it."""
+    n = values.shape[0]
+    lower_pos, upper_pos = (n + 1) // 2, n // 2 + 1  # 1-based positions of the middle element(s)
+    out = np.empty((counts.shape[0], values.shape[1]))
+    for j in range(values.shape[1]):
+        order = np.argsort(values[:, j], kind="stable")
+        cum = np.cumsum(counts[:, order], axis=1)
+        lower = values[order, j][np.argmax(cum >= lower_pos, axis=1)]
+        upper = values[order, j][np.argmax(cum >= upper_pos, axis=1)]
+        out[:, j] = (lower + upper) / 2
+    return out
 
-    Per image, its mean at the largest x against its mean at the smallest (images measured at both; when
-    fewer images reach the largest x, the largest x that as many images share with the smallest as any does);
-    ``gain`` is signed so that positive is better. Wilcoxon signed-rank test, two-sided (scipy; exact for small
-    samples without ties), with effect sizes: the median gain (raw units), the matched-pairs rank-biserial
-    correlation (Kerby 2014: (R₊ − R₋)/(R₊ + R₋), −1 to 1) and Cohen's d_z (mean gain / its SD). With fewer
-    than 6 images no two-sided result can reach p < 0.05 (n = 5: p ≥ 0.0625), which ``note`` says.
+
+def _stop_index(g: np.ndarray, fraction: float) -> np.ndarray:
+    """Per row of ``g`` (resamples, levels; larger = better): the first level beyond which no later level is
+    better by ``fraction`` of the row's range (``stop_point``'s rule)."""
+    spread = g.max(axis=1) - g.min(axis=1)
+    best_later = np.concatenate([np.maximum.accumulate(g[:, ::-1], axis=1)[:, ::-1][:, 1:],
+                                 np.full((len(g), 1), -np.inf)], axis=1)
+    small = np.maximum(best_later - g, 0.0) < fraction * spread[:, None]
+    return np.where(spread > 0, np.argmax(small, axis=1), 0)
+
+
+def noisy_stop(points: pd.DataFrame, stats: pd.DataFrame, higher_is_better: bool, counts: np.ndarray,
+               level: float = 0.95, fraction: float = STOP_FRACTION) -> dict:
+    """``stop_point`` made robust to the noise the bootstrap measures, with its interval.
+
+    Each resample of images (``counts``: ``bootstrap_counts``) gives the median over images of each image's
+    mean at each step count, less that image's mean over all step counts (the change with steps, paired), and
+    from it a stop (``stop_point``'s rule). The stop reported is the first step
+    count beyond which more steps gain ≥ ``fraction`` of the range in fewer than ``level`` of the resamples:
+    a further gain that the images cannot show apart from their noise is not worth paying for. ``ci`` holds
+    the ``level`` percentile interval of the resamples' stops (in steps); ``top_of_grid`` is true when even
+    the last step's gain is clear. Images with a missing step count are left out of the resamples; with fewer
+    than ``MIN_IMAGES_FOR_INTERVALS`` complete images (or no resamples) the plain ``stop_point`` is returned."""
+    plain = stop_point(stats, higher_is_better, fraction)
+    means = points.groupby(["image_id", "x"])["value"].mean().unstack("x").dropna()
+    if counts.size == 0 or len(means) < MIN_IMAGES_FOR_INTERVALS or len(means) != counts.shape[1]:
+        return {**plain, "ci": [float("nan"), float("nan")], "rule": "median", "plain_steps": plain["steps"]}
+    # Each image centred on its own mean: the medians then follow the change with steps, not which image
+    # happens to be the median one at each step count (images differ more than steps change them).
+    values = means.to_numpy(float) * (1.0 if higher_is_better else -1.0)
+    g = _weighted_medians(values - values.mean(axis=1, keepdims=True), counts)
+    stops = _stop_index(g, fraction)
+    # P(the resample still gains ≥ fraction of its range after level j) = P(its stop lies beyond j)
+    beyond = np.array([np.mean(stops > j) for j in range(g.shape[1])])
+    index = int(np.argmax(beyond < level)) if np.any(beyond < level) else g.shape[1] - 1
+    steps = stats["steps"].to_numpy(float)
+    alpha = (1 - level) / 2
+    ci = [float(np.quantile(steps[stops], alpha, method="inverted_cdf")),
+          float(np.quantile(steps[stops], 1 - alpha, method="inverted_cdf"))]
+    row = stats.iloc[index]
+    return {**plain, "steps": int(row["steps"]), "x": float(row["x"]), "unet_calls": float(row["unet_calls"]),
+            "wall_s": float(row["wall_s"]), "median": float(row["median"]), "ci": ci, "level": level,
+            "still_gaining_share": float(beyond[index]), "top_of_grid": index == len(steps) - 1,
+            "rule": "bootstrap", "plain_steps": plain["steps"]}
+
+
+EXACT_LEVELS = 8  # Page's test is enumerated exactly up to 8 step counts (8! orders per image), else sampled
+PERMUTATIONS = 20_000  # Monte Carlo orders beyond that: p to about ±0.003 at p = 0.05 (binomial SD)
+
+
+def images_needed(n_levels: int, alpha: float = EFFECT_ALPHA) -> int:
+    """The fewest images with which Page's trend test over ``n_levels`` step counts can reach p < ``alpha``
+    (two-sided): the smallest attainable p is 2/(k!)ⁿ, every image in the same strict order."""
+    if n_levels < 2:
+        return 0
+    orders = math.factorial(n_levels)
+    return max(1, math.ceil(math.log(2 / alpha) / math.log(orders) + 1e-12))
+
+
+def page_trend(values: np.ndarray, rng: np.random.Generator | None = None) -> tuple[float, float, float]:
+    """Page's L test for a trend over ordered levels in repeated measures (Page 1963), two-sided, exact.
+
+    ``values`` is (images, levels), levels in increasing x, larger = better. Within each image the values are
+    ranked (ties averaged); the statistic is Σ over images and levels of (level index − centre) × rank. Under
+    "steps do not matter" every order of an image's values is equally likely, independently across images; the
+    null distribution is the convolution of each image's distribution over its k! orders (exact up to
+    ``EXACT_LEVELS`` levels, sampled beyond). Returns (statistic, p, trend): trend is the statistic over its
+    largest possible value, in [−1, 1] (1: every image improves at every step count)."""
+    from itertools import permutations
+
+    from scipy import stats as scipy_stats
+
+    n, k = values.shape
+    centre = 2 * np.arange(k) - (k - 1)  # 2 × (index − centre): integers
+    ranks = np.vstack([scipy_stats.rankdata(row) for row in values]) * 2  # integers (ties: halves × 2)
+    observed = int(round(float((ranks @ centre).sum())))
+    largest = float(np.sum(centre * 2 * (np.arange(k) + 1))) * n
+    trend = observed / largest if largest else 0.0
+    if k <= EXACT_LEVELS:
+        orders = np.array(list(permutations(range(k))))
+        lo, hi = 0, 0
+        dist = np.ones(1)  # probabilities of the running sum, offset lo
+        for row in ranks:
+            sums = np.rint(row[orders] @ centre).astype(np.int64)
+            rlo = int(sums.min())
+            counts = np.bincount(sums - rlo) / len(sums)
+            dist = np.convolve(dist, counts)
+            lo, hi = lo + rlo, hi + int(sums.max())
+        support = np.arange(lo, lo + dist.size)
+        p = float(dist[np.abs(support) >= abs(observed)].sum())
+    else:
+        rng = rng or np.random.default_rng(0)
+        extreme = 0
+        for start in range(0, PERMUTATIONS, 1000):  # in chunks: (1000, images, levels) at a time
+            keys = rng.random((min(1000, PERMUTATIONS - start), n, k))
+            shuffled = np.take_along_axis(np.broadcast_to(ranks, keys.shape), keys.argsort(axis=2), axis=2)
+            extreme += int(np.sum(np.abs(np.rint(shuffled @ centre).sum(axis=1)) >= abs(observed)))
+        p = float((1 + extreme) / (PERMUTATIONS + 1))
+    return observed / 4, min(p, 1.0), trend
+
+
+def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFFECT_ALPHA) -> dict:
+    """Do steps change the metric at all? Page's trend test over every step count, within images.
+
+    Per image its mean at each x (over masks and seeds); images measured at every x take part (when none is,
+    the test falls back to the bottom and top of the grid: an exact sign-flip test). The test uses every step
+    count, so a few images that all improve conclude (four images at seven step counts: p ≈ 10⁻¹³), where a
+    test of the top of the grid against its bottom cannot reach p < 0.05 under six images. ``note`` says when
+    no result could reach ``alpha`` with these images and step counts (``images_needed``).
+
+    Beside it, descriptive effect sizes of the top of the grid against its bottom (images measured at both;
+    when fewer images reach the largest x, the largest x that as many images share with the smallest as any
+    does): images better/worse/tied, the median gain (raw units, positive = better), the matched-pairs
+    rank-biserial correlation (Kerby 2014) and Cohen's d_z (mean gain / its SD).
     """
     from scipy import stats as scipy_stats
 
+    sign = 1.0 if higher_is_better else -1.0
     means = points.groupby(["image_id", "x"])["value"].mean().unstack("x")
     lo = means.columns[0]
     # The top: the largest x with as many images paired with the bottom as any x has, so an extended or
@@ -588,25 +729,34 @@ def step_effect(points: pd.DataFrame, higher_is_better: bool, alpha: float = EFF
     paired = means.notna().mul(means[lo].notna(), axis=0).sum()
     hi = paired.index[1:][paired.iloc[1:] == paired.iloc[1:].max()][-1] if len(paired) > 1 else lo
     per = means[[lo, hi]].dropna()
-    gain = (per[hi] - per[lo]).to_numpy(float) * (1.0 if higher_is_better else -1.0) if len(per) else np.array([])
+    gain = (per[hi] - per[lo]).to_numpy(float) * sign if len(per) else np.array([])
     n = int(gain.size)
+    complete = means.dropna().to_numpy(float) * sign
+    if len(complete) == 0 or complete.shape[1] < 2:
+        complete = per.to_numpy(float) * sign
+    if complete.size and complete.shape[1] >= 2:
+        _, p, trend = page_trend(complete)
+    else:
+        p, trend = float("nan"), 0.0
     nonzero = gain[gain != 0]
+    rank_biserial = 0.0
     if nonzero.size:
-        with np.errstate(all="ignore"):
-            p = float(scipy_stats.wilcoxon(nonzero).pvalue)
         ranks = scipy_stats.rankdata(np.abs(nonzero))
         rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
-    else:
-        p, rank_biserial = (1.0 if n else float("nan")), 0.0
     sd = float(np.std(gain, ddof=1)) if n >= 2 else float("nan")
     steps_of = points.groupby("x")["steps"].median()
+    tested, levels = (int(complete.shape[0]), int(complete.shape[1])) if complete.size else (0, 0)
+    need = images_needed(levels, alpha)
     return {
-        "test": "wilcoxon_signed_rank", "alternative": "two-sided", "alpha": alpha,
+        "test": "page_trend", "alternative": "two-sided", "alpha": alpha, "p_value": p, "trend": trend,
+        "test_images": tested, "test_levels": levels, "images_needed": need,
         "low_steps": int(steps_of[lo]), "high_steps": int(steps_of[hi]), "n_images": n,
         "better": int((gain > 0).sum()), "worse": int((gain < 0).sum()), "ties": int((gain == 0).sum()),
-        "p_value": p, "median_gain": float(np.median(gain)) if n else float("nan"),
+        "median_gain": float(np.median(gain)) if n else float("nan"),
         "rank_biserial": rank_biserial, "cohens_dz": float(np.mean(gain) / sd) if n >= 2 and sd > 0 else float("nan"),
-        "note": "" if n >= 6 else f"with {n} image(s) no two-sided result can reach p < {alpha:g}",
+        "note": "" if tested >= need and levels >= 2 else (
+            f"with {tested} image(s) at {levels} step count(s) no result can reach p < {alpha:g} "
+            f"(needs ≥ {need} images)"),
     }
 
 
@@ -620,31 +770,51 @@ def curve_flags(curve_effect: dict, n_levels: int, n_images: int, levels: np.nda
             why.append(f"{n_levels} distinct x value(s) for four parameters (need {MIN_LEVELS_FOR_INTERVALS})")
         if n_images < MIN_IMAGES_FOR_INTERVALS:
             why.append(f"{n_images} image(s) to resample (need {MIN_IMAGES_FOR_INTERVALS})")
-        flags.append({"code": "under_determined",
+        flags.append({"code": "under_determined", "summary": "under-determined: no intervals",
                       "message": "under-determined, no intervals: " + " and ".join(why)})
     e = curve_effect
     p = e["p_value"]
-    test = (f"{e['high_steps']} vs {e['low_steps']} steps: {e['better']} of {e['n_images']} images better, "
-            f"{e['worse']} worse, Wilcoxon p = {p:.2g}, median gain {e['median_gain']:.3g}, "
-            f"rank-biserial {e['rank_biserial']:.2f}" + (f"; {e['note']}" if e["note"] else ""))
+    test = (f"Page's trend test over {e['test_levels']} step counts, {e['test_images']} images: p = {p:.2g}, "
+            f"trend {e['trend']:+.2f}; {e['high_steps']} vs {e['low_steps']} steps: {e['better']} of "
+            f"{e['n_images']} images better, {e['worse']} worse, median gain {e['median_gain']:.3g}"
+            + (f"; {e['note']}" if e["note"] else ""))
     effect = p == p and p < e["alpha"]
-    if effect and e["rank_biserial"] < 0:
-        flags.append({"code": "worse_with_steps", "message": f"quality gets worse with more steps ({test})"})
+    if effect and e["trend"] < 0:
+        flags.append({"code": "worse_with_steps", "summary": "quality gets worse with more steps",
+                      "message": f"quality gets worse with more steps ({test})"})
     elif not effect:
-        flags.append({"code": "no_effect", "message": f"no measurable effect of steps ({test})"})
+        flags.append({"code": "no_effect", "summary": "no measurable effect of steps",
+                      "message": f"no measurable effect of steps ({test})"})
     if effect and n_levels >= 3:
         tol = 1e-9 * (levels[-1] - levels[0])
         # Bx before the third grid point: at most the first two step counts lie on the rise, so its shape
         # (and Ax) is not resolved; a Bx a hair above the second point is "at" it for any practical purpose.
         if bx < levels[2] - tol:
-            flags.append({"code": "saturated_in_grid", "message": (
-                f"saturated within the grid: add lower step counts (Bx = {bx:.3g}, before the third grid point "
-                f"at {steps[2]:g} steps: only {int(np.sum(levels < bx - tol))} step count(s) on the rise)")})
+            flags.append({"code": "saturated_in_grid",
+                          "summary": f"the fitted rise ends before the third step count; {_finer_grid(steps)}",
+                          "message": (
+                f"saturates within the first grid points (Bx = {bx:.3g}, before the third at {steps[2]:g} steps: "
+                f"only {int(np.sum(levels < bx - tol))} step count(s) on the rise); {_finer_grid(steps)}")})
         elif not saturated:
-            flags.append({"code": "not_saturated", "message": (
+            flags.append({"code": "not_saturated",
+                          "summary": "not saturated within the grid: add higher step counts", "message": (
                 f"not saturated within the grid: add higher step counts (Bx = {bx:.3g}, fewer than two grid "
                 f"points at or beyond it)")})
     return flags
+
+
+def _finer_grid(steps: np.ndarray) -> str:
+    """What would resolve a rise that ends before the third step count, never advice the grid already follows:
+    lower counts where the grid starts above 1, else counts between the first and the third, else nothing."""
+    first, third = int(steps[0]), int(steps[2])
+    if first > 1:
+        return f"add lower step counts (below {first}) to resolve the rise"
+    between = [s for s in range(first + 1, third) if s not in set(steps.astype(int))]
+    # divisors of the 1000 training steps first: the strided walk starts every such count from pure noise
+    between = [s for s in between if 1000 % s == 0] or between
+    if between:
+        return f"add step counts between {first} and {third} (e.g. {', '.join(map(str, between[:3]))}) to resolve it"
+    return "no finer grid of whole steps exists there: the rise is complete by the third step count"
 
 
 def refusal(entry: dict) -> str | None:
@@ -736,8 +906,10 @@ def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples
     ci = {n: (float("nan"), float("nan")) for n in names}
     sd = {n: float("nan") for n in names}
     share = float("nan")
+    counts = np.empty((0, images.size))
     if resamples > 0 and not any(f["code"] == "under_determined" for f in flags):
-        boot = solve(bootstrap_counts(images.size, resamples, rng))
+        counts = bootstrap_counts(images.size, resamples, rng)
+        boot = solve(counts)
         alpha = (1 - level) / 2
         ci = {n: (float(np.quantile(boot[n], alpha)), float(np.quantile(boot[n], 1 - alpha))) for n in names}
         sd = {n: float(np.std(boot[n], ddof=1)) if resamples > 1 else float("nan") for n in names}
@@ -756,7 +928,8 @@ def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples
         n_images=int(images.size), n_points=int(y.size), x_levels=levels, level_stats=stats,
         saturated=bool(_plateau_seen(estimate.bx, levels, upper=True)),
         floor_observed=bool(_plateau_seen(estimate.ax, levels, upper=False)), share_not_saturated=share,
-        comparison=compare_models(x, y_compared), effect=effect, stop=stop_point(stats, higher_is_better),
+        comparison=compare_models(x, y_compared), effect=effect,
+        stop=noisy_stop(points, stats, higher_is_better, counts, level),
         flags=flags, points=points[["image_id", "x", "value"]].reset_index(drop=True),
     )
 
@@ -853,29 +1026,39 @@ def runtime_warning(entry: dict) -> str | None:
     return None
 
 
+def runtime_rank(sampler: str, respacing: str) -> int:
+    """Which runtime model the simulator takes first: the authors' RePaint on a respaced grid (the paper's
+    protocol, task units), then RePaint on the steps walk, then diffusers' RePaint, then the other samplers."""
+    if sampler == "repaint":
+        return 0 if respacing != STEPS_WALK else 1
+    return 2 if sampler == "repaint-diffusers" else 3
+
+
 def fit_runtime(scores: pd.DataFrame) -> list[dict]:
     """Seconds per image against steps (quadratic, the paper's form) and against UNet calls (linear).
 
-    One entry per (model, sampler, sampler parameters, jump setting, device, dtype), from one row per cell (the
-    scores table repeats a cell's wall_s on each metric row); ``coef`` holds ascending powers, c0 + c1·x + c2·x²,
-    in seconds per image. Cells with a missing or non-finite wall_s are left out. RePaint's entries come first
-    (``build_document`` hands the first to the simulator), then the other samplers by name.
+    One entry per (model, sampler, sampler parameters, respacing, jump setting, device, dtype), from one row per
+    cell (the scores table repeats a cell's wall_s on each metric row); ``coef`` holds ascending powers,
+    c0 + c1·x + c2·x², in seconds per image. Cells with a missing or non-finite wall_s are left out. The order
+    is ``runtime_rank``'s (``build_document`` hands the first to the simulator).
     """
     scores = with_sampler_columns(scores)
     cells = scores.drop_duplicates(subset=list(dict.fromkeys([*runs.CELL_KEY, *SAMPLER_DEFAULTS])))
     cells = cells[np.isfinite(cells["wall_s"].to_numpy(float))]
-    cells = cells.assign(_not_repaint=cells["sampler"] != SAMPLER_DEFAULTS["sampler"])
+    cells = cells.assign(_rank=[runtime_rank(s, r) for s, r in zip(cells["sampler"], cells["respacing"],
+                                                                      strict=True)])
     out = []
-    for (_, model, sampler, params, jl, jn, device, dtype), group in cells.groupby(
-        ["_not_repaint", "model", "sampler", "sampler_params", "jump_length", "jump_n_sample", "device", "dtype"],
-        sort=True,
+    for (_, model, sampler, params, respacing, jl, jn, device, dtype), group in cells.groupby(
+        ["_rank", "model", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample", "device",
+         "dtype"], sort=True,
     ):
         steps, calls = group["steps"].to_numpy(float), group["unet_calls"].to_numpy(float)
         wall = group["wall_s"].to_numpy(float)
         measured = group.groupby("steps").agg(unet_calls=("unet_calls", "median"), median_wall_s=("wall_s", "median"),
                                               n_cells=("wall_s", "size")).reset_index()
         entry = {
-            "model": model, "sampler": str(sampler), "sampler_params": str(params), "jump_length": int(jl),
+            "model": model, "sampler": str(sampler), "sampler_params": str(params), "respacing": str(respacing),
+            "jump_length": int(jl),
             "jump_n_sample": int(jn), "device": device, "dtype": dtype,
             "batch_sizes": sorted(int(b) for b in group["batch_size"].unique()), "n_cells": int(len(group)),
             "measured": {k: [float(v) for v in measured[k]] for k in measured.columns},
@@ -940,3 +1123,49 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
         rng = np.random.default_rng(curve_seed(seed, key))
         curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves
+
+
+def recommendations(curves: list) -> list[dict]:
+    """One recommendation in words per curve group (``CURVE_KEY`` but the metric: a mask under one setting),
+    from its curves' noise-aware stops (``noisy_stop``). ``curves`` are ``CurveFit``s or fit.json entries.
+
+    The steps to pay for are the largest stop among the metrics that steps improve measurably; metrics with
+    no measurable effect (or worse with steps) are named, not counted. Each entry: ``group`` (the key), ``steps``
+    (None when no metric improves), ``top_of_grid`` (a metric still gains at the largest step count) and
+    ``text``."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in curves:
+        entry = c.to_dict() if hasattr(c, "to_dict") else c
+        key = tuple((k, entry.get(k, SAMPLER_DEFAULTS.get(k))) for k in CURVE_KEY if k != "metric")
+        groups.setdefault(key, []).append(entry)
+    out = []
+    for key, entries in groups.items():
+        moving = [e for e in entries if not has_no_stop(e.get("flags")) and isinstance(e.get("stop"), dict)]
+        flat = [e["metric"] for e in entries if has_no_stop(e.get("flags"))]
+        flat_text = f"; no measurable effect of steps on {', '.join(flat)}" if flat else ""
+        if not moving:
+            out.append({"group": dict(key), "steps": None, "top_of_grid": False,
+                        "text": "steps make no measurable difference on any metric: pay for the fewest"
+                                + (f" ({', '.join(flat)} tested)" if flat else "")})
+            continue
+        steps = max(int(e["stop"]["steps"]) for e in moving)
+        deciding = [e["metric"] for e in moving if int(e["stop"]["steps"]) == steps]
+        gaining = [e["metric"] for e in moving if e["stop"].get("top_of_grid")]
+        if gaining:
+            verb = "still gains" if len(gaining) == 1 else "still gain"
+            text = (f"pay for at least {steps} steps, the top of the grid: {', '.join(gaining)} {verb} there "
+                    f"(sweep higher step counts to find where they stop){flat_text}")
+        else:
+            intervals = ", ".join(f"{e['metric']} {_steps_interval(e['stop'])}" for e in moving)
+            text = (f"pay for {steps} steps: beyond it no metric gains measurably (set by {', '.join(deciding)}; "
+                    f"stops with {round(100 * moving[0]['stop'].get('level', 0.95))} % intervals: {intervals})"
+                    f"{flat_text}")
+        out.append({"group": dict(key), "steps": steps, "top_of_grid": bool(gaining), "text": text})
+    return out
+
+
+def _steps_interval(stop: dict) -> str:
+    ci = stop.get("ci") or [float("nan")] * 2
+    if ci[0] != ci[0]:
+        return str(stop["steps"])
+    return f"{stop['steps']} [{ci[0]:g}–{ci[1]:g}]"

@@ -17,8 +17,9 @@ import numpy as np
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, not_found
 
-SCHEMA_VERSION = 2  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit
-READABLE_VERSIONS = (1, 2)  # version 1 files (no offsets, r2 a number) are still read by report and simulate
+SCHEMA_VERSION = 3  # 2: per-image offsets, r2 an object, flags, effect, stop, median_fit; 3: effect is Page's
+# trend test, stop is noise-aware with an interval, recommendations
+READABLE_VERSIONS = (1, 2, 3)  # versions 1 (no offsets, r2 a number) and 2 are still read by report and simulate
 NAME = "fit.json"
 
 

@@ -27,8 +27,12 @@ from aaas_profile.fit import (
     FitError,
     fit_runtime,
     fit_scores,
+    in_task_units,
     quality_scales,
+    recommendations,
+    setting_of,
     to_unit,
+    walk_meaning,
 )
 from aaas_profile.sim.formulas import PAPER_RUNTIME
 
@@ -76,6 +80,16 @@ def load_scores(run: Path, x: str = "steps", metrics: list[str] | None = None, d
     return scores.reset_index(drop=True)
 
 
+def x_axis(x: str, curves: list[CurveFit]) -> dict:
+    """fit.json's ``x``: the axis the curves were fitted against and, against steps, what a step counts on each
+    walk of the curves (``walks``) and whether every curve is in the simulator's task units (``task_units``:
+    t_T on a respaced grid, the paper's protocol; docs/fit-json.md)."""
+    walks = sorted({str(setting_of(c.key)["respacing"]) for c in curves})
+    axis = {"name": x, "unit": X_UNITS[x], "walks": {w: walk_meaning(w) for w in walks}}
+    axis["task_units"] = x == "steps" and all(in_task_units(c.key) for c in curves)
+    return axis
+
+
 def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, runtime: list[dict],
                    resamples: int, seed: int, level: float, model: str = "image_offsets") -> dict:
     """fit.json's content (docs/fit-json.md)."""
@@ -96,8 +110,8 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
     summary = {"paper": PAPER_RUNTIME, "fits": runtime}
     if fitted:  # the first (RePaint's when the run has it: fit_runtime's order), as the simulator's default
         first = fitted[0]
-        source = {k: first[k] for k in ("model", "sampler", "sampler_params", "jump_length", "jump_n_sample",
-                                        "device", "dtype")}
+        source = {k: first[k] for k in ("model", "sampler", "sampler_params", "respacing", "jump_length",
+                                        "jump_n_sample", "device", "dtype")}
         summary["steps"] = {"coef": first["vs_steps"]["coef"], "unit": "s per image", **source}
         summary["unet_calls"] = {"coef": first["vs_unet_calls"]["coef"], "unit": "s per image", **source}
     return fitfile.clean({
@@ -107,20 +121,48 @@ def build_document(run_dir: Path, x: str, curves: list[CurveFit], scales: dict, 
         "run": str(run_dir),
         "model_form": "f(x) = Ay for x <= Ax; Ay + (By - Ay)*(x - Ax)/(Bx - Ax) for Ax < x < Bx; By for x >= Bx",
         "fit_model": {"name": model, "form": FIT_MODELS[model]},
-        "x": {"name": x, "unit": X_UNITS[x]},
+        "x": x_axis(x, curves),
         "bootstrap": {"resamples": resamples, "seed": seed, "level": level, "unit": "image_id",
                       "interval": "percentile", "min_levels": MIN_LEVELS_FOR_INTERVALS,
                       "min_images": MIN_IMAGES_FOR_INTERVALS},
         "curves": entries,
+        "recommendations": recommendations(entries),
         "scales": scales,
         "runtime": summary,
     })
 
 
+def default_path(run: Path, x: str) -> Path:
+    """Where a fit goes without ``--out``: ``<run>/fit.json`` on the step axis (what ``simulate --profile`` and
+    ``report`` read), ``<run>/fit-<x>.json`` on another axis, so the two never replace each other."""
+    return Path(run) / (fitfile.NAME if x == "steps" else f"fit-{x}.json")
+
+
+def plots_dir(path: Path) -> Path:
+    """The plots of the fit at ``path``: ``plots/`` beside a ``fit.json``, ``plots-<stem>/`` beside another name."""
+    return path.parent / ("plots" if path.name == fitfile.NAME else f"plots-{path.stem}")
+
+
+def _check_replace(path: Path, x: str, replace: bool) -> None:
+    """Refuse (one line) to overwrite a fit against another x axis unless ``replace``: ``simulate --profile``
+    needs the steps fit, and a fit against UNet calls or seconds must not take its place unnoticed."""
+    if replace or not path.is_file():
+        return
+    try:
+        before = fitfile.load(path)
+    except fitfile.FitFileError:
+        return  # unreadable: nothing a user would lose by replacing it
+    old_x = (before.get("x") or {}).get("name", "steps")
+    if old_x != x:
+        raise FitError(f"{path} holds a fit against {old_x}; this one is against {x}: choose another --out, "
+                       "or pass --replace")
+
+
 def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
             metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
-            model: str = "image_offsets") -> FitResult:
-    """Fit a run folder: writes ``<run>/fit.json`` and, with ``plots``, ``<run>/plots/*.png``."""
+            model: str = "image_offsets", out: Path | None = None, replace: bool = False) -> FitResult:
+    """Fit a run folder: writes ``out`` (default ``default_path``) and, with ``plots``, its ``plots_dir``.
+    A fit against another x axis already at ``out`` is refused unless ``replace``."""
     if not 0 < level < 1:
         raise FitError(f"confidence level {level} must be between 0 and 1")
     if resamples < 0:
@@ -129,17 +171,22 @@ def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, le
         raise FitError(f"unknown fit model {model!r}; choose one of {', '.join(FIT_MODELS)}")
     run = Path(run)
     scores = load_scores(run, x=x, metrics=metrics, drop_nan=drop_nan)
-    for folder in (run, *([run / "plots"] if plots else [])):  # check first: fail before the bootstrap
-        check_writable(folder, "run folder (fit writes fit.json and plots/ there)")
+    path = Path(out) if out is not None else default_path(run, x)
+    if path.is_dir() or path.suffix != ".json":  # a folder, existing or to be made
+        path = path / fitfile.NAME
+    _check_replace(path, x, replace)
+    figures = plots_dir(path)
+    for folder in (path.parent, *([figures] if plots else [])):  # check first: fail before the bootstrap
+        check_writable(folder, "--out (fit writes its fit file and plots there)")
     curves = fit_scores(scores, x=x, resamples=resamples, seed=seed, level=level, model=model)
     scales = quality_scales(curves)
     runtime = fit_runtime(scores)
     document = build_document(run, x, curves, scales, runtime, resamples, seed, level, model)
-    path = run / fitfile.NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
     fitfile.write(path, document)
     written: list[Path] = []
     if plots:
         from aaas_profile import plots as plots_mod  # here: matplotlib only when plots are drawn
 
-        written = plots_mod.plot_all(curves, run / "plots", x=x)
+        written = plots_mod.plot_all(curves, figures, x=x)
     return FitResult(run, x, curves, scales, runtime, path, written, document)

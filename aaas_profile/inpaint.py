@@ -1,5 +1,6 @@
-"""RePaint inpainting by seeds: the earlier interface of the sampler, kept for its callers; the sampling itself
-lives in :mod:`aaas_profile.samplers` (``RePaintSampler``), which this module only delegates to.
+"""diffusers' RePaint inpainting by seeds: the earlier interface of the sampler, kept for its callers; the sampling
+itself lives in :mod:`aaas_profile.samplers` (``DiffusersRePaintSampler``, sampler ``repaint-diffusers``), which
+this module only delegates to.
 
 The project owns the sampling loop rather than calling diffusers' ``RePaintPipeline``: that pipeline sits in
 diffusers' deprecated folder, warns on every call, and feeds one generator to the whole batch, so a cell's
@@ -14,10 +15,10 @@ from collections.abc import Callable
 import torch
 from diffusers import RePaintScheduler
 
-from aaas_profile.samplers import InpaintResult, RePaintSampler, make_generators
+from aaas_profile.samplers import DiffusersRePaintSampler, InpaintResult, make_generators
 
 # The RePaint sampler is its settings (jump_length, jump_n_sample, eta; RePaint's and diffusers' defaults).
-RePaintConfig = RePaintSampler
+RePaintConfig = DiffusersRePaintSampler
 DEFAULT = RePaintConfig()
 
 __all__ = ["InpaintResult", "RePaintConfig", "inpaint", "make_scheduler", "unet_calls"]

@@ -156,7 +156,8 @@ def _scheduler_config(folder: Path) -> tuple[dict, str]:
     for path in (folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json"):
         if path.is_file():
             raw = json.loads(path.read_text())
-            keep = {k: v for k, v in raw.items() if k in DEFAULT_SCHEDULE or k == "trained_betas"}
+            # variance_type: the fixed variance RePaint's own sampler uses (samplers.RePaintSampler)
+            keep = {k: v for k, v in raw.items() if k in DEFAULT_SCHEDULE or k in ("trained_betas", "variance_type")}
             return {**DEFAULT_SCHEDULE, **keep}, str(path.relative_to(folder))
     return dict(DEFAULT_SCHEDULE), "default (Ho et al. 2020 linear schedule; the folder has none)"
 

@@ -34,16 +34,19 @@ def _slug(text: str) -> str:
 
 
 def curve_stem(key: dict) -> str:
-    """A curve's file-name stem without its metric: ``<model>_<mask>_j<j>r<r>`` for RePaint (the names from
-    before there were other samplers), ``<model>_<mask>_<sampler>`` for another sampler, with
-    ``-p<8 hex>`` (SHA-256 of its parameters) when it has any, so two settings of one sampler stay apart."""
+    """A curve's file-name stem without its metric: ``<model>_<mask>_j<j>r<r>`` for diffusers' RePaint on the steps
+    walk (the names from before there were other samplers), ``<model>_<mask>_<sampler>`` for another setting,
+    with ``-p<8 hex>`` (SHA-256 of its parameters) when it has any, ``-r<N>`` on an N-step grid and
+    ``-j<j>r<r>`` for its jumps, so two settings of one sampler stay apart."""
     s = fit_mod.setting_of(key)
-    if s["sampler"] == fit_mod.SAMPLER_DEFAULTS["sampler"] and s["sampler_params"] == "{}":
+    if all(s[k] == v for k, v in fit_mod.SAMPLER_DEFAULTS.items()):
         setting = f"j{s['jump_length']}r{s['jump_n_sample']}"
     else:
         params = str(s["sampler_params"])
         digest = "" if params == "{}" else "-p" + hashlib.sha256(params.encode("utf-8")).hexdigest()[:8]
-        setting = f"{s['sampler']}{digest}"
+        walk = "" if s["respacing"] == fit_mod.STEPS_WALK else f"-r{s['respacing']}"
+        jumps = f"-j{s['jump_length']}r{s['jump_n_sample']}" if int(s["jump_length"] or 0) > 0 else ""
+        setting = f"{s['sampler']}{digest}{walk}{jumps}"
     return "_".join(_slug(v) for v in (s["model"], key["mask"], setting))
 
 
@@ -51,10 +54,14 @@ def panel_title(key: dict) -> str:
     """What a panel or a figure shows, in words: model, mask and the sampler (RePaint: its jumps)."""
     s = fit_mod.setting_of(key)
     jumps = f"jumps {s['jump_length']}/{s['jump_n_sample']}"
-    if s["sampler"] != fit_mod.SAMPLER_DEFAULTS["sampler"]:
-        setting = f"sampler {fit_mod.sampler_label(s)}"
+    if all(s[k] == v for k, v in fit_mod.SAMPLER_DEFAULTS.items()):
+        setting = jumps
     else:
-        setting = jumps if s["sampler_params"] == "{}" else f"sampler {fit_mod.sampler_label(s)} · {jumps}"
+        setting = f"sampler {fit_mod.sampler_label(s)}"
+        if s["respacing"] != fit_mod.STEPS_WALK:
+            setting += f" · t_T on the {s['respacing']}-step grid"
+        if int(s["jump_length"] or 0) > 0:
+            setting += f" · {jumps}"
     return f"{s['model']} · mask {key['mask']} · {setting}"
 
 

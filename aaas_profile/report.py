@@ -31,10 +31,12 @@ import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aaas_profile import fit as fit_mod
 from aaas_profile import fitfile, runs
+from aaas_profile import metrics as metrics_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
 
@@ -44,6 +46,10 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 1px solid #ccc; margin-top: 2.2rem; }
 .muted { color: #666; } table { border-collapse: collapse; margin: .6rem 0 1rem; }
 th, td { border: 1px solid #d6d6d6; padding: .25rem .55rem; text-align: right; vertical-align: top; }
+table { max-width: 100%; display: block; overflow-x: auto; } figcaption, p { overflow-wrap: anywhere; }
+td.text, th.text { overflow-wrap: break-word; } td.flag { min-width: 16rem; }
+.panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(30rem, 1fr)); gap: 0 1rem; }
+.recommend { font-size: 1.05rem; } .recommend li { margin: .2rem 0; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 figure { margin: .8rem 0 1.4rem; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: .9rem; }
@@ -78,6 +84,21 @@ def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = (), flag_column:
             cells.append(f'<td class="{css}">{html.escape(text)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _readable(cells: dict[str, str]) -> dict[str, str]:
+    """``fit.setting_cells`` for a page: a sampler's JSON parameters as words that can wrap
+    ("dpm-solver (algorithm_type dpmsolver++, solver_order 2)"), never a bare "{}"."""
+    out = dict(cells)
+    if "sampler" in out:
+        name, _, params = out["sampler"].partition(" ")
+        try:
+            values = json.loads(params) if params else {}
+        except json.JSONDecodeError:
+            values = None
+        if isinstance(values, dict):
+            out["sampler"] = name + (f" ({', '.join(f'{k} {v}' for k, v in values.items())})" if values else "")
+    return out
 
 
 def _figure(path: Path, caption: str) -> str:
@@ -122,11 +143,18 @@ def _grid_table(run: Path, max_cells: int = 6, only_steps: set[int] | None = Non
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
     if not folders:
         return ""
-    steps = sorted({p.stem for f in folders for p in f.glob("steps-*.png")}, key=lambda s: int(s.split("-")[1]))
-    if only_steps is not None:
-        steps = [s for s in steps if int(s.split("-")[1]) in only_steps]
+    # One sampler setting's outputs (runs.output_image_name): the first by name that was saved; a run with
+    # several shows the others side by side in the samplers section.
+    saved = [(parsed, p.stem) for f in folders for p in f.glob("*steps-*.png")
+             if (parsed := runs.parse_output_image_name(p.name)) is not None]
+    if saved:
+        first = min(parsed[:2] for parsed, _ in saved)
+        saved = [(parsed, stem) for parsed, stem in saved if parsed[:2] == first]
+    by_steps = {parsed[2]: stem for parsed, stem in saved}
+    numbers = sorted(by_steps) if only_steps is None else [n for n in sorted(by_steps) if n in only_steps]
+    steps = [by_steps[n] for n in numbers]
     header = "<tr><td></td><td>original</td><td>corrupted</td>" + "".join(
-        f"<td>{int(s.split('-')[1])} step{'' if int(s.split('-')[1]) == 1 else 's'}</td>" for s in steps) + "</tr>"
+        f"<td>{n} step{'' if n == 1 else 's'}</td>" for n in numbers) + "</tr>"
     rows = []
     for folder in folders:
         cells = [f'<td class="text">{html.escape(folder.name)}</td>']
@@ -157,6 +185,7 @@ def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dic
     if scores is None or not len(scores):
         return [], ""
     curves = []
+    scores = fit_mod.with_sampler_columns(scores)  # a table passed in from before the respacing column
     keys = [*fit_mod.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
     for values, group in scores.groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
@@ -178,15 +207,18 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
     varying = fit_mod.varying_settings(curves)
     for c in curves:
         s = c["stop"]
-        flags = [f.get("message", f.get("code", "")) for f in c.get("flags") or []]
+        # the short form of each flag: the full messages are in the fit table further down
+        flags = [f.get("summary") or f.get("message") or f.get("code", "") for f in c.get("flags") or []]
         flat = fit_mod.has_no_stop(c.get("flags"))  # a curve steps do not improve has no place to stop
         if s.get("top_of_grid") and not flat:
-            flags.append("still gaining at the top of the grid: add higher step counts")
+            flags.append("still gaining at the top of the grid")
         r2 = c.get("r2")
+        ci = s.get("ci") or [None, None]
+        interval = f" [{ci[0]:g}–{ci[1]:g}]" if None not in ci and ci[0] == ci[0] else ""
         rows.append({
-            **fit_mod.setting_cells(c, varying),
-            "mask": c["mask"], "metric": c["metric"], "better": "higher" if c["higher_is_better"] else "lower",
-            "stop at steps": "–" if flat else str(s["steps"]),
+            **_readable(fit_mod.setting_cells(c, varying)),
+            "mask": c["mask"], "metric": f"{c['metric']} {'↑' if c['higher_is_better'] else '↓'}",
+            "stop at steps": "–" if flat else f"{s['steps']}{interval}",
             "UNet calls": "–" if flat or s.get("unet_calls") is None else f"{s['unet_calls']:,.0f}",
             "s per image": "–" if flat or s.get("wall_s") is None else f"{s['wall_s']:.3g}",
             "median there": f"{s['median']:.4g}", "best median": f"{s['best_median']:.4g}",
@@ -195,7 +227,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
             "flags": "; ".join(flags) or "–",
         })
     frame = pd.DataFrame(rows)
-    table = _table(frame, (*fit_mod.SETTING_COLUMNS, "mask", "metric", "better", "flags"), flag_column="flags")
+    table = _table(frame, (*fit_mod.SETTING_COLUMNS, "mask", "metric", "flags"), flag_column="flags")
     steps = {int(c["stop"]["steps"]) for c in curves if not fit_mod.has_no_stop(c.get("flags"))}
     levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
     if scores is not None and len(scores):
@@ -203,47 +235,78 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
     if levels:
         steps |= {levels[0], levels[-1]}
     grid = _grid_table(run, max_cells=4, only_steps=steps)
+    recommendations = (document or {}).get("recommendations") or fit_mod.recommendations(curves)
+    advice = "".join(
+        f"<li><b>{html.escape(' · '.join(_recommendation_label(r['group'], varying)))}</b>: "
+        f"{html.escape(r['text'])}</li>" for r in recommendations)
     return ("<section class='lead'><h2>Where to stop paying for steps</h2>"
-            "<p>Per metric, the step count beyond which the median over images gains less than 1 % of the "
-            "curve's range (best minus worst per-step median): more steps cost UNet calls and seconds but buy "
-            f"almost nothing. Seconds are per image as measured in this run. Source: {html.escape(source)}.</p>"
+            f"<ul class='recommend'>{advice}</ul>"
+            "<p>Per metric, the step count beyond which a further gain of 1 % of the curve's range (best minus "
+            "worst per-step median) shows in fewer than 95 % of the bootstrap resamples of images, with the "
+            "interval of the resamples' stops in brackets: more steps cost UNet calls and seconds but buy "
+            f"nothing the images can show. Seconds are per image as measured in this run. Source: "
+            f"{html.escape(source)}.</p>"
             + table
             + (f"<h3>Outputs at those step counts (and the grid's ends)</h3>{grid}" if grid else "")
             + "</section>")
+
+
+def _recommendation_label(group: dict, varying: list[str]) -> list[str]:
+    """A recommendation's group in words: the mask, and the model and sampler setting where the run has several."""
+    cells = _readable(fit_mod.setting_cells(group, varying))
+    return [*([cells.pop("model")] if "model" in cells else []), f"mask {group.get('mask', '?')}",
+            *(v for v in cells.values() if v != "–")]
 
 
 def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
-        apart = [k for k in fit_mod.SETTING_KEYS if scores[k].nunique() > 1]
-        medians = (scores.groupby([*apart, "mask", "metric", "steps"])["value"].median().unstack("steps")
+        scores = fit_mod.with_sampler_columns(scores)
+        keys = list(fit_mod.SETTING_KEYS)
+        medians = (scores.groupby([*keys, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
-        medians.columns = [str(c) if not isinstance(c, str) else c for c in medians.columns]
-        parts.append("<h3>Median score per step count</h3>"
-                     + _table(medians, ("model", "sampler", "sampler_params", "mask", "metric")))
-    for panel in sorted((run / "plots").glob("*_panel.png")):
-        parts.append(_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})"))
+        varying = fit_mod.varying_settings(medians.to_dict("records"))
+        settings = pd.DataFrame([_readable(fit_mod.setting_cells(row, varying))
+                                 for row in medians[keys].to_dict("records")], index=medians.index)
+        medians = pd.concat([settings, medians.drop(columns=keys)], axis=1)
+        medians.columns = [f"{c} steps" if not isinstance(c, str) else c for c in medians.columns]
+        n_images = scores["image_id"].nunique()
+        parts.append(f"<h3>Median score per step count</h3><p class='muted'>Medians over {n_images} images and "
+                     f"{scores['seed'].nunique()} seed(s); every mask and setting apart.</p>"
+                     + _table(medians.astype(object).where(medians.notna(), "–"),
+                              (*fit_mod.SETTING_COLUMNS, "mask", "metric")))
+    panels = [_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})")
+              for panel in sorted((run / "plots").glob("*_panel.png"))]
+    if panels:  # side by side where the page is wide enough: a run with several masks and samplers has many
+        parts.append(f"<div class='panels'>{''.join(panels)}</div>")
     if document is not None:
         fit = document
         rows = []
         varying = fit_mod.varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {**fit_mod.setting_cells(curve, varying), "mask": curve["mask"], "metric": curve["metric"]}
+            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve["mask"],
+                   "metric": curve["metric"]}
             for name in ("ax", "ay", "bx", "by"):
                 part = curve[name]
                 low, high = part.get("ci") or (None, None)
-                row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}, {high:.4g}]"
+                row[name.capitalize()] = (f"{part['value']:.4g}" + (f" [{low:.4g}–{high:.4g}]"
                                                                      if low is not None and high is not None else ""))
             r2 = curve.get("r2")
-            if isinstance(r2, dict):  # schema 2: within images, pooled, per-step medians
-                for name, label in (("within_image", "R² within"), ("pooled", "R² pooled"),
-                                    ("medians", "R² medians")):
-                    row[label] = r2.get(name) if r2.get(name) is not None else float("nan")
-            else:  # schema 1: one pooled R²
-                row["R² pooled"] = r2 if r2 is not None else float("nan")
-            row["saturated"] = "yes" if curve.get("saturated") else "no"
-            row["flags"] = "; ".join(f.get("message", "") for f in curve.get("flags") or []) or "–"
+            # one column for the three R² (schema 2 and later; schema 1 has the pooled one only): the page is
+            # narrow enough for a run with several samplers
+            if isinstance(r2, dict):
+                row["R² within / pooled / medians"] = " / ".join(
+                    f"{r2[name]:.2f}" if r2.get(name) is not None else "–" for name in ("within_image", "pooled",
+                                                                                         "medians"))
+            else:
+                row["R² within / pooled / medians"] = f"– / {r2:.2f} / –" if r2 is not None else "–"
+            effect = curve.get("effect") or {}
+            p, trend = effect.get("p_value"), effect.get("trend")
+            row["effect p (trend)"] = ("–" if p is None else f"{p:.2g}"
+                                       + (f" ({trend:+.2f})" if trend is not None else ""))
+            # the short form of each flag (fit.json and the fit's own output hold the full message)
+            row["flags"] = "; ".join(f.get("summary") or f.get("message", "") for f in curve.get("flags") or []) or "–"
             rows.append(row)
         if rows:
             unit = fit.get("x", {}).get("unit", "steps")
@@ -251,8 +314,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
                          f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
                          f"model {html.escape(model)}</h3>"
-                         + _table(pd.DataFrame(rows), (*fit_mod.SETTING_COLUMNS, "mask", "metric", "Ax", "Ay", "Bx",
-                                                       "By", "saturated", "flags"), flag_column="flags"))
+                         + _table(pd.DataFrame(rows), (*fit_mod.SETTING_COLUMNS, "mask", "metric", "flags"),
+                                  flag_column="flags"))
     return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
 
 
@@ -270,6 +333,7 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
     names the setting as briefly as the run allows: the sampler's name, with its parameters only when the run
     has several for that sampler, and RePaint's jumps (j/r) only when the run has several. ``scores`` has the
     sampler columns, as ``runs.read_scores`` gives them."""
+    scores = fit_mod.with_sampler_columns(scores)
     keys = ["model", "mask", "metric", *SAMPLER_KEYS, "steps"]
     medians = (scores.groupby(keys, sort=True)
                .agg(value=("value", "median"), unet_calls=("unet_calls", "median"),
@@ -277,11 +341,14 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
                .reset_index())
     settings = medians[list(SAMPLER_KEYS)].drop_duplicates()
     n_params = settings.groupby("sampler")["sampler_params"].nunique()
+    n_walks = settings.groupby("sampler")["respacing"].nunique()
     n_jumps = settings.groupby("sampler")[["jump_length", "jump_n_sample"]].apply(lambda g: len(g.drop_duplicates()))
     labels = {}
     for row in settings.to_dict("records"):
         label = fit_mod.sampler_label(row) if n_params[row["sampler"]] > 1 else str(row["sampler"])
-        if row["sampler"] == fit_mod.SAMPLER_DEFAULTS["sampler"] and n_jumps[row["sampler"]] > 1:
+        if n_walks[row["sampler"]] > 1:
+            label += f" @{row['respacing']}"
+        if row["jump_length"] > 0 and n_jumps[row["sampler"]] > 1:
             label += f" {row['jump_length']}/{row['jump_n_sample']}"
         labels[tuple(row.values())] = label
     medians["setting"] = [labels[k] for k in medians[list(SAMPLER_KEYS)].itertuples(index=False, name=None)]
@@ -325,13 +392,18 @@ def _png_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def walk_label(sampler: str, respacing: str) -> str:
+    """A sampler on a walk, as the side-by-side outputs name it: "ddim", "repaint @250"."""
+    return sampler if respacing == fit_mod.STEPS_WALK else f"{sampler} @{respacing}"
+
+
 def _saved_outputs(folder: Path) -> dict[str, dict[int, Path]]:
-    """A cell folder's saved outputs: sampler name → step count → PNG (``runs.output_image_name``)."""
+    """A cell folder's saved outputs: ``walk_label`` → step count → PNG (``runs.output_image_name``)."""
     found: dict[str, dict[int, Path]] = {}
     for path in folder.glob("*steps-*.png"):
         parsed = runs.parse_output_image_name(path.name)
         if parsed is not None:
-            found.setdefault(parsed[0], {})[parsed[1]] = path
+            found.setdefault(walk_label(parsed[0], parsed[1]), {})[parsed[2]] = path
     return found
 
 
@@ -340,7 +412,9 @@ def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budge
     from the saved step counts of every sampler), each sampler's output at its largest saved step count that
     costs at most B, as in ``best_by_budget``."""
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
-    calls = scores.groupby(["sampler", "steps"])["unet_calls"].median()  # file names carry the sampler's name only
+    # file names carry the sampler's name and walk only
+    calls = scores.groupby(["sampler", "respacing", "steps"])["unet_calls"].median()
+    calls.index = pd.MultiIndex.from_tuples([(walk_label(s, r), n) for s, r, n in calls.index])
     saved = {folder: _saved_outputs(folder) for folder in folders}
     samplers = sorted({s for found in saved.values() for s in found})
     if len(samplers) < 2:
@@ -382,7 +456,7 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
     if scores is None or not len(scores):
         return ""
     scores = fit_mod.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
-    if len(scores[["sampler", "sampler_params"]].drop_duplicates()) < 2:
+    if len(scores[["sampler", "sampler_params", "respacing"]].drop_duplicates()) < 2:
         return ""
     medians = sampler_medians(scores)
     from aaas_profile import plots  # here: matplotlib only for a run with several samplers
@@ -410,6 +484,7 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
                      "at most B UNet calls is best: highest for a metric marked ↑, lowest for ↓ (in brackets). A "
                      "sampler with no step count within B is not compared at B; ties are joined by =.</p>"
                      + _table(wide, tuple(c for c in wide.columns if c != "UNet calls ≤")))
+    parts.append(protocol_section(medians))
     parts.append(_side_by_side(run, scores))
     return "<h2>Samplers on one compute axis</h2>" + "".join(parts)
 
@@ -460,6 +535,53 @@ def leaderboard_section(run: Path) -> str:
                      "highest of the evaluation episodes, our mean their average.</p>"
                      + _table(frame, tuple(frame.columns)))
     return "".join(parts)
+
+
+# A walk "reaches" its best when its median is within this share of its best median (docs/protocol.md).
+NEAR_BEST = 0.05
+
+
+def protocol_costs(medians: pd.DataFrame, near: float = NEAR_BEST) -> pd.DataFrame:
+    """Per model × mask × metric × sampler setting (``sampler_medians``' table): the fewest median UNet calls
+    per image at which the setting's median comes within ``near`` (a share) of its own best median, |m − best| ≤
+    near·|best|, best being the highest median for a higher-is-better metric and the lowest otherwise. Returns
+    model, mask, metric, setting, respacing, best, steps and unet_calls (where it first gets there)."""
+    out = []
+    for (model, mask, metric, setting), group in medians.groupby(["model", "mask", "metric", "setting"], sort=True):
+        group = group.sort_values(["unet_calls", "steps"])
+        values = group["value"].to_numpy(float)
+        best = values.max() if bool(group["higher_is_better"].iloc[0]) else values.min()
+        first = group[np.abs(values - best) <= near * abs(best)].iloc[0]
+        out.append({"model": model, "mask": mask, "metric": metric, "setting": setting,
+                    "respacing": str(first["respacing"]), "best": float(best), "steps": int(first["steps"]),
+                    "unet_calls": float(first["unet_calls"])})
+    return pd.DataFrame(out, columns=["model", "mask", "metric", "setting", "respacing", "best", "steps",
+                                      "unet_calls"])
+
+
+def protocol_section(medians: pd.DataFrame) -> str:
+    """A run with more than one walk (``--respacing 250,steps``): per metric, the UNet calls each sampler
+    setting needs to come within ``NEAR_BEST`` of its best median (``protocol_costs``), side by side: how much
+    compute the paper's protocol spends for the quality a strided walk gets."""
+    if medians["respacing"].nunique() < 2:
+        return ""
+    costs = protocol_costs(medians)
+    parts = []
+    for (model, mask), group in costs.groupby(["model", "mask"], sort=True):
+        group = group.assign(cell=[f"{c:,.0f} ({s} st., best {b:.4g})" for c, s, b in
+                                   zip(group["unet_calls"], group["steps"], group["best"], strict=True)])
+        wide = group.pivot(index="metric", columns="setting", values="cell").fillna("–")
+        order = [m for m in metrics_mod.ALL if m in wide.index] + [m for m in wide.index if m not in metrics_mod.ALL]
+        wide = wide.loc[order].reset_index()
+        wide.columns.name = None
+        parts.append(f"<h4>{html.escape(model)} · mask {html.escape(mask)}</h4>"
+                     + _table(wide, tuple(wide.columns)))
+    return (f"<h3>Compute to come within {NEAR_BEST:.0%} of the best median, per walk</h3>"
+            "<p class='muted'>Per metric and sampler setting: the fewest UNet calls per image (median over its "
+            f"cells; the step count in brackets) at which the median over images is within {NEAR_BEST:.0%} of that "
+            "setting's own best median. The paper's protocol (@250: t_T on the 250-step grid, resampling included) "
+            "against a strided walk (steps spread over the whole training range): what the quality each reaches "
+            "costs in compute.</p>" + "".join(parts))
 
 
 def simulator_section(run: Path) -> str:

@@ -1,4 +1,4 @@
-"""The run folder (DESIGN.md): ``config.toml``, ``manifest.json`` and the long scores table in Parquet parts.
+"""The run folder (docs/design.md): ``config.toml``, ``manifest.json`` and the long scores table in Parquet parts.
 
 Part files are written atomically (a hidden temp file, flushed to disk, then renamed), so a sweep killed at
 any moment leaves either a whole part or none: starting it again skips exactly the cells already written.
@@ -36,9 +36,11 @@ import pyarrow.parquet as pq
 from aaas_profile.atomic import atomic_path, write_atomic
 from aaas_profile.errors import UserError
 
-# One row per image × mask × seed × sampler × steps × metric (DESIGN.md, "The scores table"). ``sampler`` is
-# a name of ``samplers.SAMPLERS`` and ``sampler_params`` its parameters beyond RePaint's jumps as canonical JSON
-# (``samplers.sampler_params_json``); jump_length/jump_n_sample are RePaint's j/r, 0/0 for other samplers.
+# One row per image × mask × seed × sampler × respacing × steps × metric (docs/design.md, "The scores table").
+# ``sampler`` is a name of ``samplers.SAMPLERS`` and ``sampler_params`` its parameters beyond RePaint's jumps as
+# canonical JSON (``samplers.sampler_params_json``); ``respacing`` the walk (``samplers.respacing_label``: "250"
+# for t_T = steps on the 250-step respaced grid, the paper's x axis; "steps" for a steps-step grid over the
+# whole training range); jump_length/jump_n_sample are RePaint's j/r, 0/0 for other samplers.
 COLUMNS = {
     "run_id": pa.string(),
     "model": pa.string(),
@@ -47,6 +49,7 @@ COLUMNS = {
     "seed": pa.int64(),
     "sampler": pa.string(),
     "sampler_params": pa.string(),
+    "respacing": pa.string(),
     "steps": pa.int64(),
     "jump_length": pa.int64(),
     "jump_n_sample": pa.int64(),
@@ -60,26 +63,41 @@ COLUMNS = {
     "higher_is_better": pa.bool_(),
 }
 SCHEMA = pa.schema(list(COLUMNS.items()))
-CELL_KEY = ("model", "image_id", "mask", "seed", "sampler", "sampler_params", "steps", "jump_length", "jump_n_sample")
-# What parts written before the sampler columns existed hold: every row was RePaint's, whose params are "{}"
-# (its parameters are the jump columns), so those folders resume and fit as they are.
-LEGACY_SAMPLER = {"sampler": "repaint", "sampler_params": "{}"}
-# A saved output (sweep --save-images) in images/<cell>/: steps-0010.png for RePaint (the name from before there
-# were other samplers), <sampler>-steps-0010.png for another; sweep writes these names and report reads them.
-_OUTPUT_IMAGE = re.compile(r"^(?:(?P<sampler>.+)-)?steps-(?P<steps>\d+)\.png$")
+CELL_KEY = ("model", "image_id", "mask", "seed", "sampler", "sampler_params", "respacing", "steps", "jump_length",
+            "jump_n_sample")
+# What parts written before the sampler columns existed hold: every row was diffusers' RePaint (what the sampler
+# "repaint" was then, now "repaint-diffusers") on the steps walk, with params "{}" (its parameters are the jump
+# columns), so those folders resume and fit as they are and are never pooled with the authors' RePaint.
+LEGACY_SAMPLER = {"sampler": "repaint-diffusers", "sampler_params": "{}", "respacing": "steps"}
+# Sampler names as parts written before the respacing column spelled them: "repaint" was diffusers' RePaint.
+LEGACY_NAMES = {"repaint": "repaint-diffusers"}
+# A saved output (sweep --save-images) in images/<cell>/: steps-0010.png for diffusers' RePaint (the name from
+# before there were other samplers), <sampler>-steps-0010.png for another sampler on the steps walk,
+# <sampler>-respaced250-steps-0010.png on the 250-step grid; sweep writes these names and report reads them.
+_OUTPUT_IMAGE = re.compile(r"^(?:(?P<sampler>.+?)-)?(?:respaced(?P<respacing>\d+)-)?steps-(?P<steps>\d+)\.png$")
 
 
-def output_image_name(sampler: str, steps: int) -> str:
-    """The file name of ``sampler``'s saved output at ``steps`` in a cell's images/ folder."""
-    return ("" if sampler == LEGACY_SAMPLER["sampler"] else f"{sampler}-") + f"steps-{steps:04d}.png"
+def output_image_name(sampler: str, steps: int, respacing: str = LEGACY_SAMPLER["respacing"]) -> str:
+    """The file name of ``sampler``'s saved output at ``steps`` on the walk ``respacing`` (the scores table's
+    column) in a cell's images/ folder."""
+    walk = "" if respacing == LEGACY_SAMPLER["respacing"] else f"respaced{int(respacing)}-"
+    return ("" if sampler == LEGACY_SAMPLER["sampler"] else f"{sampler}-") + f"{walk}steps-{steps:04d}.png"
 
 
-def parse_output_image_name(name: str) -> tuple[str, int] | None:
-    """(sampler, steps) of a saved output's file name (``output_image_name``'s inverse), or None for another file."""
+def parse_output_image_name(name: str) -> tuple[str, str, int] | None:
+    """(sampler, respacing, steps) of a saved output's file name (``output_image_name``'s inverse), or None for
+    another file."""
     match = _OUTPUT_IMAGE.match(name)
     if match is None:
         return None
-    return match["sampler"] or LEGACY_SAMPLER["sampler"], int(match["steps"])
+    return (match["sampler"] or LEGACY_SAMPLER["sampler"], match["respacing"] or LEGACY_SAMPLER["respacing"],
+            int(match["steps"]))
+
+
+def is_legacy_config(config: dict) -> bool:
+    """Whether a run folder's config.toml (as a dict) was written before the respacing key: its sampler
+    "repaint" is diffusers' RePaint on the steps walk (``LEGACY_NAMES``)."""
+    return "respacing" not in config
 
 
 class RunError(UserError, RuntimeError):
@@ -177,10 +195,14 @@ def claimed_cells(run: Path) -> set[tuple]:
 
 def _claimed_key(key: list) -> tuple:
     """A claim file's key as a CELL_KEY tuple; a claim written by a process from before the sampler columns
-    (no sampler in its keys) claimed RePaint cells."""
+    (no sampler in its keys) claimed diffusers' RePaint cells, one from before the respacing column cells on the
+    steps walk, under the sampler names of then (``LEGACY_NAMES``)."""
+    at = CELL_KEY.index("sampler")
     if len(key) == len(CELL_KEY) - len(LEGACY_SAMPLER):
-        at = CELL_KEY.index("sampler")
         key = [*key[:at], *LEGACY_SAMPLER.values(), *key[at:]]
+    elif len(key) == len(CELL_KEY) - 1:
+        key = [*key[:at], LEGACY_NAMES.get(key[at], key[at]), key[at + 1], LEGACY_SAMPLER["respacing"],
+               *key[at + 2:]]
     return tuple(key)
 
 
@@ -193,12 +215,19 @@ def _remove_quietly(path: Path) -> None:
 
 def read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """One scores part as a frame with ``columns`` (default: all of COLUMNS, in order). A part written before
-    the sampler columns existed gets them filled (LEGACY_SAMPLER), so old run folders resume and fit as they
-    are. Raises RunError naming an unreadable part."""
+    the sampler columns existed gets them filled (LEGACY_SAMPLER); one written before the respacing column gets
+    respacing "steps" and its sampler names as they are now (``LEGACY_NAMES``: its "repaint" is
+    "repaint-diffusers"). So old run folders resume and fit as they are, apart from the authors' RePaint.
+    Raises RunError naming an unreadable part."""
     wanted = list(columns or COLUMNS)
     try:
         present = set(pq.read_schema(path).names)
+        legacy = "respacing" not in present and "sampler" in wanted and "sampler" in present
         table = pq.read_table(path, columns=[c for c in wanted if c in present])
+        if legacy:  # the sampler names of then, as now
+            old = table.column("sampler").to_pylist()
+            table = table.set_column(table.column_names.index("sampler"), pa.field("sampler", COLUMNS["sampler"]),
+                                     pa.array([LEGACY_NAMES.get(v, v) for v in old], COLUMNS["sampler"]))
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise RunError(f"{path}: unreadable scores part ({type(err).__name__}); delete it and run the sweep again "
                        "to recompute its cells") from None

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, sleep
 
 import numpy as np
 import pandas as pd
@@ -42,13 +42,14 @@ from aaas_profile.models import LoadedModel, load
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT / "datasets" / "faces" / "eval"  # faces the bundled model was not trained on
-# Divisors of the 1000 training steps: RePaintScheduler spaces timesteps by 1000 // steps, so any other count
-# starts its chain from a lower noise level (30 steps start at t = 957, not 999) and is not comparable.
-# The default grid shows the whole curve: 1, 2 and 5 steps cost 1 + 2 + 5 UNet calls a cell (below RePaint's
-# jump length nothing is resampled) and hold the rise, where the bundled models improve most; 10-50 show the
-# plateau. 743 UNet calls a cell, 7,430 for the default sweep (10 held-out faces × thick, RePaint 10/10), a few
-# CPU minutes; the paper's grid went up to 250 (--steps 10,20,25,50,100,125,200,250).
-DEFAULT_STEPS = (1, 2, 5, 10, 20, 25, 50)
+# The paper's x axis: t_T from 10 (the chain starts at training timestep 36, the noisy floor) to 250 (pure noise
+# at 999) on the 250-step respaced grid (docs/protocol.md). Eight starts instead of the authors' 25 and no
+# resampling (DEFAULT_JUMP_N_SAMPLE) keep the default sweep within about 3 minutes of an idle 2-core CPU:
+# 860 UNet calls a face, 8,600 for the 10 held-out faces; the authors' grid with jumps 10/10 costs ~30,000 a face.
+DEFAULT_STEPS = (10, 25, 50, 75, 100, 150, 200, 250)
+# r = 1: no resampling. The authors ran r = 10 (10× the UNet calls at t_T = 250: 2,410 instead of 250), which
+# the 3-minute budget cannot hold; --jump-n-sample 10 is their exact protocol (docs/protocol.md).
+DEFAULT_JUMP_N_SAMPLE = 1
 
 
 class SweepError(UserError, ValueError):
@@ -66,9 +67,13 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     # samplers.SAMPLERS names; written and read as the key "sampler" (KEY_NAMES), like the --sampler option
     samplers: list[str] = field(default_factory=lambda: ["repaint"])
+    # The walks (samplers.respacing_label): "250" is t_T = steps on the 250-step respaced grid (the paper's x
+    # axis), "steps" a steps-step grid over the whole training range; "default" each sampler's own (250 for
+    # repaint, steps for the others). Every sampler runs every respacing it takes (RESPACING_RULE).
+    respacing: list[str] = field(default_factory=lambda: [DEFAULT_RESPACING])
     jump_length: int = 10  # RePaint's j
-    jump_n_sample: int = 10  # RePaint's r
-    eta: float = 0.0  # RePaint's; see samplers.RePaintSampler
+    jump_n_sample: int = DEFAULT_JUMP_N_SAMPLE  # RePaint's r; the authors' 10 departs from it (see there)
+    eta: float = 0.0  # repaint-diffusers'; see samplers.DiffusersRePaintSampler
     metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
     limit: int | None = None  # use only the first N images (sorted by name)
     batch_size: int = 8
@@ -91,7 +96,12 @@ class SweepConfig:
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise SweepError(f"unknown configuration key(s): {', '.join(unknown)}; choose from {', '.join(types)}")
-        for key in ("masks", "metrics", "sampler"):
+        if isinstance(values.get("respacing"), str | int) and not isinstance(values.get("respacing"), bool):
+            values["respacing"] = str(values["respacing"])
+        if isinstance(values.get("respacing"), list):  # a TOML list may hold 250 and "steps" side by side
+            values["respacing"] = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                                   for v in values["respacing"]]
+        for key in ("masks", "metrics", "sampler", "respacing"):
             if isinstance(values.get(key), str):
                 values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
         for key in ("steps", "seeds"):
@@ -130,19 +140,77 @@ class SweepConfig:
         self.seeds = list(dict.fromkeys(self.seeds))
         self.metrics = list(metrics_mod.select(self.metrics))
         try:  # checked whichever samplers run: a run folder keeps one eta (FIXED)
-            samplers_mod.RePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
+            samplers_mod.DiffusersRePaintSampler(self.jump_length, self.jump_n_sample, self.eta)
         except ValueError as err:
             raise SweepError(str(err)) from None
-        self.make_samplers()  # any parameter a sampler refuses: now, in one line (samplers.SamplerError)
+        if not self.respacing:
+            raise SweepError(f"give at least one respacing (an integer such as 250, '{samplers_mod.STEPS_WALK}' or "
+                             f"'{DEFAULT_RESPACING}')")
+        labels = []
+        for text in self.respacing:
+            try:
+                labels.append(text if text == DEFAULT_RESPACING else
+                              samplers_mod.respacing_label(samplers_mod.parse_respacing(text)))
+            except samplers_mod.SamplerError as err:
+                raise SweepError(f"--respacing: {err}") from None
+        self.respacing = list(dict.fromkeys(labels))
+        settings = self.make_samplers()  # any parameter a sampler refuses: now, in one line (SamplerError)
+        grids = sorted({s.respacing for s in settings.values() if s.respacing is not None})
+        if grids and max(self.steps) > grids[0]:
+            raise SweepError(f"steps go up to {max(self.steps)} but respacing {grids[0]} walks a {grids[0]}-step grid "
+                             f"(t_T = steps must be ≤ {grids[0]}): lower --steps or raise --respacing")
+
+    def sampler_pairs(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """The (sampler name, respacing label) settings this sweep runs, in the configured order (samplers, then
+        respacings), and one warning line per pair a sampler refuses (RESPACING_RULE). Raises SweepError when a
+        sampler takes none of the respacings."""
+        pairs = []
+        for name in self.samplers:
+            mine = []
+            for label in self.respacing:
+                if label == DEFAULT_RESPACING:
+                    label = samplers_mod.respacing_label(samplers_mod.make_sampler(name).respacing)
+                try:
+                    samplers_mod.make_sampler(name, respacing=samplers_mod.parse_respacing(label))
+                except samplers_mod.SamplerError:
+                    continue
+                mine.append((name, label))
+            if not mine:
+                raise SweepError(f"sampler {name} takes none of the respacings {', '.join(self.respacing)}: add "
+                                 f"'{samplers_mod.STEPS_WALK}' or '{DEFAULT_RESPACING}' to --respacing")
+            pairs.extend(p for p in mine if p not in pairs)
+        warnings = [f"sampler {name} skips respacing {label}: it walks only its own step grid (an integer respacing "
+                    "is repaint's)" for name in self.samplers for label in self.respacing
+                    if label not in (DEFAULT_RESPACING, samplers_mod.STEPS_WALK) and (name, label) not in pairs]
+        return pairs, warnings
 
     def make_samplers(self) -> dict[str, samplers_mod.Sampler]:
-        """The sweep's samplers by name, in the configured order (RePaint with this sweep's j, r and eta)."""
-        return {name: samplers_mod.make_sampler(name, jump_length=self.jump_length,
-                                                jump_n_sample=self.jump_n_sample, eta=self.eta)
-                for name in self.samplers}
+        """The sweep's samplers by setting key (``setting_key``), in ``sampler_pairs``' order, with this sweep's
+        j, r and eta."""
+        try:
+            return {setting_key(name, label): samplers_mod.make_sampler(
+                        name, jump_length=self.jump_length, jump_n_sample=self.jump_n_sample, eta=self.eta,
+                        respacing=samplers_mod.parse_respacing(label))
+                    for name, label in self.sampler_pairs()[0]}
+        except samplers_mod.SamplerError as err:
+            raise SweepError(str(err)) from None
 
     def to_toml(self) -> str:
         return tomli_w.dumps({KEY_NAMES.get(k, k): v for k, v in asdict(self).items() if v is not None})
+
+
+DEFAULT_RESPACING = "default"
+# A sampler × respacing pair the sampler refuses (ddim, dpm-solver and repaint-diffusers walk only their own
+# step grid) is skipped with a one-line warning, so `--sampler repaint,ddim --respacing 250,steps` runs the
+# three pairs that exist; a sampler that takes none of the respacings is an error.
+RESPACING_RULE = "skip refused pairs with a warning; refuse a sampler left with none"
+
+
+def setting_key(name: str, respacing: str) -> str:
+    """A sampler setting's key in ``Prepared.samplers`` and ``Cell.sampler``: the sampler's name on its own
+    default walk, "name@respacing" on another."""
+    default = samplers_mod.respacing_label(samplers_mod.make_sampler(name).respacing)
+    return name if respacing == default else f"{name}@{respacing}"
 
 
 # Fields whose configuration key (config.toml, --config files, from_sources' keywords) is not the field name:
@@ -204,13 +272,26 @@ def pick_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             return torch.device("cpu")
         local_rank = os.environ.get("LOCAL_RANK")
-        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}" if local_rank else "cuda")
+        if not local_rank:
+            return torch.device("cuda")
+        if not local_rank.strip().isdigit():
+            raise SweepError(f"LOCAL_RANK={local_rank!r} is not a process index (0, 1, …); unset it or run under "
+                             "torchrun, which sets it")
+        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise SweepError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SweepError(f"device '{name}' asked for but CUDA is not available here")
+        device = None
+    # Only the CPU and CUDA are supported: the samplers, metrics and bf16 policy are written and tested for
+    # those two, and torch accepts many more names (mps, meta, xpu, …) that would fail later or silently.
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise SweepError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SweepError(f"device '{name}' asked for but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SweepError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -220,7 +301,7 @@ class Cell:
     image_id: str
     mask: masks_mod.MaskSpec
     seed: int
-    sampler: str  # a key of Prepared.samplers
+    sampler: str  # a key of Prepared.samplers (``setting_key``: the sampler and its respacing)
 
     @property
     def mask_seed(self) -> int:
@@ -307,7 +388,7 @@ class Prepared:
     images: list[images_mod.Image]
     masks: list[masks_mod.MaskSpec]
     device: torch.device
-    samplers: dict[str, samplers_mod.Sampler]  # by name, in config.samplers' order
+    samplers: dict[str, samplers_mod.Sampler]  # by setting_key, in config.sampler_pairs' order
     unet_calls: dict[tuple[str, int], int]  # (sampler, steps) → UNet calls one image costs
     shard: Shard = Shard()
     dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
@@ -329,13 +410,18 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     if max(config.steps) > train_steps:
         raise SweepError(f"steps go up to {max(config.steps)} but the model was trained with {train_steps}")
     warnings = []
+    out = Path(config.out) if config.out else default_out(config, model)
+    config = _legacy_samplers(out, config, warnings)
+    pairs, skipped = config.sampler_pairs()
+    warnings.extend(skipped)
     uneven = [s for s in config.steps if train_steps % s]
-    if uneven:
+    strided = any(label == samplers_mod.STEPS_WALK and name != samplers_mod.RePaintSampler.name
+                  for name, label in pairs)  # diffusers' schedulers; repaint's steps walk spaces them evenly
+    if uneven and strided:
         warnings.append(
             f"step count(s) {', '.join(map(str, uneven))} do not divide the {train_steps} training steps: the "
             f"scheduler spaces timesteps by {train_steps} // steps, so they start from a lower noise level than "
             "the others and their points are not comparable; use divisors such as 10, 20, 25, 50, 100, 125, 250")
-    out = Path(config.out) if config.out else default_out(config, model)
     _check_resume(out, config, model)
     images = images_mod.load_folder(Path(config.data), model.resolution, limit=config.limit)
     for image in images:
@@ -349,12 +435,31 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     samplers = config.make_samplers()
     # Every sampler at every step count, from its own scheduler: a count it refuses (dpm-solver at 1000) fails
     # here, in one line (samplers.SamplerError), not hours into the sweep.
-    calls = {(name, steps): sampler.unet_calls(steps, model.scheduler_config)
-             for name, sampler in samplers.items() for steps in config.steps}
+    calls = {(key, steps): sampler.unet_calls(steps, model.scheduler_config)
+             for key, sampler in samplers.items() for steps in config.steps}
     prepared = Prepared(config, out, model, images, masks, device, samplers, calls, shard, choice.reason, warnings)
     if next(plan(prepared, runs.done_cells(out) if out.is_dir() else set()), None) is not None:
         _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
     return prepared
+
+
+def _legacy_samplers(out: Path, config: SweepConfig, warnings: list[str]) -> SweepConfig:
+    """``config`` for resuming ``out``: a run folder swept before the respacing key (``runs.is_legacy_config``)
+    meant diffusers' RePaint by "repaint", on the steps walk, so with the default respacing its "repaint" is
+    resumed as "repaint-diffusers" (the same cells, never the authors' RePaint), with a warning line."""
+    path = out / "config.toml"
+    if config.respacing != [DEFAULT_RESPACING] or not path.is_file():
+        return config
+    try:
+        before = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return config  # _check_resume refuses it with its reason
+    renamed = [runs.LEGACY_NAMES.get(name, name) for name in config.samplers]
+    if not runs.is_legacy_config(before) or renamed == config.samplers:
+        return config
+    warnings.append(f"{out} was swept before the authors' RePaint existed: its 'repaint' is diffusers' RePaint, "
+                    "resumed as repaint-diffusers on the steps walk; use a new --out for the authors' RePaint")
+    return replace(config, samplers=list(dict.fromkeys(renamed)))
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -390,16 +495,57 @@ def _check_writable_run(prepared: Prepared) -> None:
         check_writable(folder, "--out")
 
 
+# SweepConfig fields that say how a sweep runs, not which cells it makes or what their numbers mean: the only
+# ones the default folder's digest leaves out. Every other field (and any added later) names the experiment.
+HOW_IT_RUNS = ("batch_size", "device", "save_images", "out")
+
+
+def experiment_identity(config: SweepConfig, model_name: str) -> dict:
+    """What defines a sweep's cells and their numbers: every ``SweepConfig`` field but ``HOW_IT_RUNS``, the
+    model by its resolved name and the data folder by its absolute path (however they were written)."""
+    identity = {KEY_NAMES.get(f.name, f.name): getattr(config, f.name) for f in fields(config)
+                if f.name not in HOW_IT_RUNS}
+    identity.update(model=model_name, data=str(Path(config.data).resolve()))
+    return identity
+
+
 def default_out(config: SweepConfig, model: LoadedModel) -> Path:
-    """``results/<model>-<data folder>-<8 hex>``: the hex is a digest of what a run folder must keep fixed
-    (model, data folder and the FIXED settings: eta, dtype, metrics), so running the same command again
-    resumes the same folder, and adding step counts, seeds, masks or images extends it."""
+    """``results/<model>-<data folder>-<8 hex>``: the hex is a digest of ``experiment_identity`` (model, data,
+    masks, step counts, seeds, samplers, jumps, eta, dtype, metrics, limit, …), so the same command resumes the
+    same folder and a different experiment gets its own. To add step counts, seeds, masks or images to a run,
+    name its folder with ``--out``."""
     import hashlib
 
-    identity = {"model": model.name, "data": str(Path(config.data).resolve()),
-                **{k: getattr(config, k) for k in FIXED if k != "data"}}  # the folder, however it was written
+    identity = experiment_identity(config, model.name)
     digest = hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()[:8]
-    return Path("results") / _slug(f"{model.name}-{Path(config.data).resolve().name}-{digest}")
+    out = Path("results") / _slug(f"{model.name}-{Path(config.data).resolve().name}-{digest}")
+    legacy = _legacy_default_out(config, model.name)
+    if not out.exists() and _same_experiment(legacy, config):
+        return legacy  # a folder named by the older, narrower digest that holds exactly this experiment
+    return out
+
+
+def _legacy_default_out(config: SweepConfig, model_name: str) -> Path:
+    """The default folder as older versions named it: a digest of the model, data, eta, dtype and metrics only."""
+    import hashlib
+
+    identity = {"model": model_name, "data": str(Path(config.data).resolve()),
+                **{k: getattr(config, k) for k in ("eta", "dtype", "metrics")}}
+    digest = hashlib.sha256(repr(sorted(identity.items())).encode()).hexdigest()[:8]
+    return Path("results") / _slug(f"{model_name}-{Path(config.data).resolve().name}-{digest}")
+
+
+def _same_experiment(folder: Path, config: SweepConfig) -> bool:
+    """Whether ``folder``'s config.toml records the same experiment as ``config`` (every field but
+    ``HOW_IT_RUNS``; the model is compared by what was written)."""
+    try:
+        before = tomllib.loads((folder / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    now = tomllib.loads(config.to_toml())
+    keys = {KEY_NAMES.get(f.name, f.name) for f in fields(config) if f.name not in HOW_IT_RUNS} - {"data"}
+    return all(before.get(k) == now.get(k) for k in keys) and Path(before.get("data", "")).resolve() == Path(
+        config.data).resolve()
 
 
 # Settings that change what a cell's numbers mean: a run folder never mixes two values of these.
@@ -482,7 +628,8 @@ def _key(prepared: Prepared, cell: Cell, steps: int) -> tuple:
     """The cell at ``steps`` as a runs.CELL_KEY tuple (RePaint's jumps 0/0 for another sampler)."""
     sampler = prepared.samplers[cell.sampler]
     return (prepared.model.name, cell.image_id, cell.mask.name, cell.seed, sampler.name,
-            samplers_mod.sampler_params_json(sampler), steps, sampler.jump_length, sampler.jump_n_sample)
+            samplers_mod.sampler_params_json(sampler), samplers_mod.respacing_label(sampler.respacing), steps,
+            sampler.jump_length, sampler.jump_n_sample)
 
 
 def run_batch(prepared: Prepared, items: list[Item], run_id: str,
@@ -540,7 +687,9 @@ def _save_images(prepared: Prepared, items: list[Item], outputs, corrupted, save
             saved[key].mkdir(parents=True, exist_ok=True)
             _png(prepared.images[cell.image_index].tensor, saved[key] / "original.png")
             _png(corrupted[i], saved[key] / "corrupted.png")
-        _png(outputs[i], saved[key] / runs.output_image_name(cell.sampler, item.steps))
+        sampler = prepared.samplers[cell.sampler]
+        _png(outputs[i], saved[key] / runs.output_image_name(sampler.name, item.steps,
+                                                             samplers_mod.respacing_label(sampler.respacing)))
 
 
 def _slug(text: str) -> str:
@@ -552,20 +701,28 @@ def _png(image: torch.Tensor, path: Path) -> None:
     PILImage.fromarray(array).save(path)
 
 
+# What a summary line pools: the images and seeds of one setting, at the ends of its step axis. Every other
+# column of a cell's key (runs.CELL_KEY: model, mask, sampler and its parameters, jumps, and any setting added
+# there later) is kept apart, so two experiments in one folder never share a line.
+POOLED = ("image_id", "seed", "steps")
+SUMMARY_KEYS = tuple(k for k in runs.CELL_KEY if k not in POOLED)
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Per sampler, resampling setting and metric: the median at the lowest and the highest step count swept,
-    and the direction. Samplers and settings are never pooled: a run folder may hold several (``sampler`` and
-    ``sampler_params`` as in the scores table, ``resampling`` is RePaint's "j/r", "0/0" for another sampler)."""
+    """Per setting (``SUMMARY_KEYS``) and metric: the median over images and seeds at the lowest and the highest
+    step count swept, the direction, and how many images and seeds each median pools. ``resampling`` is
+    RePaint's "j/r" ("0/0" for another sampler). A bare table without some key column reads as one value of it."""
     rows = []
-    # A bare table (no such columns): one setting, unnamed, of one sampler.
     defaults = {"jump_length": 0, "jump_n_sample": 0, **runs.LEGACY_SAMPLER}
-    table = table.assign(**{k: v for k, v in defaults.items() if k not in table.columns})
-    group = ["sampler", "sampler_params", "jump_length", "jump_n_sample"]
-    for (name, params, jl, jn), same in table.groupby(group, sort=True):
-        rows.extend({"sampler": name, "sampler_params": params, "resampling": f"{jl}/{jn}", **row}
-                    for row in _summarise_setting(same))
-    return pd.DataFrame(rows, columns=["sampler", "sampler_params", "resampling", "metric", "better", "steps_low",
-                                       "median_low", "steps_high", "median_high", "rows"])
+    table = table.assign(**{k: defaults.get(k, "–") for k in SUMMARY_KEYS if k not in table.columns})
+    for values, same in table.groupby(list(SUMMARY_KEYS), sort=True):
+        setting = dict(zip(SUMMARY_KEYS, values, strict=True))
+        pooled = {"images": int(same["image_id"].nunique()) if "image_id" in same else 0,
+                  "seeds": int(same["seed"].nunique()) if "seed" in same else 0}
+        rows.extend({**setting, "resampling": f"{setting['jump_length']}/{setting['jump_n_sample']}", **pooled,
+                     **row} for row in _summarise_setting(same))
+    return pd.DataFrame(rows, columns=[*SUMMARY_KEYS, "resampling", "images", "seeds", "metric", "better",
+                                       "steps_low", "median_low", "steps_high", "median_high", "rows"])
 
 
 def _summarise_setting(table: pd.DataFrame) -> list[dict]:
@@ -583,6 +740,79 @@ def _summarise_setting(table: pd.DataFrame) -> list[dict]:
             "rows": len(part),
         })
     return rows
+
+
+@dataclass
+class Plan:
+    """What a sweep would do, without doing it (``sweep --dry-run``): the cells and UNet image-forwards still to
+    run in this shard, and a time estimate from one timed batched UNet forward on this device and dtype.
+    The estimate covers the UNet only (scoring adds a little, saving images less)."""
+
+    run_dir: Path
+    cells: int  # (cell, step count) items still to run
+    cells_done: int
+    unet_calls: int  # UNet image-forwards they cost
+    seconds_per_forward: float  # one image-forward, measured in a batch of batch_size
+    estimated_s: float
+    images: int
+
+
+def dry_run(prepared: Prepared) -> Plan:
+    """Plan ``prepared`` without writing anything: count what is left and time one UNet forward."""
+    done = runs.done_cells(prepared.run_dir) if prepared.run_dir.is_dir() else set()
+    todo = [item for batch in plan(prepared, done) for item in batch]
+    calls = sum(prepared.unet_calls[item.cell.sampler, item.steps] for item in todo)
+    total = len(shard_cells(prepared)) * len(prepared.config.steps)
+    per_forward = _time_forward(prepared) if todo else 0.0
+    return Plan(prepared.run_dir, len(todo), total - len(todo), calls, per_forward, calls * per_forward,
+                len(prepared.images))
+
+
+@dataclass
+class Need:
+    """Whether a sweep's images can support the fit's conclusions; ``line`` says so before the sweep starts."""
+
+    short: bool
+    line: str
+
+
+def conclusion_needs(prepared: Prepared) -> Need:
+    """How many images the fit needs to conclude anything about steps from this grid (``fit.images_needed``)
+    against how many the sweep has: said at sweep time, not discovered after the sweep."""
+    from aaas_profile import fit as fit_mod
+
+    n, levels = len(prepared.images), len(prepared.config.steps)
+    effect = fit_mod.images_needed(levels)
+    need = max(effect, fit_mod.MIN_IMAGES_FOR_INTERVALS)
+    what = (f"{n} image(s) at {levels} step counts: the fit's test of steps (Page's trend test, p < "
+            f"{fit_mod.EFFECT_ALPHA:g}) needs ≥ {effect}, its intervals (and simulate --profile) ≥ "
+            f"{fit_mod.MIN_IMAGES_FOR_INTERVALS}")
+    if levels < 2:
+        return Need(True, f"one step count: the fit needs at least two ({what})")
+    if n < need:
+        return Need(True, f"{what}; with {n} the fit cannot conclude: add images (--data) or step counts")
+    return Need(False, what)
+
+
+def _time_forward(prepared: Prepared) -> float:
+    """Seconds per image of one batched UNet forward (batch_size images, the sweep's dtype and layout): the
+    faster of two timed calls after one warm-up."""
+    unet, size = prepared.model.unet, prepared.model.resolution
+    parameter = next(unet.parameters())
+    batch = prepared.config.batch_size
+    x = torch.randn(batch, unet.config.in_channels, size, size, device=parameter.device, dtype=parameter.dtype)
+    if precision.channels_last(prepared.device.type, prepared.config.dtype):
+        x = x.contiguous(memory_format=torch.channels_last)
+    t = torch.full((batch,), 500, device=parameter.device)
+    times = []
+    with torch.inference_mode():
+        for _ in range(3):
+            start = perf_counter()
+            unet(x, t)
+            if parameter.device.type == "cuda":
+                torch.cuda.synchronize(parameter.device)
+            times.append(perf_counter() - start)
+    return min(times[1:]) / batch
 
 
 class Progress:
@@ -630,12 +860,26 @@ def run(config: SweepConfig, progress: Progress | None = None, prepared: Prepare
             ran += len(items)
             calls_run += sum(calls[item.cell.sampler, item.steps] for item in items)
             progress.batch_done(len(items))
+            _hold_for_tests()
         # Cells another process claimed and then gave up (it died) are free again: take them in another pass.
         todo = list(plan(prepared, done.refresh())) if ran > ran_before else []
     wall = perf_counter() - start
     _finish_manifest(prepared, invocation, ran, wall)
     table = runs.read_scores(run_dir)
     return SweepResult(run_dir, prepared.config, ran, total_cells - ran, wall, calls_run, summarise(table))
+
+
+HOLD_ENV = "AAAS_PROFILE_TEST_HOLD_UNTIL"
+
+
+def _hold_for_tests() -> None:
+    """Test hook (docs/testing.md): with ``AAAS_PROFILE_TEST_HOLD_UNTIL=<file>`` set, wait after each written
+    part, holding no claim, until that file exists. A test that interrupts a sweep mid-run (Ctrl-C, kill -9,
+    several processes sharing cells) then knows there is a "mid" however fast or loaded the machine is. Unset
+    (always, outside tests), it costs one environment look-up per batch."""
+    gate = os.environ.get(HOLD_ENV)
+    while gate and not Path(gate).exists():
+        sleep(0.02)
 
 
 def _claim(prepared: Prepared, batch: list[Item], done: runs.DoneCells) -> tuple[list[Item], runs.Claim | None]:
@@ -701,7 +945,8 @@ def _record_invocation(prepared: Prepared, manifest: runs.Manifest, done_before:
 
 def _describe(sampler: samplers_mod.Sampler) -> dict:
     """A sampler as manifest.json records it: what its rows hold in the sampler columns."""
-    return {"sampler_params": samplers_mod.sampler_params_json(sampler), "jump_length": sampler.jump_length,
+    return {"sampler": sampler.name, "sampler_params": samplers_mod.sampler_params_json(sampler),
+            "respacing": samplers_mod.respacing_label(sampler.respacing), "jump_length": sampler.jump_length,
             "jump_n_sample": sampler.jump_n_sample}
 
 

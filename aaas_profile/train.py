@@ -221,6 +221,29 @@ def _lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
 
 
+def _load_checkpoint(path: Path, device) -> dict:
+    """The training state in ``path``, read as tensors and plain Python values only (``weights_only=True``):
+    a checkpoint is a pickle, and unpickling an arbitrary object runs code, so a file from elsewhere must not
+    get that far. Raises TrainError (one line) on a file that is not a state this module wrote."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(f"{path}: not a training checkpoint this tool can load safely ({reason[:160]}); "
+                         "delete it or train with --no-resume") from None
+    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise TrainError(f"{path}: training checkpoint lacks {', '.join(missing)}; delete it or train with "
+                         "--no-resume")
+    return state
+
+
+# What save_checkpoint writes; a file without all of them is not a checkpoint of this module.
+_STATE_KEYS = ("step", "unet", "ema", "optimizer", "scaler", "generator", "losses", "seconds", "trajectory")
+
+
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temp:
@@ -288,9 +311,12 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)  # crops, flips, timesteps and noise
 
     state_path = out / CHECKPOINT
+    if resume and not state_path.is_file() and _holds_model(out):
+        raise TrainError(f"--out {out} holds a trained model and no checkpoint to resume; give a new folder, or "
+                         "--no-resume to train it again from scratch and replace it")
     start, losses, seconds_before = 0, [], 0.0
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = _load_checkpoint(state_path, device)
         if state["trajectory"] != config.trajectory():
             changed = sorted(k for k in config.trajectory() if state["trajectory"].get(k) != config.trajectory()[k])
             raise TrainError(
@@ -365,14 +391,44 @@ def train(
     saved = models.cast(build_unet(config), torch.float16)  # built in fp32, cast before any weights are in it
     saved.load_state_dict({k: v.detach().to("cpu", torch.float16) for k, v in ema.state_dict().items()})
     pipeline = DDPMPipeline(unet=saved, scheduler=scheduler)
-    pipeline.save_pretrained(out, safe_serialization=True)
     result = TrainResult(
         out=out, steps=step, loss=float(np.mean(losses[-100:])) if losses else math.nan, seconds=seconds,
         device=_device_name(device), precision=precision, parameters=sum(p.numel() for p in saved.parameters()),
         stopped_early=stopped_early, resumed_from=start,
     )
-    write_atomic(out / "README.md", model_card(result, config, data_dir, images, losses, command))
+    _replace_model(out, pipeline, model_card(result, config, data_dir, images, losses, command))
     return result
+
+
+# What a saved model consists of (the pipeline's files and its card); checkpoint/ and .gitignore are not.
+_MODEL_ENTRIES = ("model_index.json", "unet", "scheduler", "README.md")
+
+
+def _holds_model(out: Path) -> bool:
+    return any((out / name).exists() for name in ("model_index.json", "unet", "config.json"))
+
+
+def _replace_model(out: Path, pipeline, card: str) -> None:
+    """Write the model as one set: the whole pipeline and its card go to a hidden folder beside the old model
+    first, and only then replace the old model's entries, so a failure while saving leaves the previous model
+    whole, and no file of an earlier model stays beside the new one."""
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out))
+    try:
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        for name in _MODEL_ENTRIES:
+            old = out / name
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.exists():
+                old.unlink()
+            if (staging / name).exists():
+                (staging / name).rename(old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _device_name(device: torch.device) -> str:

@@ -43,14 +43,15 @@ def offline_hub(tmp_path_factory, monkeypatch):
     return home
 
 
-def make_unet(resolution: int = RESOLUTION, seed: int = 0):
+def make_unet(resolution: int = RESOLUTION, seed: int = 0, out_channels: int = 3):
+    """``out_channels`` 6: a learned-variance model (epsilon, then guided-diffusion's variance interpolation)."""
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=resolution,
         in_channels=3,
-        out_channels=3,
+        out_channels=out_channels,
         layers_per_block=1,
         block_out_channels=(16, 32, 32),  # attention only at 16 px keeps a forward pass in milliseconds
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
@@ -148,12 +149,14 @@ class OracleUNet(torch.nn.Module):
     step count, which is the samplers' chain order) and call k takes the images with more than k calls."""
 
     def __init__(self, originals: torch.Tensor, schedule: dict, variance: float | None = None, shift: int = 0,
-                 calls: list[int] | None = None):
+                 calls: list[int] | None = None, alphas_cumprod: torch.Tensor | None = None):
         super().__init__()
         from diffusers import RePaintScheduler
 
         self.register_buffer("x0", originals.double() * 2 - 1)
-        self.register_buffer("alphas_cumprod", RePaintScheduler(**schedule).alphas_cumprod.double())
+        if alphas_cumprod is None:  # diffusers' (β in float32); a sampler on float64 ᾱ passes its own
+            alphas_cumprod = RePaintScheduler(**schedule).alphas_cumprod
+        self.register_buffer("alphas_cumprod", alphas_cumprod.double())
         self.variance, self.shift, self.calls = variance, shift, calls
         self.seen: list[tuple[int, torch.Tensor]] = []
         # the samplers read the device and dtype from the first parameter

@@ -91,6 +91,7 @@ PUBLISHED_MATLAB = {
 REF_DIR = Path(os.environ.get("AAAS_BRISQUE_REF_DIR") or LIVE_RELEASE.parent / "brisque-reference")
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", sorted(PUBLISHED_MATLAB))
 def test_published_matlab_scores(name: str) -> None:
     path = REF_DIR / name
@@ -116,6 +117,7 @@ PROJECT_SCORES = {"camera": -7.3088650271248525, "chelsea": 3.088480170574144}
 STAY_PUT_REL = 1e-4
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", sorted(PROJECT_SCORES))
 def test_scores_on_scikit_image_data_stay_put(name: str) -> None:
     score = brisque(as_batch(getattr(skimage.data, name)()), data_range=255)

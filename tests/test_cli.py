@@ -92,13 +92,13 @@ def test_several_samplers_get_a_column_each_in_the_summary(model_dir, image_dir,
                                                                                        ["dpm-solver", "tv"])]
     assert sorted(row[0] for row in rows) == ["ddim", "dpm-solver"]  # one row each, not pooled
     assert re.search(r"^ *sampler +metric +better", result.output, re.M)  # the header: sampler first
-    assert [row[-1] for row in rows] == ["2", "2"]  # rows: its 2 images at 5 steps
+    assert "medians over 2 images × 1 seed(s)" in result.output  # the title says what each median pools
 
 
 def test_an_unknown_sampler_is_one_line_and_writes_nothing(model_dir, image_dir, tmp_path):
     result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--sampler", "repaint,ddpm",
                     "--out", tmp_path / "run")
-    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, ddim, dpm-solver")
+    one_line_error(result, "unknown sampler(s) 'ddpm'", "choose from repaint, repaint-diffusers, ddim, dpm-solver")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
@@ -123,5 +123,84 @@ def test_help_explains_the_step_grid():
     result = invoke("sweep", "--help")
     assert result.exit_code == 0
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
-    assert "Use divisors of the 1000 training steps" in text
-    assert "[default: 1,2,5,10,20,25,50:" in text
+    assert "use divisors of the 1000 training steps there" in text
+    assert "[default: 10,25,50,75,100,150,200,250:" in text
+    assert "--respacing" in text and "[default: 250 for repaint, steps for the others]" in text
+
+
+# --- conventions: --version, --help without heavy imports, --json, --quiet, --dry-run -----------------------
+
+HEAVY = ("torch", "diffusers", "piq", "scipy", "pandas", "matplotlib")
+
+
+@pytest.mark.parametrize("command", [[], ["sweep"], ["fit"], ["simulate"], ["report"], ["train"], ["models"],
+                                     ["models", "import-repaint"]])
+def test_help_imports_none_of_the_heavy_libraries(command):
+    """`--help` starts at once because the commands import their stage modules only when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom aaas_profile.cli import app\ntry:\n    app([*sys.argv[1:], '--help'])\n"
+            "except SystemExit:\n    pass\nprint('LOADED', *sorted({m.split('.')[0] for m in sys.modules} & set("
+            f"{HEAVY!r})))")
+    out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True).stdout
+    assert "Usage:" in out and out.strip().splitlines()[-1] == "LOADED"
+
+
+def test_version_and_the_ray_extra_in_help():
+    from aaas_profile import __version__
+
+    assert invoke("--version").output.strip() == f"aaas-profile {__version__}"
+    assert "aaas-profile[ray]" in invoke("sweep", "--help").output.replace("│", " ")  # not eaten as markup
+    assert "--install-completion" in invoke("--help").output
+
+
+def test_json_prints_one_document_and_quiet_prints_nothing(model_dir, image_dir, tmp_path):
+    import json
+
+    result = invoke("--json", "sweep", "--model", model_dir, "--data", image_dir, *FAST, "--metrics", "tv",
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # nothing but the document on stdout
+    assert document["cells_run"] == 2 and document["summary"][0]["metric"] == "tv"
+    assert document["summary"][0]["images"] == 2
+    quiet = invoke("-q", "sweep", "--model", model_dir, "--data", image_dir, *FAST, "--metrics", "tv",
+                   "--out", tmp_path / "run")
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+    # the next invocation without the options prints again (the options do not stick to the process)
+    assert "already done" in invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--metrics", "tv",
+                                    "--out", tmp_path / "run").output
+
+
+def test_dry_run_plans_and_writes_nothing(model_dir, image_dir, tmp_path):
+    import json
+
+    result = invoke("--json", "sweep", "--model", model_dir, "--data", image_dir, *FAST, "--steps", "5,10",
+                    "--dry-run", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    # 2 images × 1 mask × 1 seed × 2 step counts, UNet calls 5 + 10 per cell (no resampling jumps)
+    assert (plan["cells"], plan["unet_calls"], plan["cells_done"]) == (4, 2 * (5 + 10), 0)
+    assert plan["seconds_per_forward"] > 0 and plan["estimated_s"] == pytest.approx(30 * plan["seconds_per_forward"])
+    assert not (tmp_path / "run").exists()
+    text = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--dry-run", "--out",
+                  tmp_path / "run").output
+    assert "dry run: 2 cells to run" in " ".join(text.split())
+
+
+def test_a_sweep_says_at_once_how_many_images_a_conclusion_needs(model_dir, image_dir, tmp_path):
+    # 2 images at 2 step counts: the trend test needs 6, intervals 3
+    result = invoke("sweep", "--model", model_dir, "--data", image_dir, *FAST, "--steps", "5,10", "--metrics",
+                    "tv", "--dry-run", "--out", tmp_path / "run")
+    text = " ".join(result.output.split())
+    assert "warning: 2 image(s) at 2 step counts" in text and "needs ≥ 6" in text and "cannot conclude" in text
+
+
+def test_models_reads_at_80_columns_with_names_and_hub_ids_whole(monkeypatch):
+    monkeypatch.setattr(cli.common.console, "width", 80)
+    result = invoke("models")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for whole in ("google/ddpm-ema-celebahq-256", "google/ddpm-ema-bedroom-256", "google/ddpm-ema-church-256"):
+        assert any(whole in line for line in lines), whole

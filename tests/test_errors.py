@@ -197,7 +197,8 @@ def test_vif_is_nan_on_a_flat_original_and_a_number_otherwise(level):
 def test_a_sweep_warns_about_flat_images_and_uneven_step_counts(model_dir, tmp_path):
     images = write_images(tmp_path / "images", n=1)
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(images / "black.png")
-    prepared = sweep.prepare(sweep_config(model_dir, images, tmp_path / "run", steps="3,5", metrics="tv,vif"))
+    prepared = sweep.prepare(sweep_config(model_dir, images, tmp_path / "run", steps="3,5", metrics="tv,vif",
+                                          sampler="repaint-diffusers"))  # the strided walk: divisors matter
     text = " ".join(prepared.warnings)
     assert "image black.png: vif is undefined" in text and "img0.png" not in text
     assert "step count(s) 3 do not divide the 1000 training steps" in text
@@ -344,9 +345,14 @@ def test_the_default_out_follows_from_the_configuration(model_dir, image_dir, tm
         return sweep.prepare(replace(sweep_config(model_dir, image_dir, tmp_path, **options), out=None)).run_dir
 
     first = default_out(steps="5")
+    again = default_out(steps="5")
     more_steps = default_out(steps="5,10", seeds="0,1")
+    other_masks = default_out(steps="5", masks="thick")
+    other_sampler = default_out(steps="5", sampler="ddim")
     other_metrics = default_out(steps="5", metrics="tv")
-    assert first == more_steps != other_metrics  # the same command (or a wider grid) resumes the same folder
+    # the same command resumes the same folder; another experiment on the same data gets its own
+    assert first == again
+    assert len({first, more_steps, other_masks, other_sampler, other_metrics}) == 5
     assert first.parent == Path("results") and first.name.startswith(f"{Path(model_dir).name}-images-")
 
 
@@ -411,5 +417,6 @@ def test_check_writable_probes_for_real(tmp_path):
 
 def test_help_says_the_default_out_resumes():
     text = " ".join(invoke("sweep", "--help").output.replace("│", " ").split())
-    assert "so the same command resumes" in text and "digest of the model, data, eta, dtype and metrics" in text
+    assert "so the same command resumes" in text and "digest of every setting that defines the cells" in text
+    assert "another experiment gets its own folder" in text
 

@@ -30,7 +30,7 @@ def batch(n: int, family: str = "thick"):
 
 
 def test_unet_calls_follow_repaint_resampling():
-    # DESIGN.md: T = 250 with jumps 10/10 costs 2,410 UNet calls; 1/1 costs T.
+    # docs/design.md: T = 250 with jumps 10/10 costs 2,410 UNet calls; 1/1 costs T.
     assert unet_calls(250, RePaintConfig()) == 2410
     assert unet_calls(250, NO_JUMPS) == 250
     # T + (jump points) · (r − 1) · j, jump points every j steps below T − j
@@ -167,6 +167,7 @@ def test_learned_variance_models_are_sampled_with_their_epsilon_half():
     assert (result.images - originals).abs().max() < 1e-6  # as with a 3-channel oracle
 
 
+@pytest.mark.numeric
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # RePaintPipeline lives in diffusers' deprecated folder
 @pytest.mark.parametrize("config", [RePaintConfig(5, 2), RePaintConfig(5, 2, eta=1.0)], ids=str)
 def test_inpaint_equals_diffusers_repaint_pipeline(config):

@@ -120,9 +120,12 @@ def write_fit(path, runtime=True):
 def test_profile_asps(tmp_path):
     path = write_fit(tmp_path / "fit.json")
     curves, coefs = read_fit_profile(path)
-    assert len(curves) == 3 and coefs == {"repaint": [0.5, 0.01, 0.0]}  # a profile from before samplers
-    assert {c["sampler"] for c in curves} == {"repaint"}
+    # a profile from before samplers: diffusers' RePaint on the steps walk
+    assert len(curves) == 3 and coefs == {("repaint-diffusers", "steps"): [0.5, 0.01, 0.0]}
+    assert {(c["sampler"], c["respacing"]) for c in curves} == {("repaint-diffusers", "steps")}
     asps = profile_asps(path, metric="haarpsi", n=5, seed=0)
+    (warning,) = [n for n in asps.notes if n.startswith("warning:")]  # one line that says why
+    assert "not in task units" in warning and "--respacing 250" in warning
     # curves ordered by (model, mask): thick then thin, cycled over the ASPs
     assert asps.ax.tolist() == [10, 5, 10, 5, 10] and asps.by.tolist() == [0.8, 0.9, 0.8, 0.9, 0.8]
     assert "thin" in asps.sid[1]
@@ -157,13 +160,14 @@ def test_profile_errors(tmp_path, content, message):
 
 
 def write_two_sampler_fit(path, x="steps"):
-    """A profile of a sweep with --sampler repaint,ddim: haarpsi curves and a runtime model for each."""
+    """A profile of a sweep with --sampler repaint,ddim (repaint on the 250-step grid, ddim on its steps walk):
+    haarpsi curves and a runtime model for each."""
     curves = [{"model": "faces", "mask": "thick", "metric": "haarpsi", "sampler": sampler, "sampler_params": "{}",
-               "scale01": {"ax": ax, "ay": 0.1, "bx": bx, "by": by}}
-              for sampler, ax, bx, by in (("repaint", 10, 200, 0.8), ("ddim", 5, 120, 0.7))]
-    runtime = {"steps": {"coef": [0.5, 0.01, 0.0], "sampler": "repaint"},
-               "fits": [{"sampler": "repaint", "vs_steps": {"coef": [0.5, 0.01, 0.0]}},
-                        {"sampler": "ddim", "vs_steps": {"coef": [0.1, 0.002, 0.0]}}]}
+               "respacing": walk, "scale01": {"ax": ax, "ay": 0.1, "bx": bx, "by": by}}
+              for sampler, walk, ax, bx, by in (("repaint", "250", 10, 200, 0.8), ("ddim", "steps", 5, 120, 0.7))]
+    runtime = {"steps": {"coef": [0.5, 0.01, 0.0], "sampler": "repaint", "respacing": "250"},
+               "fits": [{"sampler": "repaint", "respacing": "250", "vs_steps": {"coef": [0.5, 0.01, 0.0]}},
+                        {"sampler": "ddim", "respacing": "steps", "vs_steps": {"coef": [0.1, 0.002, 0.0]}}]}
     path.write_text(json.dumps({"schema_version": 2, "x": {"name": x}, "curves": curves, "runtime": runtime}))
     return path
 
@@ -173,10 +177,12 @@ def test_a_profile_of_several_samplers_uses_one_sampler_and_its_runtime(tmp_path
     default = profile_asps(path, n=4)  # never a mix: RePaint's curve and runtime, and a note naming the choice
     assert default.bx.tolist() == [200] * 4 and any("sampler repaint (choose with --sampler" in n
                                                    for n in default.notes)
+    assert not any(n.startswith("warning:") for n in default.notes)  # the paper's protocol: task units
     ddim = profile_asps(path, n=4, sampler="ddim")
     assert ddim.bx.tolist() == [120] * 4 and ddim.by.tolist() == [0.7] * 4 and "sampler ddim" in ddim.source
     scale = paper_runtime_s(250) / (0.1 + 0.002 * 250)  # ddim's own steps → seconds model, rescaled
     assert ddim.runtime_coef == pytest.approx((0.1 * scale, 0.002 * scale, 0.0))
+    assert any(n.startswith("warning:") and "not in task units" in n for n in ddim.notes)
     with pytest.raises(SimError, match="no curve of sampler 'dpm-solver'; it has repaint, ddim"):
         profile_asps(path, sampler="dpm-solver")
 
@@ -190,3 +196,52 @@ def test_a_profile_fitted_against_unet_calls_is_refused(tmp_path):
 def test_profile_unknown_metric(tmp_path):
     with pytest.raises(SimError, match="no curve for metric 'brisque'"):
         profile_asps(write_fit(tmp_path / "fit.json"), metric="brisque")
+
+
+def test_a_profile_says_which_curve_each_asp_got_and_when_it_cannot_reach_the_tasks(tmp_path):
+    from aaas_profile.sim.asps import write_asps_csv
+
+    path = write_fit(tmp_path / "fit.json")
+    data = json.loads(path.read_text())
+    data["curves"][0]["levels"] = {"steps": [1, 2, 5, 10, 20, 50]}  # faces/thick/haarpsi: short of 100 steps
+    data["curves"][1]["levels"] = {"steps": [10, 50, 100, 250]}  # faces/thin/haarpsi: the tasks' whole range
+    path.write_text(json.dumps(data))
+    asps = profile_asps(path, metric="haarpsi", n=4, seed=0)
+    # curves ordered by (model, mask): ASP i gets curve i mod 2
+    assert asps.mapping() == [("fit.json: model faces, mask thick, sampler repaint-diffusers, metric haarpsi",
+                               ["faces/thick#0", "faces/thick#2"]),
+                              ("fit.json: model faces, mask thin, sampler repaint-diffusers, metric haarpsi",
+                               ["faces/thin#1", "faces/thin#3"])]
+    warnings = [n for n in asps.notes if n.startswith("warning: ")]
+    # a fit written before respacing is the steps walk: said first, then the curve that stops short
+    assert warnings[0].startswith("warning: profile fit.json is not in task units: its curves are on the steps walk")
+    assert warnings[1:] == ["warning: curve faces/thick/haarpsi was measured at 1–50 steps, none of the tasks' "
+                        "100–250: beyond 50 steps it is extrapolated flat at By; sweep up to 250 steps to measure "
+                        "that range"]
+    # sim/asps.csv carries each row's source, and reads back with it
+    table = write_asps_csv(asps, tmp_path / "asps.csv")
+    assert table.read_text().splitlines()[0] == "sid,ax,ay,bx,by,capacity,source"
+    again = read_asps_csv(table)
+    assert again.origins()[1] == ("table asps.csv, line 3 (fit.json: model faces, mask thin, "
+                                  "sampler repaint-diffusers, "
+                                  "metric haarpsi)")
+    assert again.bx.tolist() == asps.bx.tolist()
+
+
+def test_a_profile_of_both_walks_gives_the_asps_the_papers_protocol(tmp_path):
+    """repaint on the 250-step grid (Bx 180 t_T) and on the steps walk (Bx 4 steps) in one profile: the ASPs get
+    the curves in task units and that walk's runtime, never a mix, with a note naming the choice."""
+    curves = [{"model": "faces", "mask": "thick", "metric": "vif", "sampler": "repaint", "sampler_params": "{}",
+               "respacing": walk, "scale01": {"ax": ax, "ay": 0.1, "bx": bx, "by": 0.8}}
+              for walk, ax, bx in (("steps", 1, 4), ("250", 20, 180))]
+    runtime = {"steps": {"coef": [0.2, 0.05, 0.0], "sampler": "repaint", "respacing": "250"},
+               "fits": [{"sampler": "repaint", "respacing": "250", "vs_steps": {"coef": [0.2, 0.05, 0.0]}},
+                        {"sampler": "repaint", "respacing": "steps", "vs_steps": {"coef": [0.1, 0.4, 0.0]}}]}
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps({"schema_version": 2, "x": {"name": "steps"}, "curves": curves, "runtime": runtime}))
+    asps = profile_asps(path, n=3)
+    assert asps.ax.tolist() == [20] * 3 and asps.bx.tolist() == [180] * 3
+    scale = paper_runtime_s(250) / (0.2 + 0.05 * 250)
+    assert asps.runtime_coef == pytest.approx((0.2 * scale, 0.05 * scale, 0.0))
+    assert "walk: respacing 250 (the profile also has steps)" in asps.notes
+    assert not any(n.startswith("warning:") for n in asps.notes)

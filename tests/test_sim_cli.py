@@ -323,3 +323,25 @@ def test_the_command_only_parses_calls_and_prints():
 
     source = (Path(__file__).parents[1] / "aaas_profile" / "cli" / "simulate.py").read_text()
     assert "fail(" not in source and "except UserError" not in source and "KeyboardInterrupt" not in source
+
+
+def test_simulate_prints_the_asp_mapping_and_warns_when_the_profile_stops_short(tmp_path):
+    from conftest import invoke
+
+    curves = [{"model": "faces", "mask": mask, "metric": "haarpsi", "levels": {"steps": [1, 5, 10, 50]},
+               "scale01": {"ax": 1, "ay": 0.1, "bx": bx, "by": 0.8}} for mask, bx in (("thick", 3), ("half", 8))]
+    profile = tmp_path / "fit.json"
+    profile.write_text(json.dumps({"schema_version": 2, "curves": curves}))
+    result = invoke("simulate", "--profile", profile, "--policy", "greedy-oracle", "--episodes", "1", "--horizon",
+                    "50000", "--no-optimum", "--no-baselines", "--runtime", "paper", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "20 ASPs, each curve from:" in text
+    # curves ordered by (model, mask): ASP i gets curve i mod 2
+    assert ("fit.json: model faces, mask half, sampler repaint-diffusers, metric haarpsi: faces/half#0, "
+            "faces/half#2,") in text
+    assert ("fit.json: model faces, mask thick, sampler repaint-diffusers, metric haarpsi: faces/thick#1, "
+            "faces/thick#3,") in text
+    assert text.count("warning: curve faces/") == 2 and "measured at 1–50 steps, none of the tasks' 100–250" in text
+    rows = (tmp_path / "out" / "sim" / "asps.csv").read_text().splitlines()
+    assert rows[0].endswith(",source") and "mask half" in rows[1]

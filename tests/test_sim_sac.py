@@ -238,3 +238,28 @@ def test_the_crash_mask_keeps_the_policy_off_asps_the_task_does_not_fit():
     unmasked = DiscreteSAC(8, 3, small_config(hidden=(8,), mask_crashes=False), seed=0, steps_ratio=250 / 1500)
     unmasked.actor.load_state_dict(agent.actor.state_dict())
     assert unmasked.act(obs[0].numpy(), deterministic=True) == 1
+
+
+class _RunsCode:
+    """An object whose unpickling runs code (writes a file): what a crafted checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_crafted_checkpoint_never_runs_code(tmp_path):
+    import torch
+
+    from aaas_profile.errors import UserError
+    from aaas_profile.sim.sac import load_agent
+
+    path, marker = tmp_path / "agent.pt", tmp_path / "pwned"
+    torch.save({"format": 2, "actor": _RunsCode(marker)}, path)
+    with pytest.raises(UserError, match=r"cannot load SAC checkpoint .*agent\.pt"):
+        load_agent(path, obs_dim=4, n_actions=2)
+    assert not marker.exists()

@@ -49,7 +49,17 @@ def data_dir(tmp_path):
 
 
 def state(out: Path) -> dict:
-    return torch.load(out / CHECKPOINT, weights_only=False)
+    return torch.load(out / CHECKPOINT, weights_only=True)  # what train writes must load as tensors only
+
+
+class _RunsCode:
+    """An object whose unpickling runs code (writes a file): what a crafted checkpoint would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
 
 
 def test_train_saves_a_diffusers_folder_of_ema_weights_that_loads(data_dir, tmp_path):
@@ -105,6 +115,49 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(data_dir, tmp_path
         train(data_dir, out, TrainConfig(steps=4, **TINY), lr=3e-4)
     with pytest.raises(TrainError, match="beyond --steps 1"):
         train(data_dir, out, TrainConfig(steps=1, **TINY))
+
+
+def test_resume_never_runs_code_from_a_crafted_checkpoint(data_dir, tmp_path):
+    out, marker = tmp_path / "model", tmp_path / "pwned"
+    (out / CHECKPOINT).parent.mkdir(parents=True)
+    torch.save({"step": 0, "unet": _RunsCode(marker)}, out / CHECKPOINT)
+    with pytest.raises(TrainError, match=r"state\.pt: not a training checkpoint this tool can load safely"):
+        train(data_dir, out, TrainConfig(steps=2, **TINY))
+    assert not marker.exists()
+    # The same object loaded the unsafe way does run its code: the test's pickle is a real exploit.
+    torch.load(out / CHECKPOINT, weights_only=False)
+    assert marker.read_text() == "code ran"
+
+
+def test_resume_refuses_a_checkpoint_that_is_no_training_state(data_dir, tmp_path):
+    out = tmp_path / "model"
+    (out / CHECKPOINT).parent.mkdir(parents=True)
+    torch.save({"step": 3}, out / CHECKPOINT)
+    with pytest.raises(TrainError, match="lacks unet, ema, optimizer"):
+        train(data_dir, out, TrainConfig(steps=2, **TINY))
+    (out / CHECKPOINT).write_bytes(b"not a pickle")
+    with pytest.raises(TrainError, match="not a training checkpoint"):
+        train(data_dir, out, TrainConfig(steps=2, **TINY))
+
+
+def test_a_model_is_never_lost_or_mixed_with_an_earlier_one(data_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "model"
+    train(data_dir, out, TrainConfig(steps=2, **TINY))
+    weights = sorted((out / "unet").iterdir())
+    before = {path.name: path.read_bytes() for path in weights}
+    shutil.rmtree(out / "checkpoint")
+    # Nothing to resume: training again into a finished model would replace it, so it is refused and kept.
+    with pytest.raises(TrainError, match=r"holds a trained model and no checkpoint to resume"):
+        train(data_dir, out, TrainConfig(steps=2, **TINY))
+    assert {path.name: path.read_bytes() for path in sorted((out / "unet").iterdir())} == before
+    # --no-resume replaces the model as a set: no file of the earlier model stays, nothing staged is left.
+    (out / "unet" / "stale.safetensors").write_bytes(b"from an earlier model")
+    train(data_dir, out, TrainConfig(steps=1, **TINY), resume=False)
+    assert sorted(path.name for path in (out / "unet").iterdir()) == sorted(before)
+    assert not any(path.name.startswith(".model-") for path in out.iterdir())
+    assert "Steps: 1 of batch" in (out / "README.md").read_text()
 
 
 def test_time_limit_stops_early_saved_and_resumable(data_dir, tmp_path):

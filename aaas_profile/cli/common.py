@@ -3,6 +3,10 @@ the app in ``__init__``: commands raise ``UserError``), warnings, one progress-b
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -11,6 +15,46 @@ from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+@dataclass
+class Output:
+    """How this invocation prints, from the app's global options (set afresh by every invocation).
+
+    ``json``: stdout holds only the command's machine-readable result (one JSON document, ``emit``); tables and
+    progress bars are not printed. ``quiet``: nothing but warnings and errors (on stderr)."""
+
+    json: bool = False
+    quiet: bool = False
+
+
+OUTPUT = Output()
+
+
+def set_output(json_mode: bool, quiet: bool) -> None:
+    OUTPUT.json, OUTPUT.quiet = json_mode, quiet
+    console.quiet = json_mode or quiet
+
+
+def _plain(value):
+    """``value`` with NaN and infinities as null, paths and other objects as text: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if hasattr(value, "item"):  # a numpy scalar
+        return _plain(value.item())
+    return str(value)
+
+
+def emit(result: dict) -> None:
+    """With ``--json``: print the command's result as one JSON document on stdout (NaN as null)."""
+    if OUTPUT.json:
+        typer.echo(json.dumps(_plain(result), indent=1, allow_nan=False))
 
 
 def fail(message: str, code: int = 2) -> None:

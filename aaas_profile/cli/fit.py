@@ -9,16 +9,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from aaas_profile import fit as fit_mod
-from aaas_profile import fitrun
-from aaas_profile.cli.common import console, warn
+from aaas_profile.cli.common import console, emit, warn
+
+# The stage modules (numpy, scipy, piq) are imported inside the command, so `--help` starts at once.
 
 
 def _interval(value: float, ci: tuple[float, float]) -> str:
-    """The estimate and its interval; on a narrow terminal the cell wraps at the spaces (never cut)."""
+    """The estimate and its interval in three significant digits, one unbreakable cell ("2.74 [2.46–3.02]")."""
     if ci[0] != ci[0]:  # NaN: no bootstrap
-        return f"{value:.4g}"
-    return f"{value:.4g} [{ci[0]:.3g}, {ci[1]:.3g}]"
+        return f"{value:.3g}"
+    return f"{value:.3g} [{ci[0]:.3g}–{ci[1]:.3g}]"
 
 
 def fit(
@@ -33,15 +33,18 @@ def fit(
     fit_model: Annotated[str, typer.Option(
         "--fit-model", help="image_offsets: the curve's shape shared, a level per image (every image is measured "
                             "at every step count); pooled: one curve through all points.")] = "image_offsets",
+    out: Annotated[Path | None, typer.Option(help="Where to write the fit (a .json file, or a folder for FOLDER/fit.json); its plots go beside it. \\[default: <run>/fit.json for --x steps, which simulate and report read; <run>/fit-<x>.json for another axis]")] = None,  # noqa: E501
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a fit against another x axis at --out (refused otherwise).")] = False,  # noqa: E501
 ) -> None:
     """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × sampler × metric of a run, with
     bootstrap intervals over images, an AIC/BIC check against smooth saturating curves, and the runtime model.
 
     The table gives R² within images (each image at its own level), pooled (one level for all) and of the
     fit to the per-step medians (the paper's way), and flags a curve with no measurable effect of steps
-    (paired Wilcoxon test, top of the grid against its bottom), one saturated before the third grid
+    (Page's trend test over every step count, within images), one saturated before the third grid
     point, or one too small for intervals (fewer than 4 step counts or 3 images). Below it: per metric, the
-    step count beyond which the median gains less than 1 % of the curve's range.
+    step count beyond which the median gains less than 1 % of the curve's range in fewer than 95 % of the
+    bootstrap resamples, with the interval of the resamples' stops.
 
     Examples:
 
@@ -56,24 +59,32 @@ def fit(
     A run with several samplers gets a curve per sampler (--x unet_calls puts them on one compute axis) and
     a runtime model per sampler.
 
-    Writes <run>/fit.json (schema: docs/fit-json.md) and <run>/plots/*.png, one figure per curve and a
-    panel of every metric (three to a row) per model × mask × sampler.
+    Writes <run>/fit.json (schema: docs/fit-json.md; --x unet_calls or wall_s: <run>/fit-<x>.json, so the
+    steps fit that simulate reads stays) and plots/*.png beside it, one figure per curve and a panel of every
+    metric (three to a row) per model × mask × sampler. Ends with one recommendation per mask: the steps
+    to pay for.
     """
+    from aaas_profile import fit as fit_mod
+    from aaas_profile import fitrun
+
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                            drop_nan=drop_nan, plots=plots, model=fit_model)
+                            drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
     _print_summary(result, level)
+    emit({"fit": result.path, "x": result.x, "plots": len(result.plots),
+          "recommendations": result.document["recommendations"],
+          "curves": [{k: e.get(k) for k in (*fit_mod.CURVE_KEY, "ax", "ay", "bx", "by", "flags", "effect", "stop")}
+                     for e in result.document["curves"]]})
 
-
-SHORT_FLAGS = {"under_determined": "no CI", "no_effect": "flat", "worse_with_steps": "worse",
-               "saturated_in_grid": "sat. low", "not_saturated": "not sat."}
 
 
 def _r2(value: float) -> str:
     return "–" if value != value else f"{value:.2f}"
 
 
-def _print_summary(result: fitrun.FitResult, level: float) -> None:
+def _print_summary(result, level: float) -> None:
+    from aaas_profile import fit as fit_mod
+
     unit = fit_mod.X_UNITS[result.x]
     model = result.document["fit_model"]["name"]
     console.print(f"[bold]{result.path}[/] · {model} · x = {unit} · {level:.0%} bootstrap intervals over images "
@@ -87,40 +98,45 @@ def _print_summary(result: fitrun.FitResult, level: float) -> None:
     for (model_name, mask, *setting), curves in groups.items():
         shown = [f"{k} {v}" for k, v in setting if v != "–"]  # no "jumps –" for a sampler without jumps
         title = " · ".join([model_name, mask, *shown, f"{curves[0].n_images} images"])
+        # Two parameter tables (where the curve turns, in x; its levels, in the metric's units), each interval
+        # one unbreakable cell: together they fit 80 columns, one table of four did not.
         parameters = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
         quality = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        stops = Table(title="where to stop paying for steps: beyond it the median gains < 1 % of the curve's range",
+        stops = Table(title=f"where to stop paying for steps: beyond it the median gains < 1 % of the range in "
+                            f"fewer than {level:.0%} of the bootstrap resamples",
                       box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
         for table in (parameters, quality, stops):
             table.add_column("metric", no_wrap=True)
-        for column in ("Ax", "Ay", "Bx", "By"):
-            parameters.add_column(column, justify="right")
-        for column in ("R² within", "R² pooled", "R² medians"):
-            quality.add_column(column, justify="right")
-        quality.add_column("AIC best")
-        quality.add_column("flags")
-        for column in ("steps", "UNet calls", "s per image", "median", "best median"):
-            stops.add_column(column, justify="right")
+        for table, columns in ((parameters, ("Ax", "Bx")), (quality, ("Ay", "By"))):
+            for column in columns:
+                table.add_column(f"{column} [{level:.0%}]", justify="right", no_wrap=True)
+        for table, column in ((parameters, "R² within"), (parameters, "R² med."), (quality, "R² pooled")):
+            table.add_column(column, justify="right")
+        parameters.add_column("best AIC", no_wrap=True)
+        for column in (f"steps [{level:.0%}]", "UNet calls", "s/image", "median", "best"):
+            stops.add_column(column, justify="right", no_wrap=True)
         stops.add_column("note")
         for c in curves:
             e, name = c.estimate, f"{c.key['metric']} {'↑' if c.higher_is_better else '↓'}"
-            parameters.add_row(name, _interval(e.ax, c.ci["ax"]), _interval(e.ay, c.ci["ay"]),
-                               _interval(e.bx, c.ci["bx"]), _interval(e.by, c.ci["by"]))
-            quality.add_row(name, _r2(c.r2_within), _r2(c.r2_pooled), _r2(c.r2_medians), c.comparison["best_aic"],
-                            ", ".join(SHORT_FLAGS.get(f["code"], f["code"]) for f in c.flags) or "–")
+            parameters.add_row(name, _interval(e.ax, c.ci["ax"]), _interval(e.bx, c.ci["bx"]), _r2(c.r2_within),
+                               _r2(c.r2_medians), c.comparison["best_aic"])
+            quality.add_row(name, _interval(e.ay, c.ci["ay"]), _interval(e.by, c.ci["by"]), _r2(c.r2_pooled))
             stop = c.stop
             if fit_mod.has_no_stop(c.flags):
                 stops.add_row(name, "–", "–", "–", "–", f"{stop['best_median']:.4g}",
                               "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
                 continue
-            stops.add_row(name, str(stop["steps"]), f"{stop['unet_calls']:.0f}", f"{stop['wall_s']:.3g}",
+            stops.add_row(name, fit_mod._steps_interval(stop), f"{stop['unet_calls']:.0f}", f"{stop['wall_s']:.3g}",
                           f"{stop['median']:.4g}", f"{stop['best_median']:.4g}",
-                          "still gaining at the top of the grid" if stop["top_of_grid"] else "")
+                          "still gaining" if stop["top_of_grid"] else "")
         console.print(parameters)
         console.print(quality)
+        said: dict[str, list[str]] = {}  # one line per kind of flag, naming its metrics (details in fit.json)
         for c in curves:
             for flag in c.flags:
-                console.print(f"[yellow]{c.key['metric']}[/]: {flag['message']}", highlight=False)
+                said.setdefault(flag.get("summary", flag["message"]), []).append(c.key["metric"])
+        for text, names in said.items():
+            console.print(f"[yellow]{', '.join(names)}[/]: {text}", highlight=False)
         console.print(stops)
     for entry in result.runtime:
         if "vs_steps" not in entry:
@@ -132,4 +148,17 @@ def _print_summary(result: fitrun.FitResult, level: float) -> None:
                       f"(R² {entry['vs_steps']['r2']:.3f})", highlight=False)
         if "warning" in entry:
             warn(entry["warning"])
+    _print_recommendations(result.document["recommendations"], varying)
     console.print(f"wrote {result.path} and {len(result.plots)} plots", highlight=False)
+
+
+def _print_recommendations(recommendations: list[dict], varying: list[str]) -> None:
+    """The last lines of the fit: one recommendation per mask (and setting, where the run has several)."""
+    from aaas_profile import fit as fit_mod
+
+    console.print("[bold]recommendation[/] (per mask: the steps to pay for)")
+    for r in recommendations:
+        setting = fit_mod.setting_cells(r["group"], [k for k in varying if k != "model"])
+        label = " · ".join([*([r["group"]["model"]] if "model" in varying else []), r["group"]["mask"],
+                            *(v for v in setting.values() if v != "–")])
+        console.print(f"  [bold]{label}[/]: {r['text']}", highlight=False)

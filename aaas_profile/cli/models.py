@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
-from aaas_profile import repaint_import
-from aaas_profile.cli.common import console, key_value_table
+from aaas_profile.cli.common import console, emit, key_value_table
 
 
 def import_repaint(
@@ -37,7 +37,7 @@ def import_repaint(
     with the source file's sha256) and models/NAME.toml. The network predicts ε and a learned variance; the
     sampler uses ε only (see the model card). Checkpoints: RePaint's download.sh (CC BY-NC-SA 4.0).
     """
-    from aaas_profile import models
+    from aaas_profile import models, repaint_import
 
     started = time.perf_counter()
     cfg = repaint_import.resolve_config(config)
@@ -60,6 +60,8 @@ def import_repaint(
         ("took", f"{time.perf_counter() - started:.1f} s"),
     ]))
     console.print(f"use it: aaas-profile sweep --model {name}", highlight=False)
+    emit({"name": name, "folder": folder, "config": cfg.name, "parameters": info["parameters"],
+          "weights_sha256": info["weights_sha256"]})
 
 
 def list_models(ctx: typer.Context) -> None:
@@ -75,12 +77,24 @@ def list_models(ctx: typer.Context) -> None:
         return
     from aaas_profile.models import cards, find_weights
 
-    table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH")
-    for column in ("name", "source", "resolution", "licence", "weights", "description"):
-        table.add_column(column, overflow="fold")  # at 80 columns long paths break across lines, never cut
+    # Readable at 80 columns: names, resolutions and hub ids whole (never broken mid-word); the description
+    # wraps at spaces under the source; only a long local path folds.
+    table = Table(title="models (models/*.toml); any diffusers folder also works as --model PATH",
+                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("px", no_wrap=True, justify="right")
+    table.add_column("weights", no_wrap=True)
+    table.add_column("source · licence · description", overflow="fold")
+    listed = []
     for card in cards().values():
         folder = find_weights(card, download=False)
-        source = f"hub: {card.hub_id}" if card.hub_id else f"local: {card.local_dir}"
-        present = f"[green]present[/] ({folder})" if folder else "[yellow]absent[/]"
-        table.add_row(card.name, source, f"{card.resolution} px", card.licence, present, card.description)
+        listed.append({"name": card.name, "hub_id": card.hub_id, "local_dir": card.local_dir,
+                       "resolution": card.resolution, "licence": card.licence, "weights": folder,
+                       "description": card.description})
+        source = f"hub {card.hub_id}" if card.hub_id else f"local {card.local_dir}"
+        present = "[green]present[/]" if folder else "[yellow]absent[/]"
+        where = f"\n{folder}" if folder and card.hub_id else ""  # a hub model found in the cache: where
+        table.add_row(card.name, str(card.resolution), present,
+                      f"{source}{where}\n{card.licence} · {card.description}")
     console.print(table)
+    emit({"models": listed})

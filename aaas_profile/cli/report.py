@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aaas_profile.cli.common import console
+from aaas_profile.cli.common import console, emit
 
 
 def report(
@@ -25,3 +25,4 @@ def report(
 
     path = report_mod.write(run, out)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, no external resources)", highlight=False)
+    emit({"report": path, "bytes": path.stat().st_size})

@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from aaas_profile import train as train_mod
-from aaas_profile.cli.common import console, key_value_table, progress_bar
+from aaas_profile.cli.common import console, emit, key_value_table, progress_bar
 from aaas_profile.errors import Interrupted, UserError
 
 
@@ -59,6 +57,10 @@ def train(
 
     Run the same command again to continue an interrupted run, or with a larger --steps to train further.
     """
+    import torch
+
+    from aaas_profile import train as train_mod
+
     if threads is not None:
         if threads < 1:
             raise UserError(f"--threads must be ≥ 1, got {threads}")
@@ -99,3 +101,6 @@ def train(
         ("device", f"{result.device}, {result.precision}"),
         ("model", f"{result.out} (load with --model {result.out})"),
     ]))
+    emit({"model": result.out, "steps": result.steps, "stopped_early": result.stopped_early,
+          "resumed_from": result.resumed_from, "loss": result.loss, "parameters": result.parameters,
+          "seconds": result.seconds, "device": result.device, "precision": result.precision})

@@ -1,4 +1,4 @@
-"""The ASP-selection simulator (DESIGN.md, "The simulator"): environment, ASP sources, policies, SAC,
+"""The ASP-selection simulator (docs/design.md, "The simulator"): environment, ASP sources, policies, SAC,
 the hindsight optimum, the runner and the figures. The environment is registered as ``aaas/AspSelection-v0``.
 
 Importing the package imports none of its modules: the names below load on first use (module ``__getattr__``),

@@ -1,6 +1,6 @@
 """ASP sets: the paper preset drawn from a seed, a user's CSV table, or a ``fit.json`` profile.
 
-An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of DESIGN.md:
+An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of docs/design.md:
 ``ax, ay, bx, by``; x in diffusion steps) and a ``capacity``, the total diffusion steps it runs at once.
 The three sources all return an :class:`AspSet`; the environment never needs to know where one came from.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from aaas_profile.errors import UserError, not_found
 from aaas_profile.sim.formulas import TASK_STEPS, paper_runtime_s, polynomial
 
-# The presets (DESIGN.md, "The simulator"): the grids the authors' code draws the hidden parameters from
+# The presets (docs/design.md, "The simulator"): the grids the authors' code draws the hidden parameters from
 # (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
 PAPER_N_ASPS = 20
 PAPER_CAPACITIES = np.arange(400, 1600, 100)  # 400, 500, …, 1500
@@ -51,6 +51,9 @@ class AspSet:
     source: str = "custom"
     runtime_coef: tuple[float, ...] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Where each ASP's curve comes from, one line each (a profile's model/mask/sampler/metric, a preset, a CSV
+    # line); written to sim/asps.csv as its "source" column. Empty: ``source`` for every ASP.
+    origin: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         n = len(self.sid)
@@ -72,12 +75,23 @@ class AspSet:
     def __len__(self) -> int:
         return len(self.sid)
 
+    def origins(self) -> list[str]:
+        """Each ASP's source line (``origin``, else the set's ``source``)."""
+        return list(self.origin) if len(self.origin) == len(self.sid) else [self.source] * len(self.sid)
+
     def table(self):
-        """The set as a pandas DataFrame with the CSV columns."""
+        """The set as a pandas DataFrame with the CSV columns and each row's ``source`` (read back, ignored)."""
         import pandas as pd
 
         return pd.DataFrame({"sid": list(self.sid), "ax": self.ax, "ay": self.ay, "bx": self.bx,
-                             "by": self.by, "capacity": self.capacity})
+                             "by": self.by, "capacity": self.capacity, "source": self.origins()})
+
+    def mapping(self) -> list[tuple[str, list[str]]]:
+        """Which ASPs got which curve: (source line, the sids that have it), in first-seen order."""
+        groups: dict[str, list[str]] = {}
+        for sid, origin in zip(self.sid, self.origins(), strict=True):
+            groups.setdefault(origin, []).append(sid)
+        return list(groups.items())
 
 
 def preset_asps(preset: str = "paper", seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
@@ -118,7 +132,8 @@ def paper_asps(seed: int = 0, n: int = PAPER_N_ASPS) -> AspSet:
 
 
 def read_asps_csv(path: Path) -> AspSet:
-    """An ASP set from a CSV table with the columns ``sid, ax, ay, bx, by, capacity`` (one row per ASP)."""
+    """An ASP set from a CSV table with the columns ``sid, ax, ay, bx, by, capacity`` (one row per ASP); a
+    ``source`` column (as ``write_asps_csv`` writes) is kept as each row's origin, other columns are ignored."""
     import pandas as pd
 
     path = Path(path)
@@ -152,6 +167,10 @@ def read_asps_csv(path: Path) -> AspSet:
         bx=numbers["bx"],
         by=numbers["by"],
         source=f"table {path.name}",
+        # a table written by a run (sim/asps.csv) says where each row came from; keep that, else name the line
+        origin=tuple(f"table {path.name}, line {i + 2}" + (f" ({frame['source'].iloc[i]})"
+                                                           if "source" in frame.columns else "")
+                     for i in range(len(frame))),
     )
 
 
@@ -219,23 +238,23 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
 
         {"schema_version": 1 or 2,
          "x": {"name": "steps"},                            # optional; any other x axis is refused
-         "curves": [{"model": str, "mask": str, "metric": str, "sampler": str,   # sampler: optional, repaint
+         "curves": [{"model": str, "mask": str, "metric": str, "sampler": str,   # sampler: optional
+                     "respacing": str,                                           # optional: "250" or "steps"
                      "scale01": {"ax": float, "ay": float, "bx": float, "by": float}}, ...],
-         "runtime": {"steps": {"coef": [c0, c1, c2], "sampler": str},            # optional
-                     "fits": [{"sampler": str, "vs_steps": {"coef": [...]}}, ...]}}
+         "runtime": {"steps": {"coef": [c0, c1, c2], "sampler": str, "respacing": str},  # optional
+                     "fits": [{"sampler": str, "respacing": str, "vs_steps": {"coef": [...]}}, ...]}}
 
     ``scale01`` is the curve on the [0, 1] quality scale (higher is better, x in diffusion steps: the
-    simulator's tasks ask for steps, so a profile fitted against UNet calls or seconds is refused);
-    ``runtime.steps.coef`` is seconds per image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any
-    length) of the sampler it names, and ``runtime.fits`` holds the other samplers'. Returns ``(curves,
-    coefs)``: each curve a dict with model, mask, metric, sampler, ax, ay, bx, by; ``coefs`` maps a sampler to
-    its runtime coefficients (empty when the profile has no runtime model).
+    simulator's tasks ask for steps, so a profile fitted against UNet calls or seconds is refused). A curve
+    or runtime without ``respacing`` was written before the respacing column: diffusers' RePaint on the steps
+    walk (``runs.LEGACY_SAMPLER``; its "repaint" is "repaint-diffusers"). ``runtime.steps.coef`` is seconds per
+    image as ``c0 + c1·steps + c2·steps²`` (ascending powers, any length) of the sampler it names, and
+    ``runtime.fits`` holds the other samplers'. Returns ``(curves, coefs)``: each curve a dict with model,
+    mask, metric, sampler, respacing, ax, ay, bx, by; ``coefs`` maps (sampler, respacing) to its runtime
+    coefficients (empty when the profile has no runtime model).
     """
     from aaas_profile import fitfile
     from aaas_profile.fit import refusal as fit_refusal  # here: fit imports torch and piq, the simulator need not
-    from aaas_profile.runs import LEGACY_SAMPLER  # a curve or runtime from before samplers is RePaint's
-
-    repaint = LEGACY_SAMPLER["sampler"]
     path = Path(path)
     if path.is_dir():  # a profile is the file itself, not the run folder that holds it
         raise SimError(not_found(path, "profile (fit.json)", folder=False))
@@ -257,11 +276,17 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
                 "model": str(curve.get("model", "?")),
                 "mask": str(curve.get("mask", "?")),
                 "metric": str(curve.get("metric", "?")),
-                "sampler": str(curve.get("sampler", repaint)),
+                **dict(zip(("sampler", "respacing"), _walk_of(curve), strict=True)),
             }
             row.update({k: float(scale[k]) for k in ("ax", "ay", "bx", "by")})
         except (KeyError, TypeError, ValueError):
             raise SimError(f"profile {path}: curve {i} lacks scale01 with numeric ax, ay, bx, by") from None
+        levels = curve.get("levels") if isinstance(curve.get("levels"), dict) else {}
+        try:  # the step counts the curve was measured at (absent in hand-written profiles)
+            measured = [float(v) for v in levels.get("steps") or []]
+        except (TypeError, ValueError):
+            measured = []
+        row["steps_range"] = (min(measured), max(measured)) if measured else None
         row["refusal"] = fit_refusal(curve)
         curves.append(row)
     coefs: dict[str, list[float]] = {}
@@ -273,13 +298,47 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
             raise SimError(f"profile {path}: runtime.steps.coef must be a list of numbers") from None
         if not coef:
             raise SimError(f"profile {path}: runtime.steps.coef is empty")
-        coefs[str(runtime["steps"].get("sampler", repaint))] = coef
+        coefs[_walk_of(runtime["steps"])] = coef
         for fit in runtime.get("fits", []) if isinstance(runtime.get("fits"), list) else []:
             try:  # the other samplers' steps → seconds fits (the first per sampler, as runtime.steps is)
-                coefs.setdefault(str(fit["sampler"]), [float(c) for c in fit["vs_steps"]["coef"]])
+                coefs.setdefault(_walk_of(fit), [float(c) for c in fit["vs_steps"]["coef"]])
             except (KeyError, TypeError, ValueError):
                 continue  # a fit without a usable steps model: that sampler falls back to the paper's
     return curves, coefs
+
+
+def reach_warnings(curves: list[dict], task_steps: tuple[int, ...] = TASK_STEPS) -> list[str]:
+    """One line per curve whose measured step counts stop short of the tasks' steps (100–250 in the paper's
+    preset): there the simulator serves every task on the curve's extrapolated plateau (By), a value no
+    measurement supports. ``curves``: ``read_fit_profile``'s rows (``steps_range`` None: unknown, no line)."""
+    lines = []
+    for c in curves:
+        if c.get("steps_range") is None:
+            continue
+        low, high = c["steps_range"]
+        if high < max(task_steps):
+            reach = "none of" if high < min(task_steps) else "only part of"
+            lines.append(f"warning: curve {c['model']}/{c['mask']}/{c['metric']} was measured at {low:g}–{high:g} "
+                         f"steps, {reach} the tasks' {min(task_steps)}–{max(task_steps)}: beyond {high:g} steps it "
+                         f"is extrapolated flat at By; sweep up to {max(task_steps)} steps to measure that range")
+    return lines
+
+
+def _walk_of(entry: dict) -> tuple[str, str]:
+    """(sampler, respacing) of a fit.json curve or runtime entry; one without ``respacing`` is from before the
+    respacing column, whose sampler names were those of then (``runs.LEGACY_NAMES``)."""
+    from aaas_profile.runs import LEGACY_NAMES, LEGACY_SAMPLER
+
+    if "respacing" not in entry:
+        name = str(entry.get("sampler", LEGACY_SAMPLER["sampler"]))
+        return LEGACY_NAMES.get(name, name), LEGACY_SAMPLER["respacing"]
+    return str(entry.get("sampler", LEGACY_SAMPLER["sampler"])), str(entry["respacing"])
+
+
+# Why a profile on the steps walk does not fit the simulator's tasks (docs/protocol.md), for its warning line.
+STEPS_WALK_WARNING = ("its curves are on the steps walk (diffusers' num_inference_steps over the whole training "
+                      "range, saturating within a few steps), not the paper's t_T, so every task of 100-250 steps "
+                      "gets nearly the best quality; sweep with --respacing 250 for a profile in task units")
 
 
 def profile_asps(
@@ -294,7 +353,9 @@ def profile_asps(
     sampler: str | None = None,
 ) -> AspSet:
     """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric`` and ``sampler``
-    (default: repaint when the profile has it, else its first), with that sampler's runtime model.
+    (default: the first by ``fit.runtime_rank``, the authors' RePaint when the profile has it), on one walk
+    (the paper's respaced grid when the sampler has it, else the steps walk, with a warning line:
+    ``STEPS_WALK_WARNING``), with that sampler's runtime model on that walk.
 
     A curve that ``fit`` flagged as under-determined, flat ("no measurable effect of steps") or getting worse
     with steps is refused with its reason unless ``allow_flagged``. Curves are ordered by (model, mask);
@@ -304,20 +365,27 @@ def profile_asps(
     leave every ASP idle. ``measured_runtime=False`` uses the paper's runtime model instead (``--runtime
     paper``): the fallback when the measured one is unusable (``fit.runtime_problem``).
     """
-    from aaas_profile.runs import LEGACY_SAMPLER
+    from aaas_profile.fit import STEPS_WALK, runtime_rank
 
     curves, coefs = read_fit_profile(path)
     samplers = list(dict.fromkeys(c["sampler"] for c in curves))
     notes = []
     if sampler is None:
-        repaint = LEGACY_SAMPLER["sampler"]
-        sampler = repaint if repaint in samplers else samplers[0]
+        sampler = min(samplers, key=lambda s: (min(runtime_rank(s, c["respacing"]) for c in curves
+                                                   if c["sampler"] == s), samplers.index(s)))
         if len(samplers) > 1:
             notes.append(f"sampler {sampler} (choose with --sampler from {', '.join(samplers)})")
     elif sampler not in samplers:
         raise SimError(f"profile {path} has no curve of sampler {sampler!r}; it has {', '.join(samplers)}")
     curves = [c for c in curves if c["sampler"] == sampler]
-    coef = coefs.get(sampler)
+    walks = sorted({c["respacing"] for c in curves}, key=lambda w: (w == STEPS_WALK, w))
+    walk = walks[0]  # task units (an N-step grid) first: the simulator's tasks ask for t_T
+    curves = [c for c in curves if c["respacing"] == walk]
+    if len(walks) > 1:
+        notes.append(f"walk: respacing {walk} (the profile also has {', '.join(walks[1:])})")
+    if walk == STEPS_WALK:
+        notes.append(f"warning: profile {Path(path).name} is not in task units: {STEPS_WALK_WARNING}")
+    coef = coefs.get((sampler, walk))
     metrics = sorted({c["metric"] for c in curves})
     if metric is None:
         metric = curves[0]["metric"]
@@ -336,6 +404,7 @@ def profile_asps(
             notes.append(f"flagged curve used on request: {c['model']}/{c['mask']}/{metric}: {c['refusal']}")
     rng = np.random.default_rng(seed)
     picks = [chosen[i % len(chosen)] for i in range(n)]
+    notes.extend(reach_warnings(chosen, task_steps))
     runtime_coef = None
     if not measured_runtime:
         notes.append("runtime: the paper's model (--runtime paper)")
@@ -356,6 +425,8 @@ def profile_asps(
         )
     return AspSet(
         sid=tuple(f"{c['model']}/{c['mask']}#{i}" for i, c in enumerate(picks)),
+        origin=tuple(f"{Path(path).name}: model {c['model']}, mask {c['mask']}, sampler {c['sampler']}, metric "
+                     f"{metric}" for c in picks),
         ax=[c["ax"] for c in picks],
         ay=[c["ay"] for c in picks],
         bx=[c["bx"] for c in picks],

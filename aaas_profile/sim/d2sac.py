@@ -36,10 +36,8 @@ batch 512, weight decay 1e-4, denoiser hidden 256 with a 16-wide step embedding.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -154,22 +152,6 @@ class D2SAC(DiscreteSAC):
         with torch.no_grad():
             next_logp = torch.log_softmax(self.logits(next_obs, next_x), dim=1)
         return logp, next_logp
-
-    # Checkpoints load with ``torch.load(weights_only=True)``: tensors and plain containers only; the config
-    # and the NumPy generator's state travel as JSON text.
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["config"] = json.dumps(asdict(self.config))
-        state["rng"] = json.dumps(state["rng"])
-        return state
-
-    @classmethod
-    def read_state(cls, path: Path) -> dict:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state["config"] = json.loads(state["config"])
-        state["rng"] = json.loads(state["rng"])
-        return state
 
 
 def prepare(context: PolicyContext) -> Prepared:

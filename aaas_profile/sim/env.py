@@ -1,4 +1,4 @@
-"""The ASP-selection environment of Du et al. (2023), paper preset as DESIGN.md states it.
+"""The ASP-selection environment of Du et al. (2023), paper preset as docs/design.md states it.
 
 Tasks arrive as a Poisson process; each asks for ``t`` diffusion steps and runs for ``runtime(t)`` seconds.
 For every arriving task the agent picks one ASP. If the task fits (free capacity ≥ t) the reward is the
@@ -32,7 +32,7 @@ from aaas_profile.sim.formulas import (
 
 @dataclass(frozen=True)
 class SimConfig:
-    """The task stream and the penalty; defaults are the paper preset (DESIGN.md, authors' ``config.py``)."""
+    """The task stream and the penalty; defaults are the paper preset (docs/design.md, authors' ``config.py``)."""
 
     arrival_rate: float = 0.001  # tasks per second
     horizon_s: float = 1_000_000.0  # episode length in seconds (≈ 1,000 tasks)

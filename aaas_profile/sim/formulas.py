@@ -1,4 +1,4 @@
-"""The simulator's pure formulas (Du et al. 2023; DESIGN.md, "The simulator"), in one place.
+"""The simulator's pure formulas (Du et al. 2023; docs/design.md, "The simulator"), in one place.
 
 The task-step grid, the paper's task runtime, the reward of a served task and the penalty of a crash. Pure
 functions of numbers and arrays: this module imports nothing else from the project, so the environment, the
@@ -39,7 +39,7 @@ def paper_runtime_s(t) -> np.ndarray:
 
 
 def quality_gain(ax, ay, bx, by, t) -> np.ndarray:
-    """The reward of a served task, ``f(t) − Ay`` for the four-parameter curve (DESIGN.md); broadcasts.
+    """The reward of a served task, ``f(t) − Ay`` for the four-parameter curve (docs/design.md); broadcasts.
 
     0 for t ≤ ax, ``(by − ay)·(t − ax)/(bx − ax)`` between, ``by − ay`` for t ≥ bx.
     """

@@ -444,14 +444,10 @@ class DiscreteSAC:
             torch.save(self.state_dict(), temp)
 
     @classmethod
-    def read_state(cls, path: Path) -> dict:
-        """The dict :meth:`save` wrote (a subclass may read a safer format)."""
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-    @classmethod
     def load(cls, path: Path) -> DiscreteSAC:
         """A checkpoint written by :meth:`save`, ready to evaluate or to resume training."""
-        state = cls.read_state(Path(path))
+        # tensors and plain values only: unpickling arbitrary objects from a file handed to the tool runs code
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
         if state.get("format") != 2:
             raise ValueError("it was written by an older aaas-profile (separate critics); train it again")
         config = cls.config_class(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
