@@ -54,11 +54,12 @@ class D2sacConfig(SacConfig):
 
     hidden: tuple[int, ...] = (256, 256)  # critics' and denoiser's hidden layers
     actor_lr: float = 1e-4
-    gamma: float = 0.95
+    gamma: float = 0.5  # the authors' 0.95 plateaued at 91 % of the oracle, 0.5 at 95 % (module docstring)
     batch_size: int = 128  # the authors' 512 costs 3.1× the time per update on one thread (module docstring)
     denoise_steps: int = 5  # K reverse diffusion steps per action
     t_dim: int = 16  # width of the denoising step's embedding
-    x0_clip: float = 1.0  # x̂0 is clipped to ±x0_clip (the authors' max_action)
+    x0_clip: float | None = 1.0  # x̂0 is clipped to ±x0_clip (the authors' max_action)
+    logit_scale: float = 1.0  # π = softmax(logit_scale · x0)
 
 
 def vp_betas(steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> torch.Tensor:
@@ -77,9 +78,9 @@ class DiffusionActor(nn.Module):
     """
 
     def __init__(self, n_in: int, n_actions: int, hidden: int = 256, steps: int = 5, t_dim: int = 16,
-                 clip: float = 1.0, activation: str = "silu"):
+                 clip: float | None = 1.0, activation: str = "silu", scale: float = 1.0):
         super().__init__()
-        self.n_actions, self.steps, self.clip = n_actions, steps, clip
+        self.n_actions, self.steps, self.clip, self.scale = n_actions, steps, clip, scale
         act = nn.Mish if activation == "mish" else nn.SiLU
         self.time_mlp = nn.Sequential(nn.Linear(t_dim, 2 * t_dim), act(), nn.Linear(2 * t_dim, t_dim))
         self.state_in = nn.Linear(n_in, hidden)
@@ -110,11 +111,13 @@ class DiffusionActor(nn.Module):
         for k in reversed(range(self.steps)):
             h = state_h + self.noise_in(torch.cat([a, emb[k].expand(batch, -1)], dim=1))
             eps = self.body(h)
-            x0 = (self.sqrt_recip[k] * a - self.sqrt_recipm1[k] * eps).clamp(-self.clip, self.clip)
+            x0 = self.sqrt_recip[k] * a - self.sqrt_recipm1[k] * eps
+            if self.clip is not None:
+                x0 = x0.clamp(-self.clip, self.clip)
             a = self.coef_x0[k] * x0 + self.coef_xt[k] * a
             if k > 0:
                 a = a + self.sigma[k] * torch.randn_like(a)
-        return a
+        return a * self.scale if self.scale != 1.0 else a
 
 
 class D2SAC(DiscreteSAC):
@@ -126,7 +129,8 @@ class D2SAC(DiscreteSAC):
     def new_actor(self) -> nn.Module:
         cfg = self.config
         return DiffusionActor(self.n_features, self.n_actions, hidden=cfg.hidden[0], steps=cfg.denoise_steps,
-                              t_dim=cfg.t_dim, clip=cfg.x0_clip, activation=cfg.activation)
+                              t_dim=cfg.t_dim, clip=cfg.x0_clip, activation=cfg.activation,
+                              scale=cfg.logit_scale)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False, actor: nn.Module | None = None) -> int:
