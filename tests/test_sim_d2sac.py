@@ -43,6 +43,24 @@ def test_the_vp_schedule_and_the_last_reverse_step():
     assert logits.shape == (700, 3) and torch.all(logits.abs() <= 1.0)
 
 
+def test_x0_clip_none_runs_the_chain_unclipped():
+    clipped = DiffusionActor(6, 3, hidden=8, steps=5, t_dim=4, clip=1.0)
+    free = DiffusionActor(6, 3, hidden=8, steps=5, t_dim=4, clip=None)
+    free.load_state_dict(clipped.state_dict())
+    for actor in (clipped, free):  # ε = 0: x̂0 = √(1/ᾱ_k)·x_k, beyond ±1 for most draws at the first steps
+        with torch.no_grad():
+            actor.body[-2].weight.zero_()
+            actor.body[-2].bias.zero_()
+    state = torch.rand(500, 6)
+    torch.manual_seed(4)
+    a = clipped(state)
+    torch.manual_seed(4)  # the same noise
+    b = free(state)
+    assert torch.all(a.abs() <= 1.0) and b.abs().max() > 1.5
+    inside = b.abs() < 0.9  # ended inside the bound unclipped, yet different: the clip acted at earlier steps
+    assert not torch.equal(a[inside], b[inside])
+
+
 def test_checkpoint_round_trips_bit_for_bit(tmp_path):
     env = small_env(horizon_s=150_000)
     config = small_config(learning_starts=40, hidden=(16, 16), batch_size=32)
