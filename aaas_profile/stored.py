@@ -470,6 +470,9 @@ TRAINING_COLUMNS = {
     "actor_loss": Column(("double",), nan=True, required=False),
     "eval_reward": Column(("double",), nan=True),
 }
+# DQN's and PPO's learning curve (``sim/sb3.py``): SB3 reports no updates, losses or temperature
+SB3_TRAINING_COLUMNS = {name: TRAINING_COLUMNS[name]
+                        for name in ("episode", "env_steps", "train_reward", "crashes", "eval_reward", "wall_s")}
 
 
 # ``fit.json`` (docs/fit-json.md; written by ``fitrun.build_document``, read through ``fitfile.load``). Its top
@@ -626,6 +629,16 @@ class SacState(Schema):
     best: SacBest | None = None
     # one row per episode trained so far (``training.parquet``'s columns); absent before it was kept
     history: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Sb3Meta(Schema):
+    """``sim/<dqn|ppo>/model.json``, beside SB3's ``model.zip`` (``sim/sb3.py``)."""
+
+    episodes: int = at_least(0)
+    env_steps: int = at_least(0)
+    wall_s: float = at_least(0)
+    best_validation: float | None = MISSING
 
 
 @dataclass

@@ -4,6 +4,8 @@ Measured on one CPU thread (``torch.set_num_threads(1)``), in one run:
 
 - environment steps per second under the random and the greedy-oracle policies;
 - SAC gradient updates per second at the default batch size and at the authors' 64, and greedy actions/s;
+- D2SAC's updates/s at its default batch and at the authors' 512, and its cost per update as a multiple of
+  SAC's (both at their default batch sizes);
 - one default SAC training run (``--preset``/``--seed``, validated after every episode on the three held-out
   validation streams that ``simulate`` uses): the environment steps and wall seconds (training and
   validation) until the validated greedy reward first reaches 97 % of the greedy oracle's on the same streams.
@@ -28,6 +30,7 @@ import pandas as pd
 import torch
 
 from aaas_profile.sim import AspSelectionEnv, preset_asps
+from aaas_profile.sim.d2sac import D2SAC, D2sacConfig
 from aaas_profile.sim.policies import make_baseline
 from aaas_profile.sim.runner import first_reaching, run_episode, train_seed, validation_seeds
 from aaas_profile.sim.sac import DiscreteSAC, SacConfig, SacPolicy, train
@@ -48,10 +51,12 @@ def env_steps_per_s(env: AspSelectionEnv, policy_name: str, episodes: int = 5) -
     return steps / (time.perf_counter() - start)
 
 
-def sac_rates(env: AspSelectionEnv, batch_size: int, updates: int = 1_000) -> tuple[float, float]:
-    """(updates/s, greedy actions/s) of a default agent at ``batch_size`` on a buffer of random transitions."""
+def sac_rates(env: AspSelectionEnv, batch_size: int, updates: int = 1_000,
+              agent_cls: type[DiscreteSAC] = DiscreteSAC) -> tuple[float, float]:
+    """(updates/s, greedy actions/s) of a default agent (SAC or D2SAC) at ``batch_size`` on a buffer of random
+    transitions."""
     obs_dim = env.observation_space.shape[0]
-    agent = DiscreteSAC(obs_dim, env.n_asps, SacConfig(batch_size=batch_size), steps_ratio=env.steps_ratio)
+    agent = agent_cls(obs_dim, env.n_asps, agent_cls.config_class(batch_size=batch_size), steps_ratio=env.steps_ratio)
     rng = np.random.default_rng(0)
     for _ in range(5_000):
         agent.buffer.add(rng.random(obs_dim), int(rng.integers(env.n_asps)), float(rng.random()),
@@ -109,6 +114,14 @@ def main() -> None:
     batch = SacConfig().batch_size
     results[f"sac_updates_per_s_batch{batch}"], results["sac_greedy_actions_per_s"] = sac_rates(env, batch)
     results["sac_updates_per_s_batch64"], _ = sac_rates(env, 64)
+    # D2SAC: its five-step diffusion actor, at its default batch and at the authors' 512 (sim/d2sac.py)
+    d2sac_batch = D2sacConfig().batch_size
+    results[f"d2sac_updates_per_s_batch{d2sac_batch}"], results["d2sac_greedy_actions_per_s"] = sac_rates(
+        env, d2sac_batch, updates=200, agent_cls=D2SAC)
+    results["d2sac_updates_per_s_batch512"], _ = sac_rates(env, 512, updates=50, agent_cls=D2SAC)
+    # cost of one update relative to SAC's, both at the default batch sizes, measured in this run
+    results["d2sac_update_cost_x_sac"] = (results[f"sac_updates_per_s_batch{batch}"]
+                                          / results[f"d2sac_updates_per_s_batch{d2sac_batch}"])
     results.update(time_to_oracle(env, args.seed, args.episodes))
     results["before_issue_16"] = BEFORE
     results.update({"torch_threads": torch.get_num_threads(), "torch": torch.__version__,

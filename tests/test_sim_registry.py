@@ -78,7 +78,7 @@ def toy():
 
 
 def test_the_registry_names_the_papers_policies():
-    assert registry.names() == (*BASELINES, "sac")
+    assert registry.names() == (*BASELINES, "sac", "d2sac", "dqn", "ppo")
     assert registry.baseline_names() == BASELINES
     sac = registry.get("sac")
     assert sac.learns and sac.checkpoint == "checkpoint.pt" and sac.options == ("auto_alpha",) and sac.torch_threads
@@ -126,7 +126,8 @@ def test_the_options_a_registered_policy_takes_follow_from_its_entry(toy, tmp_pa
     one_line_error(invoke("simulate", "--policy", "toy", "--auto-alpha", "--out", tmp_path, *FAST),
              "--auto-alpha only applies to --policy sac, not toy; drop it or use --policy sac")
     one_line_error(invoke("simulate", "--policy", "random", "--resume", "--out", tmp_path, *FAST),
-             "--resume only applies to --policy sac or --policy toy, not random")
+             "--resume only applies to --policy sac or --policy d2sac or --policy dqn or --policy ppo or --policy toy, "
+             "not random")
     one_line_error(invoke("simulate", "--policy", "toy", "--resume", "--out", tmp_path, *FAST),
              "--resume: no TOY checkpoint at", "toy.json")
     one_line_error(invoke("simulate", "--policy", "toy", "--train-episodes", "0", "--out", tmp_path, *FAST),

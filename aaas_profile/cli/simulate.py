@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, progress_bar, warn
+from aaas_profile.sim.registry import get as get_policy
 from aaas_profile.sim.registry import names as policy_names
 
 # The runner (torch, the solver) is imported inside the command, so `--help` starts at once.
@@ -35,7 +36,8 @@ class RichProgress:
 
 
 def simulate(
-    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}.")] = "sac",
+    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}; 'all' or a comma list "
+                                             "for one leaderboard (docs/leaderboard.md).")] = "sac",
     preset: Annotated[
         str,
         typer.Option(
@@ -161,6 +163,11 @@ def simulate(
         if note.startswith("warning: "):
             warn(note.removeprefix("warning: "))
     out = source.default_out() if out is None else out
+    if policy == "all" or "," in policy:  # several policies: one leaderboard (docs/leaderboard.md)
+        _leaderboard(source, asp_set, Path(out), policy, seed_list or [seed], ray, config,
+                     runner.SimOptions(episodes=episodes, train_episodes=train_episodes, seed=seed,
+                                       optimum=optimum, optimum_time_limit_s=optimum_time_limit, auto_alpha=auto_alpha))
+        return
     options = runner.SimOptions(policy=policy, episodes=episodes, train_episodes=train_episodes, seed=seed,
                                 baselines=baselines, optimum=optimum, optimum_time_limit_s=optimum_time_limit,
                                 resume=resume, checkpoint=checkpoint, auto_alpha=auto_alpha)
@@ -173,8 +180,33 @@ def simulate(
         result = runner.simulate(asp_set, out, options, config=config, progress=progress)
     finally:
         progress.stop()
-    _print_summary(result, asp_set.source, seed, episodes)
+    _print_summary(result, asp_set.source, seed, episodes, policy)
     _print_mapping(asp_set)
+
+
+def _leaderboard(source, asp_set, out: Path, policy: str, seed_list: list[int], ray, config, options) -> None:
+    from aaas_profile.sim import leaderboard
+
+    table = leaderboard.run(source.per_seed(asp_set), out, options, config, leaderboard.parse_policies(policy),
+                            seed_list, ray_address=ray)
+    grid = Table(title=f"leaderboard · {len(seed_list)} seeds × {options.episodes} evaluation episodes",
+                 box=box.SIMPLE_HEAD)
+    for column in ("policy", "reward", "best", "% oracle", "% bound", "crash", "97 %", "steps", "s"):
+        grid.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
+
+    def num(value, fmt):
+        return "no" if value != value else f"{value:{fmt}}"  # "no": not reached on any seed
+
+    for r in table.itertuples():
+        learns = bool(r.reached_97)
+        grid.add_row(r.policy, f"{r.reward_mean:.0f}±{r.reward_std:.0f}", f"{r.best_episode:.0f}",
+                     f"{r.pct_oracle_mean:.1f}±{r.pct_oracle_std:.1f}", f"{r.pct_bound:.1f}", f"{r.crashes:.1f}",
+                     r.reached_97, num(r.steps_to_97, ".0f") if learns else "",
+                     num(r.seconds_to_97, ".0f") if learns else "")
+    console.print(grid)
+    console.print(f"wrote {out / 'sim' / 'leaderboard.csv'} and leaderboard.png", highlight=False)
+    emit({"folder": out / "sim", "seeds": seed_list,
+          "leaderboard": table.to_dict(orient="records")})
 
 
 def _print_mapping(asp_set) -> None:
@@ -213,7 +245,7 @@ _HEADERS = {"mean_reward_per_finished": "reward /\nfinished", "fraction_of_optim
             "interrupted": "inter-\nrupted", "finished": "fin-\nished"}
 
 
-def _print_summary(result, source: str, seed: int, episodes: int) -> None:
+def _print_summary(result, source: str, seed: int, episodes: int, policy: str) -> None:
     table = Table(title=f"simulate · {source} · seed {seed} · {episodes} evaluation episodes (mean ± std)",
                   box=box.SIMPLE_HEAD)
     for column in ("policy", "reward", "crashes", "interrupted", "finished", "mean_reward_per_finished",
@@ -245,8 +277,8 @@ def _print_summary(result, source: str, seed: int, episodes: int) -> None:
         )
     if result.training is not None and len(result.training):
         console.print(
-            f"SAC training: {int(result.training['episode'].max())} episodes, {result.env_steps} env "
-            f"steps, {result.train_seconds:.0f} s"
+            f"{get_policy(policy).title} training: {int(result.training['episode'].max())} episodes, "
+            f"{result.env_steps} env steps, {result.train_seconds:.0f} s"
         )
     for note in result.notes:
         if not note.startswith("warning: "):  # warnings were printed before the run

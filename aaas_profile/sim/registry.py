@@ -81,6 +81,15 @@ def _baseline(name: str) -> Callable[[PolicyContext], Prepared]:
     return make
 
 
+def _sb3_checkpoint(name: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        from aaas_profile.sim import sb3
+
+        sb3.check_checkpoint(path, name)
+
+    return check
+
+
 def _sac(context: PolicyContext) -> Prepared:
     from aaas_profile.sim import sac  # here: sac imports torch, which the baselines never need
 
@@ -93,7 +102,33 @@ def _sac_checkpoint(path: Path) -> None:
     sac.check_checkpoint(path)
 
 
+def _d2sac_checkpoint(path: Path) -> None:
+    from aaas_profile.sim import d2sac, sac
+
+    sac.check_checkpoint(path, d2sac.D2SAC)
+
+
+def _d2sac(context: PolicyContext) -> Prepared:
+    from aaas_profile.sim import d2sac
+
+    return d2sac.prepare(context)
+
+
+def _sb3(name: str) -> Callable[[PolicyContext], Prepared]:
+    def make(context: PolicyContext) -> Prepared:
+        from aaas_profile.sim import sb3  # here: SB3 and torch load only for these policies
+
+        return sb3.prepare(context, name)
+
+    return make
+
+
 for _name in BASELINES:
     register(PolicySpec(_name, _baseline(_name)))
 register(PolicySpec("sac", _sac, learns=True, checkpoint="checkpoint.pt", options=("auto_alpha",),
                     torch_threads=True, label="SAC", check_checkpoint=_sac_checkpoint))
+register(PolicySpec("d2sac", _d2sac, learns=True, checkpoint="checkpoint.pt", torch_threads=True, label="D2SAC",
+                    check_checkpoint=_d2sac_checkpoint))
+for _name in ("dqn", "ppo"):  # Stable-Baselines3's (sim/sb3.py)
+    register(PolicySpec(_name, _sb3(_name), learns=True, checkpoint="model.zip", torch_threads=True,
+                        label=_name.upper(), check_checkpoint=_sb3_checkpoint(_name)))

@@ -271,7 +271,7 @@ class DiscreteSAC:
         seed: int = 0,
         steps_ratio: float = 250 / 1500,
     ):
-        self.config = cfg = config or SacConfig()
+        self.config = cfg = config or self.config_class()
         self.obs_dim, self.n_actions, self.steps_ratio = obs_dim, n_actions, steps_ratio
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -283,7 +283,7 @@ class DiscreteSAC:
         self.n_features = obs_dim + (3 * n_actions if cfg.fit_features else 0)
         if cfg.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}")
-        self.actor = mlp(self.n_features, tuple(cfg.hidden), n_actions, cfg.activation).to(self.device)
+        self.actor = self.new_actor().to(self.device)
         self.critic, self.critic_target = (
             EnsembleMLP(2, self.n_features, tuple(cfg.hidden), n_actions, cfg.activation).to(self.device)
             for _ in range(2)
@@ -314,6 +314,13 @@ class DiscreteSAC:
         # The actor that scored best on the validation episodes so far (see ``train``): what is evaluated.
         self.best: dict | None = None
 
+    config_class = SacConfig  # what ``load`` rebuilds the saved config as (a subclass's own dataclass)
+    name, label = "sac", "SAC"  # its registry name (the evaluation tables' ``policy``) and its name in messages
+
+    def new_actor(self) -> nn.Module:
+        """A freshly initialised actor: features (batch, n_features) → logits (batch, n_actions)."""
+        return mlp(self.n_features, tuple(self.config.hidden), self.n_actions, self.config.activation)
+
     @property
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
@@ -328,8 +335,7 @@ class DiscreteSAC:
         """The best-validated actor (a copy), or the current one when nothing was validated."""
         if self.best is None:
             return self.actor
-        actor = mlp(self.n_features, tuple(self.config.hidden), self.n_actions, self.config.activation)
-        actor = actor.to(self.device)
+        actor = self.new_actor().to(self.device)
         actor.load_state_dict(self.best["actor"])
         return actor
 
@@ -351,6 +357,13 @@ class DiscreteSAC:
             return int(logits.argmax())
         return int(torch.distributions.Categorical(logits=logits).sample())
 
+    def log_policies(self, obs, next_obs, x, next_x) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π(·|s) (carrying the actor's gradient) and log π(·|s') (detached)."""
+        # One actor pass over s and s' together (cheaper than two for a small MLP); only the s half is used
+        # with its gradient.
+        logp_all = F.log_softmax(self.logits(torch.cat([obs, next_obs]), torch.cat([x, next_x])), dim=1)
+        return logp_all[: len(x)], logp_all[len(x):].detach()
+
     def update(self, batch: tuple | None = None) -> dict:
         """One gradient step on critics, actor and (optionally) α, on ``batch`` or a uniform sample of the buffer.
 
@@ -365,9 +378,7 @@ class DiscreteSAC:
         action = action.long()
         alpha = self.log_alpha.exp().detach()
         x, next_x = self.features(obs), self.features(next_obs)
-        # One actor pass over s and s' together; only the s half carries the actor's gradient.
-        logp_all = F.log_softmax(self.logits(torch.cat([obs, next_obs]), torch.cat([x, next_x])), dim=1)
-        logp, next_logp = logp_all[: len(x)], logp_all[len(x):].detach()
+        logp, next_logp = self.log_policies(obs, next_obs, x, next_x)
         with torch.no_grad():
             # soft state value V(s') = Σ_a π(a|s')·[min(Q̄1, Q̄2)(s', a) − α·log π(a|s')]
             next_q = self.critic_target(next_x).min(dim=0).values
@@ -447,7 +458,7 @@ class DiscreteSAC:
             raise ValueError("it was written by an older aaas-profile (separate critics); train it again")
         # plain values checked before anything is built from them (or torch's RNG state is set)
         stored.check(state, stored.SacState, Path(path), "train it again (simulate without --resume)")
-        config = SacConfig(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
+        config = cls.config_class(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
         agent = cls(state["obs_dim"], state["n_actions"], config, steps_ratio=state["steps_ratio"])
         for name in ("actor", "critic", "critic_target", "actor_opt", "q_opt"):
             getattr(agent, name).load_state_dict(state[name])
@@ -476,7 +487,7 @@ class SacPolicy(Policy):
     name = "sac"
 
     def __init__(self, agent: DiscreteSAC, deterministic: bool = True, best: bool = False):
-        self.agent, self.deterministic = agent, deterministic
+        self.agent, self.deterministic, self.name = agent, deterministic, agent.name
         self.actor = agent.best_actor() if best else agent.actor
 
     def act(self, env, obs):
@@ -570,32 +581,35 @@ def train(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def prepare(context: PolicyContext) -> Prepared:
+def prepare(context: PolicyContext, agent_cls: type[DiscreteSAC] | None = None,
+            config: SacConfig | None = None) -> Prepared:
     """Train the SAC agent (or continue it with ``options.resume``, or load ``options.checkpoint``) for
-    ``simulate``; evaluation uses the best-validated actor. The runner has already checked the options and, when
-    training, removed a stale checkpoint and written ``checkpoint.json``."""
+    ``simulate``; evaluation uses the best-validated actor. ``agent_cls`` and ``config`` let an agent built on
+    this one (D2SAC) use the same training, checkpoint and resume machinery. The runner has already checked the
+    options and, when training, removed a stale checkpoint and written ``checkpoint.json``."""
     import pandas as pd
 
+    agent_cls = agent_cls or DiscreteSAC
     env, folder, options, progress = context.env, context.folder, context.options, context.progress
     obs_dim = env.observation_space.shape[0]
     checkpoint = folder / "checkpoint.pt"
     if options.checkpoint is not None:
-        agent = load_agent(options.checkpoint, obs_dim, env.n_asps)
+        agent = load_agent(options.checkpoint, obs_dim, env.n_asps, agent_cls)
         return _prepared(agent, None, options.seed)
     previous = None
     if options.resume and checkpoint.exists():
-        agent = load_agent(checkpoint, obs_dim, env.n_asps)
+        agent = load_agent(checkpoint, obs_dim, env.n_asps, agent_cls)
         previous = _read_training(folder / "training.parquet")
     else:
         torch.manual_seed(options.seed)
-        agent = DiscreteSAC(obs_dim, env.n_asps, SacConfig(auto_alpha=options.auto_alpha), seed=options.seed,
-                            steps_ratio=env.steps_ratio)
+        config = config or agent_cls.config_class(auto_alpha=options.auto_alpha)
+        agent = agent_cls(obs_dim, env.n_asps, config, seed=options.seed, steps_ratio=env.steps_ratio)
     validation = validation_seeds(options.seed)
 
     def validate(a) -> float:
         return float(np.mean([run_episode(env, SacPolicy(a), s)["reward"] for s in validation]))
 
-    progress.start("train sac", options.train_episodes)
+    progress.start(f"train {agent.label}", options.train_episodes)
     progress.advance(agent.episodes)
     rows = train(env, agent, options.train_episodes, seed=train_seed(options.seed), checkpoint=checkpoint,
                  eval_fn=validate, eval_every=options.eval_every,
@@ -629,38 +643,40 @@ def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
     if best is not None:
         selected = {"episode": best["episode"], "validation_reward": best["validation"],
                     "validation_stream_seeds": validation_seeds(seed)}
-        notes = (f"SAC is evaluated with its actor after episode {best['episode']}, the best mean greedy reward "
-                 f"({best['validation']:.1f}) on {len(selected['validation_stream_seeds'])} held-out validation "
+        notes = (f"{agent.label} is evaluated with its actor after episode {best['episode']}, the best mean greedy "
+                 f"reward ({best['validation']:.1f}) on {len(selected['validation_stream_seeds'])} held-out validation "
                  "streams",)
     return Prepared(SacPolicy(agent, best=True), training, agent.wall_s if training is not None else 0.0,
                     agent.env_steps, selected, notes)
 
 
-def check_checkpoint(path: Path) -> None:
+def check_checkpoint(path: Path, agent_cls: type[DiscreteSAC] | None = None) -> None:
     """A checkpoint to resume from and the learning curve beside it (``training.parquet``), read and checked
     (one-line ``SimError``), nothing kept: ``simulate --resume`` calls it before it writes anything."""
-    path = Path(path)
+    path, agent_cls = Path(path), agent_cls or DiscreteSAC
     _read_training(path.parent / "training.parquet")
     try:
-        DiscreteSAC.load(path, restore_rng=False)
+        agent_cls.load(path, restore_rng=False)
     except stored.StoredFileError as err:
-        raise SimError(f"SAC checkpoint {err}") from None
+        raise SimError(f"{agent_cls.label} checkpoint {err}") from None
     except Exception as err:  # torch raises many kinds for a foreign or truncated file
-        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
+        raise SimError(f"cannot load {agent_cls.label} checkpoint {path}: {str(err).splitlines()[0]}") from None
 
 
-def load_agent(path: Path, obs_dim: int, n_actions: int) -> DiscreteSAC:
-    """A saved agent for an environment with ``obs_dim`` observations and ``n_actions`` ASPs; one-line
-    ``SimError`` for a missing, foreign or mismatched file."""
-    path = Path(path)
+def load_agent(path: Path, obs_dim: int, n_actions: int,
+               agent_cls: type[DiscreteSAC] | None = None) -> DiscreteSAC:
+    """A saved agent (of ``agent_cls``, SAC by default) for an environment with ``obs_dim`` observations and
+    ``n_actions`` ASPs; one-line ``SimError`` for a missing, foreign or mismatched file."""
+    path, agent_cls = Path(path), agent_cls or DiscreteSAC
+    label = agent_cls.label
     if not path.is_file():
-        raise SimError(f"SAC checkpoint {path} does not exist")
+        raise SimError(f"{label} checkpoint {path} does not exist")
     try:
-        agent = DiscreteSAC.load(path)
+        agent = agent_cls.load(path)
     except stored.StoredFileError as err:
-        raise SimError(f"SAC checkpoint {err}") from None
+        raise SimError(f"{label} checkpoint {err}") from None
     except Exception as err:  # torch raises many kinds for a foreign or truncated file
-        raise SimError(f"cannot load SAC checkpoint {path}: {str(err).splitlines()[0]}") from None
+        raise SimError(f"cannot load {label} checkpoint {path}: {str(err).splitlines()[0]}") from None
     if (agent.obs_dim, agent.n_actions) != (obs_dim, n_actions):
-        raise SimError(f"SAC checkpoint {path} was trained for {agent.n_actions} ASPs, this set has {n_actions}")
+        raise SimError(f"{label} checkpoint {path} was trained for {agent.n_actions} ASPs, this set has {n_actions}")
     return agent
