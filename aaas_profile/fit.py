@@ -805,15 +805,17 @@ def curve_flags(curve_effect: dict, n_levels: int, n_images: int, levels: np.nda
 
 def _finer_grid(steps: np.ndarray) -> str:
     """What would resolve a rise that ends before the third step count, never advice the grid already follows:
-    lower counts where the grid starts above 1, else counts between the first and the third, else nothing."""
+    lower counts where the grid starts above 1 (where the floor ends is then unseen), and counts between the
+    first and the third where whole ones are missing (the rise itself), else nothing."""
     first, third = int(steps[0]), int(steps[2])
-    if first > 1:
-        return f"add lower step counts (below {first}) to resolve the rise"
     between = [s for s in range(first + 1, third) if s not in set(steps.astype(int))]
     # divisors of the 1000 training steps first: the strided walk starts every such count from pure noise
     between = [s for s in between if 1000 % s == 0] or between
+    wanted = [f"lower step counts (below {first})"] if first > 1 else []
     if between:
-        return f"add step counts between {first} and {third} (e.g. {', '.join(map(str, between[:3]))}) to resolve it"
+        wanted.append(f"step counts between {first} and {third} (e.g. {', '.join(map(str, between[:3]))})")
+    if wanted:
+        return f"add {' and '.join(wanted)} to resolve the rise"
     return "no finer grid of whole steps exists there: the rise is complete by the third step count"
 
 

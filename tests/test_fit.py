@@ -659,9 +659,12 @@ def test_a_curve_saturated_at_the_second_grid_point_never_asks_for_what_the_grid
     assert [f["code"] for f in curve.flags] == ["saturated_in_grid"]
     # the grid starts at 1 step: there is nothing lower to add, but 4 (a divisor of 1000) lies between 2 and 5
     message = curve.flags[0]["message"]
-    assert "add lower step counts" not in message and "add step counts between 1 and 5 (e.g. 4)" in message
-    # a grid that starts above 1 may go lower; a grid with no whole step between its points cannot be refined
-    assert fit._finer_grid(np.array([10.0, 20, 25])) == "add lower step counts (below 10) to resolve the rise"
+    assert "lower step counts" not in message and "add step counts between 1 and 5 (e.g. 4)" in message
+    # a grid that starts above 1 may go lower, and between its points (the default t_T grid's rise lies between
+    # 10 and 15); a grid with no whole step between its points cannot be refined
+    assert fit._finer_grid(np.array([10.0, 11, 12])) == "add lower step counts (below 10) to resolve the rise"
+    assert fit._finer_grid(np.array([10.0, 15, 20])) == (
+        "add lower step counts (below 10) and step counts between 10 and 20 (e.g. 11, 12, 13) to resolve the rise")
     assert fit._finer_grid(np.array([1.0, 2, 3])).startswith("no finer grid")
 
 
