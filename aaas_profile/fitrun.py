@@ -102,7 +102,7 @@ def _check_x_range(run: Path, scores: pd.DataFrame, x: str) -> None:
         if bad.any():
             row = scores[bad].iloc[0]
             kind = f"whole numbers ≥ {low}" if whole else "positive"
-            raise FitError(f"{run}: {int(bad.sum())} score(s) with {column} {row[column]!r} (first: metric "
+            raise FitError(f"{run}: {int(bad.sum())} score(s) with {column} {row[column]:g} (first: metric "
                            f"{row['metric']}, image {row['image_id']}, mask {row['mask']}); {column} must be {kind}: "
                            "the score parts are damaged, remove them and run the sweep again")
 

@@ -145,21 +145,22 @@ def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-def check(command: str, option: str, value, error: type[UserError] = RangeError) -> None:
+def check(command: str, option: str, value, error: type[UserError] = RangeError, name: str | None = None) -> None:
     """Raise ``error`` (one line) unless ``value`` is in the range of ``command``'s ``option``; None passes (not
-    given). A list is checked item by item and refused when an item repeats."""
+    given). A list is checked item by item and refused when an item repeats. The message names the flag, or
+    ``name`` where the value came from a file (config.toml's ``batch_size``)."""
     if value is None:
         return
-    r = range_of(command, option)
+    r, label = range_of(command, option), name or flag(option)
     if isinstance(value, list | tuple):
         for item in value:
             if not r.holds(item):
-                raise error(f"{flag(option)}: {item} is out of range; each item must be {r.text()}")
+                raise error(f"{label}: {item} is out of range; each item must be {r.text()}")
         if (command, option) not in REPEATS_ALLOWED:
-            no_repeats(option, value, error)
+            no_repeats(option, value, error, label)
         return
     if not r.holds(value):
-        raise error(f"{flag(option)} must be {r.text()}, got {value}")
+        raise error(f"{label} must be {r.text()}, got {value}")
 
 
 def check_all(command: str, values: dict, error: type[UserError] = RangeError) -> None:
@@ -169,7 +170,7 @@ def check_all(command: str, values: dict, error: type[UserError] = RangeError) -
             check(command, option, values[option], error)
 
 
-def no_repeats(option: str, items: Iterable, error: type[UserError] = RangeError) -> None:
+def no_repeats(option: str, items: Iterable, error: type[UserError] = RangeError, label: str | None = None) -> None:
     """Refuse a list option whose items repeat: a repeated seed or step would be run and aggregated twice."""
     seen: set = set()
     repeated = []
@@ -179,7 +180,7 @@ def no_repeats(option: str, items: Iterable, error: type[UserError] = RangeError
         seen.add(item)
     if repeated:
         names = ", ".join(map(str, repeated))
-        raise error(f"{flag(option)}: {names} {'is' if len(repeated) == 1 else 'are'} given more than once; "
+        raise error(f"{label or flag(option)}: {names} {'is' if len(repeated) == 1 else 'are'} given more than once; "
                     "give each item once")
 
 

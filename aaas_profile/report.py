@@ -504,18 +504,18 @@ TABLE_III_NAMES = {"greedy-oracle": "prophet", "d2sac": "D2SAC"}
 def leaderboard_section(run: Path) -> str:
     """``sim/leaderboard.csv`` and its figure; on the agod preset with seed 0 among the seeds, Table III of the
     follow-up beside our seed-0 rows, as best episode and as mean."""
-    path = run / "sim" / "leaderboard.csv"
+    path = run / "sim" / "leaderboard.parquet"
     if not path.exists():
         return ""
-    table = pd.read_csv(path)
+    advice = "run simulate --policy … --seeds … again into this folder"
+    table = stored.read_parquet(path, stored.LEADERBOARD_COLUMNS, advice)
     shown = table.copy()
     for column in ("reward_mean", "reward_std", "best_episode", "pct_oracle_mean", "pct_oracle_std", "pct_bound",
                    "crashes"):
         shown[column] = shown[column].map(lambda v: f"{v:.1f}")
     for column in ("steps_to_97", "seconds_to_97"):
         shown[column] = [("" if not r else "not reached" if v != v else f"{v:.0f}")
-                         for v, r in zip(shown[column], shown["reached_97"].fillna(""), strict=True)]
-    shown["reached_97"] = shown["reached_97"].fillna("")
+                         for v, r in zip(shown[column], shown["reached_97"], strict=True)]
     parts = ["<h3>Leaderboard</h3><p class='muted'>Every policy on the same seeds and task streams: reward mean ± "
              "std over evaluation episodes and seeds, best episode, % of the greedy oracle (mean ± std over seeds), "
              "% of the hindsight bound, crashes per episode, and the training cost until the validated greedy "
@@ -525,9 +525,10 @@ def leaderboard_section(run: Path) -> str:
         parts.append(_figure(run / "sim" / "leaderboard.png", "% of the greedy oracle, mean ± std over seeds"))
     episodes_path = run / "sim" / "leaderboard_episodes.parquet"
     summaries = sorted((run / "seed-0" / "sim").glob("*/summary.json")) if (run / "seed-0").exists() else []
-    agod = summaries and json.loads(summaries[0].read_text()).get("asps", "").startswith("agod preset")
+    agod = summaries and (stored.read_json(summaries[0], stored.SimSummary, advice).get("asps") or "").startswith(
+        "agod preset")
     if agod and episodes_path.exists():
-        episodes = pd.read_parquet(episodes_path).query("seed == 0")
+        episodes = stored.read_parquet(episodes_path, stored.LEADERBOARD_EPISODE_COLUMNS, advice).query("seed == 0")
         rows = []
         for policy, published in TABLE_III.items():
             mine = episodes[episodes["policy"] == policy]["reward"]

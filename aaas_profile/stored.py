@@ -76,18 +76,33 @@ def read_text(path: Path, advice: str) -> str:
 
 
 def load_json(path: Path, advice: str):
-    """The JSON document in ``path``, parsed but not yet checked."""
+    """The JSON document in ``path``, parsed but not yet checked. NaN and Infinity, which JSON does not have and
+    the tool never writes, are refused naming the first field that holds one."""
     text = read_text(path, advice)
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        document = json.loads(text)
     except json.JSONDecodeError as err:
         raise _fail(Path(path), "", f"not valid JSON ({err.msg} at line {err.lineno})", advice) from None
-    except ValueError as err:  # NaN or Infinity, which the tool never writes (JSON has neither)
-        raise _fail(Path(path), "", str(err), advice) from None
+    where = _first_non_finite(document, "")
+    if where is not None:
+        at, value = where
+        name = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(value)]
+        raise _fail(Path(path), at, f"holds {name}, which JSON does not have (a finite number is needed)", advice)
+    return document
 
 
-def _no_constant(name: str):
-    raise ValueError(f"holds {name}, which JSON does not have")
+def _first_non_finite(value, where: str):
+    """(dotted path, value) of the first NaN or infinity in a parsed JSON document, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    items = (value.items() if isinstance(value, dict)
+             else ((f"[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list) else ())
+    for key, item in items:
+        at = f"{where}{key}" if key.startswith("[") else f"{where}.{key}" if where else key
+        found = _first_non_finite(item, at)
+        if found is not None:
+            return found
+    return None
 
 
 def load_toml(path: Path, advice: str) -> dict:
@@ -131,14 +146,22 @@ def _name(kind, plural: bool = False) -> str:
     if is_dataclass(kind):
         return "objects" if plural else "an object"
     words = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+             Measured: ("a number or NaN", "numbers or NaN"),
              bool: ("true or false", "true or false")}
     return words[kind][plural] if kind in words else str(kind)
+
+
+class Measured(float):
+    """As a schema type: a number that is NaN where the quantity was not measured (a learning-history row's
+    losses and rewards before the first update or evaluation). NaN passes; infinity does not."""
 
 
 def _fits(value, kind) -> bool:
     """Whether ``value`` has the type ``kind`` at its top level (contents are checked by _check)."""
     if kind is Any:
         return True
+    if kind is Measured:
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if kind is type(None):
         return value is None
     origin = typing.get_origin(kind)
@@ -172,8 +195,9 @@ def _check(value, kind, path: Path, advice: str, where: str) -> None:
         return
     if not _fits(value, kind):
         raise _fail(path, where, f"must be {_name(kind)}, got {_show(value)}", advice)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _fail(path, where, f"must be a finite number, got {value}", advice)
+    if isinstance(value, float) and not math.isfinite(value) and not (kind is Measured and math.isnan(value)):
+        raise _fail(path, where, f"must be {'a number or NaN' if kind is Measured else 'a finite number'}, "
+                                 f"got {value}", advice)
     if origin is list:
         item = typing.get_args(kind)[0]
         for i, v in enumerate(value):
@@ -415,7 +439,8 @@ def check_table_values(path: Path, table, columns: dict[str, Column], advice: st
 
     for name in table.column_names:
         spec, column = columns[name], table.column(name)
-        if column.null_count:
+        # pandas writes NaN in a float column as a missing value: where NaN is allowed, so is that
+        if column.null_count and not (spec.nan and str(column.type) == "double"):
             row = column.to_pandas().isna().to_numpy().nonzero()[0][0]
             raise error(f"{path}: column {name}, row {row}: empty; {advice}")
         values = column.to_numpy(zero_copy_only=False)
@@ -473,6 +498,34 @@ TRAINING_COLUMNS = {
 # DQN's and PPO's learning curve (``sim/sb3.py``): SB3 reports no updates, losses or temperature
 SB3_TRAINING_COLUMNS = {name: TRAINING_COLUMNS[name]
                         for name in ("episode", "env_steps", "train_reward", "crashes", "eval_reward", "wall_s")}
+
+_TEXT = ("string", "large_string")  # pandas writes either, by version
+# ``sim/leaderboard.parquet`` (``sim/leaderboard.summarise``); ``report`` reads it
+LEADERBOARD_COLUMNS = {
+    "policy": Column(_TEXT),
+    "seeds": Column(("int64",), at_least=1),
+    "reward_mean": Column(("double",)),
+    "reward_std": Column(("double",), at_least=0),
+    "best_episode": Column(("double",)),
+    "pct_oracle_mean": Column(("double",), nan=True),
+    "pct_oracle_std": Column(("double",), at_least=0, nan=True),
+    "pct_bound": Column(("double",), nan=True),
+    "crashes": Column(("double",), at_least=0),
+    "reached_97": Column(_TEXT),
+    "steps_to_97": Column(("double",), at_least=0, nan=True),
+    "seconds_to_97": Column(("double",), at_least=0, nan=True),
+}
+# ``sim/leaderboard_episodes.parquet``: every evaluation episode behind the leaderboard (``report`` reads the
+# first three columns; the others are the runner's episode record)
+_COUNT = Column(("int64",), at_least=0)
+LEADERBOARD_EPISODE_COLUMNS = {
+    "policy": Column(_TEXT), "seed": _COUNT, "reward": Column(("double",)),
+    **{name: Column(("int64",), at_least=0, required=False)
+       for name in ("episode", "stream_seed", "crashes", "interrupted", "dropped", "finished", "running", "steps")},
+    **{name: Column(("double",), nan=True, required=False)
+       for name in ("finished_gain", "mean_reward_per_finished", "optimum", "fraction_of_optimum")},
+    "optimum_exact": Column(("bool",), required=False),
+}
 
 
 # ``fit.json`` (docs/fit-json.md; written by ``fitrun.build_document``, read through ``fitfile.load``). Its top
@@ -628,7 +681,7 @@ class SacState(Schema):
     wall_s: float = at_least(0)
     best: SacBest | None = None
     # one row per episode trained so far (``training.parquet``'s columns); absent before it was kept
-    history: list[dict[str, Any]] | None = None
+    history: list[dict[str, Measured]] | None = None
 
 
 @dataclass

@@ -457,9 +457,12 @@ CONFIG_ADVICE = "restore it, or sweep into a new --out (a run folder's config.to
 
 def read_run_config(path: Path) -> dict:
     """A run folder's config.toml, checked (``stored.RunConfigFile``: keys and types; ``SweepConfig.validate``:
-    values), as the dict it holds. Raises RunError (one line naming the file and the key) otherwise."""
+    values, in the ranges of ``limits``), as the dict it holds. Raises RunError (one line naming the file and the
+    key) otherwise."""
     before = stored.read_toml(path, stored.RunConfigFile, CONFIG_ADVICE)
     try:
+        for key in limits.OPTIONS["sweep"]:  # named as the file names them, before the flags' own check
+            limits.check("sweep", key, before.get(key), name=key)
         SweepConfig.from_sources(**before)
     except UserError as err:  # SweepError, or a stage's own (an unknown metric: MetricError)
         raise runs.RunError(f"{path}: {err}; {CONFIG_ADVICE}") from None

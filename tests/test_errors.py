@@ -380,7 +380,7 @@ def test_summary_tables_are_readable_at_80_columns(model_dir, image_dir, tmp_pat
 
     sim = sim_runner.simulate(paper_asps(0), tmp_path / "sim", sim_runner.SimOptions(
         policy="greedy-oracle", episodes=2, optimum=False), config=SimConfig(horizon_s=50_000))
-    text = _render(cli_simulate._print_summary, sim, "paper preset, seed 0", 0, 2)
+    text = _render(cli_simulate._print_summary, sim, "paper preset, seed 0", 0, 2, "greedy-oracle")
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert "crash-avoid" in text and "greedy-oracle" in text
 

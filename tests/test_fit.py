@@ -933,14 +933,21 @@ def test_all_nan_scores_are_refused_even_when_dropped(tmp_path):
     ("unet_calls", "unet_calls", -3), ("wall_s", "wall_s", 0.0), ("wall_s", "wall_s", -1.0),
 ])
 def test_an_x_value_out_of_range_is_refused(tmp_path, column, x, value):
-    """A step count of 0 or -1 (or calls, seconds) in a score part is damage, not a point to fit."""
+    """A step count of 0 or -1 (or calls, seconds) in a score part is damage, not a point to fit: the part's
+    checked read names the file, the column and the row where the value is below what the sweep can write (steps
+    ≥ 1, calls and seconds ≥ 0); 0 calls or 0 s is a valid stored cell that the fit refuses as an x (the fitted
+    axis needs positive values) naming the first score. Either way the fit writes nothing."""
     rows = curve_rows("dss", n_images=3)
     rows[4][column] = value
     runs.write_part(tmp_path, rows)
     with pytest.raises(fit.FitError) as err:
         fitrun.fit_run(tmp_path, x=x, resamples=0, plots=False)
     message = one_line(err)
-    assert f"with {column} " in message and "image " in message
+    if value >= {"steps": 1, "unet_calls": 0, "wall_s": 0}[column]:
+        assert f"with {column} 0 (first: metric dss, image img" in message and f"{column} must be" in message
+    else:
+        assert f"column {column}, row 4: must be" in message and "part-" in message
+    assert "run the sweep again" in message
     assert not list(tmp_path.glob("fit*.json"))
 
 

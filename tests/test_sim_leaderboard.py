@@ -29,8 +29,8 @@ def episodes_table():
     for seed, (oracle, sac, rnd) in {0: (600, 588, 30), 1: (500, 480, -20)}.items():
         for k, jitter in enumerate((-10, 10)):
             for policy, reward, crashes in (("greedy-oracle", oracle, 0), ("sac", sac, 1), ("random", rnd, 50)):
-                rows.append({"policy": policy, "seed": seed, "stream_seed": k, "reward": reward + jitter,
-                             "crashes": crashes, "optimum": oracle + 100})
+                rows.append({"policy": policy, "seed": seed, "stream_seed": k, "reward": float(reward + jitter),
+                             "crashes": crashes, "optimum": float(oracle + 100)})
     return pd.DataFrame(rows)
 
 
@@ -75,15 +75,15 @@ def test_one_command_writes_the_table_and_the_figure(tmp_path):
 def test_the_report_shows_table_iii_beside_ours_on_agod_seed_0(tmp_path):
     from aaas_profile.report import leaderboard_section
 
-    (tmp_path / "sim").mkdir()
     episodes = episodes_table()
     crossings = pd.DataFrame([("sac", 0, 4000, 60.0)], columns=["policy", "seed", "env_steps", "wall_s"])
-    leaderboard.summarise(episodes, crossings).to_csv(tmp_path / "sim" / "leaderboard.csv", index=False)
-    episodes.to_parquet(tmp_path / "sim" / "leaderboard_episodes.parquet", index=False)
-    (tmp_path / "seed-0" / "sim" / "sac").mkdir(parents=True)
-    (tmp_path / "seed-0" / "sim" / "sac" / "summary.json").write_text('{"asps": "paper preset, seed 0"}')
+    leaderboard.write(tmp_path / "sim", leaderboard.summarise(episodes, crossings), episodes)
+    assert sorted(p.name for p in (tmp_path / "sim").iterdir()) == sorted(leaderboard.FILES)
+    summary = tmp_path / "seed-0" / "sim" / "sac" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text('{"policies": {}, "asps": "paper preset, seed 0"}')
     assert "Leaderboard" in leaderboard_section(tmp_path) and "Table III" not in leaderboard_section(tmp_path)
-    (tmp_path / "seed-0" / "sim" / "sac" / "summary.json").write_text('{"asps": "agod preset, seed 0"}')
+    summary.write_text('{"policies": {}, "asps": "agod preset, seed 0"}')
     page = leaderboard_section(tmp_path)
     # the prophet row: published 596; ours on seed 0 is the oracle's two episodes, 590 and 610
     cells = re.sub(r"<[^>]+>", "|", page)

@@ -34,14 +34,17 @@ TRAIN = ["--resolution", "16", "--channels", "8,16", "--batch-size", "2", "--war
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> Path:
-    """A model, images, a swept, fitted and simulated run folder, a SAC run and a trained model, each made by
-    the command that makes it (and checked to have succeeded)."""
+    """A model, images, a swept, fitted and simulated run folder, a SAC and a DQN run, a leaderboard and a
+    trained model, each made by the command that makes it (and checked to have succeeded)."""
     root = tmp_path_factory.mktemp("made")
     model, images = save_model(root / "model"), write_images(root / "images", n=3)
     for args in (["sweep", "--model", model, "--data", images, *SWEEP, "--steps", "5,10", "--out", root / "run"],
                  ["fit", root / "run", "--bootstrap", "0", "--no-plots"],
                  ["simulate", "--policy", "random", *SIM, "--out", root / "run"],
                  ["simulate", "--policy", "sac", "--train-episodes", "1", *SIM, "--out", root / "sac"],
+                 ["simulate", "--policy", "dqn", "--train-episodes", "1", *SIM, "--out", root / "dqn"],
+                 ["simulate", "--policy", "random,greedy-oracle", "--preset", "agod", "--seeds", "0,1",
+                  "--episodes", "1", "--no-optimum", "--horizon", "20000", "--out", root / "lb"],
                  ["train", "--data", images, "--out", root / "trained", "--steps", "2", *TRAIN]):
         result = invoke(*args)
         assert result.exit_code == 0, (args, result.output)
@@ -59,6 +62,9 @@ def _commands(root: Path) -> dict[str, list]:
                                "--allow-flagged-profile", *SIM, "--out", root / "prof"],
         "simulate --resume": ["simulate", "--policy", "sac", "--train-episodes", "2", "--resume", *SIM, "--out",
                               root / "sac"],
+        "simulate --resume dqn": ["simulate", "--policy", "dqn", "--train-episodes", "2", "--resume", *SIM,
+                                  "--out", root / "dqn"],
+        "report leaderboard": ["report", root / "lb"],
         "train": ["train", "--data", root / "images", "--out", root / "trained", "--steps", "4", *TRAIN],
     }
 
@@ -203,6 +209,39 @@ FILES = {
         "missing": (_torch("buffer", delete=True), "buffer"),
         "extra": (_torch("colour", "blue"), "colour"),
         "range": (_torch("n_actions", 0), "n_actions"),
+    }),
+    "SB3 model.json": File("dqn/sim/dqn/model.json", ("simulate --resume dqn",), {
+        "type": (_json("episodes", "1"), "episodes"),
+        "encoding": (_non_utf8, "not UTF-8"),
+        "missing": (_json("env_steps", delete=True), "env_steps"),
+        "extra": (_json("colour", "blue"), "colour"),
+        "range": (_json("wall_s", -1.0), "wall_s"),
+    }),
+    "SB3 training.parquet": File("dqn/sim/dqn/training.parquet", ("simulate --resume dqn",), {
+        "type": (_parquet(_column("episode", "1")), "episode"),
+        "encoding": (_parquet(_column("train_reward", b"\xff\xfe")), "train_reward"),
+        "missing": (_parquet(lambda t: t.drop_columns(["train_reward"])), "train_reward"),
+        "extra": (_parquet(lambda t: t.append_column("colour", pa.array(["blue"] * len(t)))), "colour"),
+        "range": (_parquet(_column("episode", 0)), "episode"),
+    }),
+    "SB3 model.zip": File("dqn/sim/dqn/model.zip", ("simulate --resume dqn",), {
+        "encoding": (_garbage, "model.zip"),
+    }),
+    "leaderboard.parquet": File("lb/sim/leaderboard.parquet", ("report leaderboard",), {
+        "type": (_parquet(_column("seeds", "2")), "seeds"),
+        "encoding": (_parquet(_column("policy", lambda c: pa.array([b"\xff" + v.encode() for v in c.to_pylist()],
+                                                                   pa.binary()))), "policy"),
+        "missing": (_parquet(lambda t: t.drop_columns(["reward_mean"])), "reward_mean"),
+        "extra": (_parquet(lambda t: t.append_column("colour", pa.array(["blue"] * len(t)))), "colour"),
+        "range": (_parquet(_column("crashes", -1.0)), "crashes"),
+    }),
+    "leaderboard_episodes.parquet": File("lb/sim/leaderboard_episodes.parquet", ("report leaderboard",), {
+        "type": (_parquet(_column("reward", "1")), "reward"),
+        "encoding": (_parquet(_column("policy", lambda c: pa.array([b"\xff" + v.encode() for v in c.to_pylist()],
+                                                                   pa.binary()))), "policy"),
+        "missing": (_parquet(lambda t: t.drop_columns(["reward"])), "reward"),
+        "extra": (_parquet(lambda t: t.append_column("colour", pa.array(["blue"] * len(t)))), "colour"),
+        "range": (_parquet(_column("seed", -1)), "seed"),
     }),
     # A model folder: diffusers' format, whose other keys diffusers checks and may extend (so no "extra" case);
     # aaas-profile's own reads are checked.

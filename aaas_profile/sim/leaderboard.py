@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aaas_profile.atomic import atomic_path
 from aaas_profile.sim import registry
 from aaas_profile.sim.asps import AspSet, SimError
 from aaas_profile.sim.env import SimConfig
@@ -73,13 +74,29 @@ def run(make_asps: Callable[[int], AspSet], out: Path, options: SimOptions, conf
                                                                        strict=True)]
     episodes = episodes[episodes["policy"].isin(policies)]
     table = summarise(episodes, pd.DataFrame(crossings, columns=["policy", "seed", "env_steps", "wall_s"]))
-    folder = out / "sim"
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "leaderboard.csv", index=False)
-    table.to_parquet(folder / "leaderboard.parquet", index=False)
-    episodes.to_parquet(folder / "leaderboard_episodes.parquet", index=False)
-    figure(table, folder / "leaderboard.png")
+    write(out / "sim", table, episodes)
     return table
+
+
+# What one leaderboard writes into ``<out>/sim``; leaderboard.parquet, which ``report`` reads, is written last.
+FILES = ("leaderboard_episodes.parquet", "leaderboard.csv", "leaderboard.png", "leaderboard.parquet")
+
+
+def write(folder: Path, table: pd.DataFrame, episodes: pd.DataFrame) -> None:
+    """The leaderboard's files as a set: an earlier leaderboard's are removed first, each file is written
+    atomically, and ``leaderboard.parquet`` (the mark of a whole set) last, so the folder never shows one run's
+    table beside another's episodes or figure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in reversed(FILES):
+        (folder / name).unlink(missing_ok=True)
+    with atomic_path(folder / "leaderboard_episodes.parquet") as temp:
+        episodes.to_parquet(temp, index=False)
+    with atomic_path(folder / "leaderboard.csv") as temp:
+        table.to_csv(temp, index=False)
+    with atomic_path(folder / "leaderboard.png") as temp:
+        figure(table, temp)
+    with atomic_path(folder / "leaderboard.parquet") as temp:
+        table.to_parquet(temp, index=False)
 
 
 def _crossing(summary_json: Path, policy: str, seed: int) -> tuple:
@@ -132,6 +149,6 @@ def figure(table: pd.DataFrame, path: Path) -> Path:
     ax.set_title(f"leaderboard · {int(table['seeds'].max())} seeds (mean ± std over seeds)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
     return path
