@@ -502,8 +502,8 @@ TABLE_III_NAMES = {"greedy-oracle": "prophet", "d2sac": "D2SAC"}
 
 
 def leaderboard_section(run: Path) -> str:
-    """``sim/leaderboard.csv`` and its figure; on the agod preset with seed 0 among the seeds, Table III of the
-    follow-up beside our seed-0 rows, as best episode and as mean."""
+    """``sim/leaderboard.parquet`` (the table, also written as .csv) and its figure; on the agod preset with seed
+    0 among the seeds, Table III of the follow-up beside our seed-0 rows, as best episode and as mean."""
     path = run / "sim" / "leaderboard.parquet"
     if not path.exists():
         return ""
