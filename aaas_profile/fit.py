@@ -32,96 +32,32 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from aaas_profile import metrics as metrics_mod
 from aaas_profile import runs
+from aaas_profile.core.acceptance import (
+    MIN_IMAGES_FOR_INTERVALS,
+    MIN_LEVELS_FOR_INTERVALS,
+    RUNTIME_MIN_R2,
+    has_no_stop,
+    runtime_problem,
+    runtime_rank,
+)
+from aaas_profile.core.curve_keys import (
+    CURVE_KEY,
+    SAMPLER_DEFAULTS,
+    sampler_label,
+    setting_of,
+    with_sampler_columns,
+)
+from aaas_profile.core.formulas import TASK_STEPS_RANGE as SIM_TASK_STEPS
+from aaas_profile.core.formulas import piecewise
 from aaas_profile.errors import UserError
-from aaas_profile.sim.formulas import TASK_STEPS_RANGE as SIM_TASK_STEPS  # the simulator's steps, defined there
-from aaas_profile.sim.formulas import paper_runtime_s as paper_runtime  # noqa: F401  (fit's name for it)
 
 X_CHOICES = ("steps", "unet_calls", "wall_s")
 X_UNITS = {"steps": "denoising steps", "unet_calls": "UNet calls per image", "wall_s": "seconds per image"}
-# One curve per model × mask × sampler (its name and parameters beyond RePaint's jumps, canonical JSON) × walk
-# (respacing: "250" t_T on the 250-step grid, "steps" the steps walk) × jump setting (RePaint's j/r; 0/0 for
-# other samplers) × metric.
-CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample", "metric")
-# What a scores table (or fit.json curve) written before samplers existed means: diffusers' RePaint on the steps
-# walk, no further parameters (the values runs.read_scores fills old parts with).
-SAMPLER_DEFAULTS = runs.LEGACY_SAMPLER
-# What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
-SETTING_KEYS = ("model", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample")
-# What the x axis "steps" means on each walk, for fit.json's "x" (docs/fit-json.md) and the simulator, whose
-# tasks ask for t_T on the paper's 250-step grid (docs/protocol.md).
-STEPS_WALK = "steps"
-
-
-def walk_meaning(respacing: str) -> str:
-    """What ``steps`` counts on the walk ``respacing`` (a scores table's column), in words."""
-    if respacing == STEPS_WALK:
-        return ("denoising steps spread over the whole training range (diffusers' num_inference_steps), not the "
-                "paper's t_T")
-    return f"t_T: the chain starts at index t_T − 1 of the {respacing}-step respaced grid (the paper's x axis)"
-
-
-def in_task_units(curve) -> bool:
-    """Whether a curve's x (fitted against steps) is in the simulator's task units: t_T on a respaced grid
-    (the paper's protocol), not the steps walk."""
-    return str(setting_of(curve)["respacing"]) != STEPS_WALK
-
-
-def with_sampler_columns(scores: pd.DataFrame) -> pd.DataFrame:
-    """``scores`` with the ``sampler``, ``sampler_params`` and ``respacing`` columns, filled with
-    ``SAMPLER_DEFAULTS`` where a table written before them lacks them (a copy only when something is added)."""
-    missing = {k: v for k, v in SAMPLER_DEFAULTS.items() if k not in scores.columns}
-    return scores.assign(**missing) if missing else scores
-
-
-def setting_of(curve) -> dict:
-    """A curve's setting (``SETTING_KEYS``) from a curve key, a fit.json entry or a scores row (anything with
-    ``get``); one from before samplers or the respacing column reads as ``SAMPLER_DEFAULTS``."""
-    return {k: curve.get(k, SAMPLER_DEFAULTS.get(k)) for k in SETTING_KEYS}
-
-
-def sampler_label(curve) -> str:
-    """The sampler in words: its name, with its parameters when there are any ("dpm-solver {...}")."""
-    s = setting_of(curve)
-    params = str(s["sampler_params"])
-    return str(s["sampler"]) + ("" if params in ("{}", "None") else f" {params}")
-
-
-def varying_settings(curves: list) -> list[str]:
-    """The ``SETTING_KEYS`` that take more than one value over ``curves`` (keys, fit.json entries, rows)."""
-    settings = [setting_of(c) for c in curves]
-    return [k for k in SETTING_KEYS if len({str(s[k]) for s in settings}) > 1]
-
-
-def setting_cells(curve, varying: list[str]) -> dict[str, str]:
-    """What tells ``curve`` apart from the run's other curves, for the keys in ``varying``
-    (``varying_settings``), as {column: text}: ``model``; ``sampler`` (``sampler_label``); ``respacing`` (the
-    walk); ``jumps`` as j/r, "–" for a sampler without jumps."""
-    s, cells = setting_of(curve), {}
-    if "model" in varying:
-        cells["model"] = str(s["model"])
-    if "sampler" in varying or "sampler_params" in varying:
-        cells["sampler"] = sampler_label(s)
-    if "respacing" in varying:
-        cells["respacing"] = str(s["respacing"])
-    if "jump_length" in varying or "jump_n_sample" in varying:
-        jumps = int(s.get("jump_length") or 0)
-        cells["jumps"] = f"{s['jump_length']}/{s['jump_n_sample']}" if jumps > 0 else "–"
-    return cells
-
-
-SETTING_COLUMNS = ("model", "sampler", "respacing", "jumps")  # the columns ``setting_cells`` may give, in order
 
 
 class FitError(UserError, ValueError):
     """Scores that cannot be fitted as they are; the message is one line."""
-
-
-def piecewise(x, ax: float, ay: float, bx: float, by: float) -> np.ndarray:
-    """The four-parameter model at x (any shape). Requires ax < bx."""
-    h = np.clip((np.asarray(x, dtype=float) - ax) / (bx - ax), 0.0, 1.0)
-    return ay + (by - ay) * h
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -465,22 +401,8 @@ FIT_MODELS = {
                      "average to zero over images, so Ay and By are the average image's levels",
     "pooled": "y = f(x) + e: one curve through all points, images ignored",
 }
-MIN_LEVELS_FOR_INTERVALS = 4  # four parameters: with fewer distinct x values the bootstrap only re-draws a fit
-MIN_IMAGES_FOR_INTERVALS = 3  # that passes through every level; with 1-2 images it has nothing to resample
 EFFECT_ALPHA = 0.05
 STOP_FRACTION = 0.01  # "stop paying for steps" once the median gains less than this share of the curve's range
-# Flags of a curve that more steps do not improve: it has no step count at which to stop paying for steps.
-NO_STOP_FLAGS = ("no_effect", "worse_with_steps")
-# Flags that make a curve unfit for the simulator (simulate --profile refuses them without an override).
-REFUSED_FLAGS = ("under_determined", *NO_STOP_FLAGS)
-
-
-def has_no_stop(flags: list[dict] | None) -> bool:
-    """Whether a curve with these flags (fit.json's ``{"code", "message"}`` dicts) has no place to stop: steps
-    do not improve it (NO_STOP_FLAGS). The fit table and the report's lead both ask."""
-    return any(f.get("code") in NO_STOP_FLAGS for f in flags or [])
-
-
 @dataclass
 class CurveFit:
     """The fit of one curve (``CURVE_KEY``: model, mask, sampler, jump setting, metric); raw units of metric and x.
@@ -819,28 +741,6 @@ def _finer_grid(steps: np.ndarray) -> str:
     return "no finer grid of whole steps exists there: the rise is complete by the third step count"
 
 
-def refusal(entry: dict) -> str | None:
-    """Why a fit.json curve entry is unfit for the simulator (one line), or None.
-
-    Version 2 entries carry ``flags`` (``REFUSED_FLAGS``: under-determined, no measurable effect of steps,
-    worse with steps). Version 1 entries have none; their under-determination is judged from ``levels`` and
-    ``n_images`` where present, with the same limits as ``curve_flags``.
-    """
-    flags = entry.get("flags")
-    if isinstance(flags, list):
-        for flag in flags:
-            if isinstance(flag, dict) and flag.get("code") in REFUSED_FLAGS:
-                return str(flag.get("message", flag["code"]))
-        return None
-    n_levels = len((entry.get("levels") or {}).get("x") or []) or None
-    n_images = entry.get("n_images")
-    if (n_levels is not None and n_levels < MIN_LEVELS_FOR_INTERVALS) or (
-            isinstance(n_images, int) and n_images < MIN_IMAGES_FOR_INTERVALS):
-        return (f"under-determined: {n_levels} distinct x value(s) and {n_images} image(s) (need "
-                f"{MIN_LEVELS_FOR_INTERVALS} and {MIN_IMAGES_FOR_INTERVALS})")
-    return None
-
-
 def fit_curve(points: pd.DataFrame, key: dict, higher_is_better: bool, resamples: int = 200,
               rng: np.random.Generator | None = None, level: float = 0.95,
               model: str = "image_offsets") -> CurveFit:
@@ -980,26 +880,6 @@ def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> dict:
             "rmse": float(np.sqrt(np.mean((y - predicted) ** 2)))}
 
 
-# Below this R² the quadratic explains too little of the timings to extrapolate it to the simulator's steps:
-# steady CPU timings of the bundled models fit with R² > 0.99; the noisy case of issue 15 had 0.61.
-RUNTIME_MIN_R2 = 0.9
-
-
-def runtime_problem(coef, low: float, high: float) -> str | None:
-    """Why the runtime polynomial ``coef`` (seconds per image, ascending powers) cannot be a task's runtime over
-    ``low``–``high`` steps, as a phrase ("is not positive at 250 steps (-3.1 s)"), or None when it can: it must
-    be positive there and must not fall as the steps grow."""
-    grid = np.arange(float(low), float(high) + 1.0)
-    values = np.polynomial.polynomial.polyval(grid, np.asarray(coef, dtype=float))
-    if np.any(values <= 0):
-        i = int(np.argmax(values <= 0))
-        return f"is not positive at {grid[i]:g} steps ({values[i]:.3g} s)"
-    if np.any(np.diff(values) < 0):
-        i = int(np.argmax(np.diff(values) < 0))
-        return f"falls as steps grow ({values[i]:.3g} s at {grid[i]:g} steps, less after)"
-    return None
-
-
 def runtime_label(entry: dict) -> str:
     """A ``fit_runtime`` entry's sampler, device and dtype in words: "ddim, cpu, fp32"; RePaint's (with no
     parameters) as before there were other samplers, "cpu, fp32"."""
@@ -1026,14 +906,6 @@ def runtime_warning(entry: dict) -> str | None:
         return (f"{where} explains little of the timings (R² {fit['r2']:.2f} < {RUNTIME_MIN_R2}); the simulator "
                 "extrapolates it to 250 steps, so check it, or use simulate --runtime paper")
     return None
-
-
-def runtime_rank(sampler: str, respacing: str) -> int:
-    """Which runtime model the simulator takes first: the authors' RePaint on a respaced grid (the paper's
-    protocol, task units), then RePaint on the steps walk, then diffusers' RePaint, then the other samplers."""
-    if sampler == "repaint":
-        return 0 if respacing != STEPS_WALK else 1
-    return 2 if sampler == "repaint-diffusers" else 3
 
 
 def fit_runtime(scores: pd.DataFrame) -> list[dict]:
@@ -1117,11 +989,7 @@ def fit_scores(scores: pd.DataFrame, x: str = "steps", resamples: int = 200, see
         if x == "wall_s":
             points["x"] = points.groupby("steps")["x"].transform("median")
         points["x"] = points["x"].astype(float)
-        metric = key["metric"]
-        if metric in metrics_mod.METRICS:
-            hib = metrics_mod.METRICS[metric].higher_is_better
-        else:
-            hib = bool(group["higher_is_better"].iloc[0])
+        hib = bool(group["higher_is_better"].iloc[0])  # the metric's direction, as the sweep recorded it
         rng = np.random.default_rng(curve_seed(seed, key))
         curves.append(fit_curve(points, key, hib, resamples=resamples, rng=rng, level=level, model=model))
     return curves

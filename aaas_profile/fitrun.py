@@ -18,25 +18,22 @@ import pandas as pd
 
 from aaas_profile import fitfile, runs
 from aaas_profile.atomic import folder_swap
+from aaas_profile.core.acceptance import MIN_IMAGES_FOR_INTERVALS, MIN_LEVELS_FOR_INTERVALS
+from aaas_profile.core.curve_keys import in_task_units, setting_of, walk_meaning
+from aaas_profile.core.formulas import PAPER_RUNTIME
 from aaas_profile.errors import check_writable
 from aaas_profile.fit import (
     FIT_MODELS,
-    MIN_IMAGES_FOR_INTERVALS,
-    MIN_LEVELS_FOR_INTERVALS,
     X_CHOICES,
     X_UNITS,
     CurveFit,
     FitError,
     fit_runtime,
     fit_scores,
-    in_task_units,
     quality_scales,
     recommendations,
-    setting_of,
     to_unit,
-    walk_meaning,
 )
-from aaas_profile.sim.formulas import PAPER_RUNTIME
 
 
 @dataclass

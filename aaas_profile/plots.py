@@ -23,9 +23,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aaas_profile import fit as fit_mod  # noqa: E402
 from aaas_profile import metrics as metrics_mod  # noqa: E402
 from aaas_profile.atomic import save_figure  # noqa: E402
+from aaas_profile.core import curve_keys  # noqa: E402
 from aaas_profile.fit import X_UNITS, CurveFit  # noqa: E402
 
 
@@ -38,13 +38,13 @@ def curve_stem(key: dict) -> str:
     walk (the names from before there were other samplers), ``<model>_<mask>_<sampler>`` for another setting,
     with ``-p<8 hex>`` (SHA-256 of its parameters) when it has any, ``-r<N>`` on an N-step grid and
     ``-j<j>r<r>`` for its jumps, so two settings of one sampler stay apart."""
-    s = fit_mod.setting_of(key)
-    if all(s[k] == v for k, v in fit_mod.SAMPLER_DEFAULTS.items()):
+    s = curve_keys.setting_of(key)
+    if all(s[k] == v for k, v in curve_keys.SAMPLER_DEFAULTS.items()):
         setting = f"j{s['jump_length']}r{s['jump_n_sample']}"
     else:
         params = str(s["sampler_params"])
         digest = "" if params == "{}" else "-p" + hashlib.sha256(params.encode("utf-8")).hexdigest()[:8]
-        walk = "" if s["respacing"] == fit_mod.STEPS_WALK else f"-r{s['respacing']}"
+        walk = "" if s["respacing"] == curve_keys.STEPS_WALK else f"-r{s['respacing']}"
         jumps = f"-j{s['jump_length']}r{s['jump_n_sample']}" if int(s["jump_length"] or 0) > 0 else ""
         setting = f"{s['sampler']}{digest}{walk}{jumps}"
     return "_".join(_slug(v) for v in (s["model"], key["mask"], setting))
@@ -52,13 +52,13 @@ def curve_stem(key: dict) -> str:
 
 def panel_title(key: dict) -> str:
     """What a panel or a figure shows, in words: model, mask and the sampler (RePaint: its jumps)."""
-    s = fit_mod.setting_of(key)
+    s = curve_keys.setting_of(key)
     jumps = f"jumps {s['jump_length']}/{s['jump_n_sample']}"
-    if all(s[k] == v for k, v in fit_mod.SAMPLER_DEFAULTS.items()):
+    if all(s[k] == v for k, v in curve_keys.SAMPLER_DEFAULTS.items()):
         setting = jumps
     else:
-        setting = f"sampler {fit_mod.sampler_label(s)}"
-        if s["respacing"] != fit_mod.STEPS_WALK:
+        setting = f"sampler {curve_keys.sampler_label(s)}"
+        if s["respacing"] != curve_keys.STEPS_WALK:
             setting += f" · t_T on the {s['respacing']}-step grid"
         if int(s["jump_length"] or 0) > 0:
             setting += f" · {jumps}"

@@ -37,6 +37,7 @@ from aaas_profile import fit as fit_mod
 from aaas_profile import fitfile, runs, stored
 from aaas_profile import metrics as metrics_mod
 from aaas_profile.atomic import write_atomic
+from aaas_profile.core import acceptance, curve_keys
 from aaas_profile.errors import UserError, check_writable
 
 STYLE = """
@@ -86,7 +87,7 @@ def _table(frame: pd.DataFrame, text_columns: tuple[str, ...] = (), flag_column:
 
 
 def _readable(cells: dict[str, str]) -> dict[str, str]:
-    """``fit.setting_cells`` for a page: a sampler's JSON parameters as words that can wrap
+    """``curve_keys.setting_cells`` for a page: a sampler's JSON parameters as words that can wrap
     ("dpm-solver (algorithm_type dpmsolver++, solver_order 2)"), never a bare "{}"."""
     out = dict(cells)
     if "sampler" in out:
@@ -186,8 +187,8 @@ def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dic
     if scores is None or not len(scores):
         return [], ""
     curves = []
-    scores = fit_mod.with_sampler_columns(scores)  # a table passed in from before the respacing column
-    keys = [*fit_mod.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
+    scores = curve_keys.with_sampler_columns(scores)  # a table passed in from before the respacing column
+    keys = [*curve_keys.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
     for values, group in scores.groupby(keys, sort=True):
         hib = bool(group["higher_is_better"].iloc[0])
         stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
@@ -205,19 +206,19 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
     if not curves:
         return ""
     rows = []
-    varying = fit_mod.varying_settings(curves)
+    varying = curve_keys.varying_settings(curves)
     for c in curves:
         s = c["stop"]
         # the short form of each flag: the full messages are in the fit table further down
         flags = [f.get("summary") or f.get("message") or f.get("code", "") for f in c.get("flags") or []]
-        flat = fit_mod.has_no_stop(c.get("flags"))  # a curve steps do not improve has no place to stop
+        flat = acceptance.has_no_stop(c.get("flags"))  # a curve steps do not improve has no place to stop
         if s.get("top_of_grid") and not flat:
             flags.append("still gaining at the top of the grid")
         r2 = c.get("r2")
         ci = s.get("ci") or [None, None]
         interval = f" [{ci[0]:g}–{ci[1]:g}]" if None not in ci and ci[0] == ci[0] else ""
         rows.append({
-            **_readable(fit_mod.setting_cells(c, varying)),
+            **_readable(curve_keys.setting_cells(c, varying)),
             "mask": c.get("mask", "?"),
             "metric": f"{c.get('metric', '?')} {'↑' if c.get('higher_is_better', True) else '↓'}",
             "stop at steps": "–" if flat else f"{s['steps']}{interval}",
@@ -229,8 +230,8 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
             "flags": "; ".join(flags) or "–",
         })
     frame = pd.DataFrame(rows)
-    table = _table(frame, (*fit_mod.SETTING_COLUMNS, "mask", "metric", "flags"), flag_column="flags")
-    steps = {int(c["stop"]["steps"]) for c in curves if not fit_mod.has_no_stop(c.get("flags"))}
+    table = _table(frame, (*curve_keys.SETTING_COLUMNS, "mask", "metric", "flags"), flag_column="flags")
+    steps = {int(c["stop"]["steps"]) for c in curves if not acceptance.has_no_stop(c.get("flags"))}
     levels = sorted({int(v) for c in curves for v in (c.get("levels") or {}).get("steps", [])})
     if scores is not None and len(scores):
         levels = sorted({int(v) for v in scores["steps"].unique()})
@@ -255,7 +256,7 @@ def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None =
 
 def _recommendation_label(group: dict, varying: list[str]) -> list[str]:
     """A recommendation's group in words: the mask, and the model and sampler setting where the run has several."""
-    cells = _readable(fit_mod.setting_cells(group, varying))
+    cells = _readable(curve_keys.setting_cells(group, varying))
     return [*([cells.pop("model")] if "model" in cells else []), f"mask {group.get('mask', '?')}",
             *(v for v in cells.values() if v != "–")]
 
@@ -264,12 +265,12 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
-        scores = fit_mod.with_sampler_columns(scores)
-        keys = list(fit_mod.SETTING_KEYS)
+        scores = curve_keys.with_sampler_columns(scores)
+        keys = list(curve_keys.SETTING_KEYS)
         medians = (scores.groupby([*keys, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
-        varying = fit_mod.varying_settings(medians.to_dict("records"))
-        settings = pd.DataFrame([_readable(fit_mod.setting_cells(row, varying))
+        varying = curve_keys.varying_settings(medians.to_dict("records"))
+        settings = pd.DataFrame([_readable(curve_keys.setting_cells(row, varying))
                                  for row in medians[keys].to_dict("records")], index=medians.index)
         medians = pd.concat([settings, medians.drop(columns=keys)], axis=1)
         medians.columns = [f"{c} steps" if not isinstance(c, str) else c for c in medians.columns]
@@ -277,7 +278,7 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
         parts.append(f"<h3>Median score per step count</h3><p class='muted'>Medians over {n_images} images and "
                      f"{scores['seed'].nunique()} seed(s); every mask and setting apart.</p>"
                      + _table(medians.astype(object).where(medians.notna(), "–"),
-                              (*fit_mod.SETTING_COLUMNS, "mask", "metric")))
+                              (*curve_keys.SETTING_COLUMNS, "mask", "metric")))
     panels = [_figure(panel, f"Every metric against steps with the fitted four-parameter model ({panel.stem})")
               for panel in sorted((run / "plots").glob("*_panel.png"))]
     if panels:  # side by side where the page is wide enough: a run with several masks and samplers has many
@@ -285,9 +286,9 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
     if document is not None:
         fit = document
         rows = []
-        varying = fit_mod.varying_settings(fit.get("curves", []))
+        varying = curve_keys.varying_settings(fit.get("curves", []))
         for curve in fit.get("curves", []):
-            row = {**_readable(fit_mod.setting_cells(curve, varying)), "mask": curve.get("mask", "?"),
+            row = {**_readable(curve_keys.setting_cells(curve, varying)), "mask": curve.get("mask", "?"),
                    "metric": curve.get("metric", "?")}
             for name in ("ax", "ay", "bx", "by"):
                 part = curve.get(name)
@@ -319,7 +320,7 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
                          f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
                          f"model {html.escape(model)}</h3>"
-                         + _table(pd.DataFrame(rows), (*fit_mod.SETTING_COLUMNS, "mask", "metric", "flags"),
+                         + _table(pd.DataFrame(rows), (*curve_keys.SETTING_COLUMNS, "mask", "metric", "flags"),
                                   flag_column="flags"))
     return "<h2>Quality against steps</h2>" + "".join(parts) if parts else ""
 
@@ -328,8 +329,8 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
 # Samplers compared on one compute axis (a run with more than one sampler)
 # ---------------------------------------------------------------------------------------------------------
 
-# One line per sampler setting: fit.SETTING_KEYS but the model (a model × mask gets its own figure)
-SAMPLER_KEYS = tuple(k for k in fit_mod.SETTING_KEYS if k != "model")
+# One line per sampler setting: curve_keys.SETTING_KEYS but the model (a model × mask gets its own figure)
+SAMPLER_KEYS = tuple(k for k in curve_keys.SETTING_KEYS if k != "model")
 
 
 def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
@@ -338,7 +339,7 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
     names the setting as briefly as the run allows: the sampler's name, with its parameters only when the run
     has several for that sampler, and RePaint's jumps (j/r) only when the run has several. ``scores`` has the
     sampler columns, as ``runs.read_scores`` gives them."""
-    scores = fit_mod.with_sampler_columns(scores)
+    scores = curve_keys.with_sampler_columns(scores)
     keys = ["model", "mask", "metric", *SAMPLER_KEYS, "steps"]
     medians = (scores.groupby(keys, sort=True)
                .agg(value=("value", "median"), unet_calls=("unet_calls", "median"),
@@ -350,7 +351,7 @@ def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
     n_jumps = settings.groupby("sampler")[["jump_length", "jump_n_sample"]].apply(lambda g: len(g.drop_duplicates()))
     labels = {}
     for row in settings.to_dict("records"):
-        label = fit_mod.sampler_label(row) if n_params[row["sampler"]] > 1 else str(row["sampler"])
+        label = curve_keys.sampler_label(row) if n_params[row["sampler"]] > 1 else str(row["sampler"])
         if n_walks[row["sampler"]] > 1:
             label += f" @{row['respacing']}"
         if row["jump_length"] > 0 and n_jumps[row["sampler"]] > 1:
@@ -399,7 +400,7 @@ def _png_uri(fig) -> str:
 
 def walk_label(sampler: str, respacing: str) -> str:
     """A sampler on a walk, as the side-by-side outputs name it: "ddim", "repaint @250"."""
-    return sampler if respacing == fit_mod.STEPS_WALK else f"{sampler} @{respacing}"
+    return sampler if respacing == curve_keys.STEPS_WALK else f"{sampler} @{respacing}"
 
 
 def _saved_outputs(folder: Path) -> dict[str, dict[int, Path]]:
@@ -460,7 +461,7 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
     UNet-calls axis, the best sampler at each budget (``best_by_budget``), and saved outputs side by side."""
     if scores is None or not len(scores):
         return ""
-    scores = fit_mod.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
+    scores = curve_keys.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
     if len(scores[["sampler", "sampler_params", "respacing"]].drop_duplicates()) < 2:
         return ""
     medians = sampler_medians(scores)

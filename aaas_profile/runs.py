@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from aaas_profile import stored
 from aaas_profile.atomic import atomic_path, write_atomic
+from aaas_profile.core.curve_keys import SAMPLER_DEFAULTS
 from aaas_profile.errors import UserError
 
 # One row per image × mask × seed × sampler × respacing × steps × metric (docs/design.md, "The scores table").
@@ -66,10 +67,8 @@ COLUMNS = {
 SCHEMA = pa.schema(list(COLUMNS.items()))
 CELL_KEY = ("model", "image_id", "mask", "seed", "sampler", "sampler_params", "respacing", "steps", "jump_length",
             "jump_n_sample")
-# What parts written before the sampler columns existed hold: every row was diffusers' RePaint (what the sampler
-# "repaint" was then, now "repaint-diffusers") on the steps walk, with params "{}" (its parameters are the jump
-# columns), so those folders resume and fit as they are and are never pooled with the authors' RePaint.
-LEGACY_SAMPLER = {"sampler": "repaint-diffusers", "sampler_params": "{}", "respacing": "steps"}
+# What parts written before the sampler columns existed hold (core.curve_keys.SAMPLER_DEFAULTS, which says why).
+LEGACY_SAMPLER = SAMPLER_DEFAULTS
 # Sampler names as parts written before the respacing column spelled them: "repaint" was diffusers' RePaint.
 LEGACY_NAMES = {"repaint": "repaint-diffusers"}
 # A saved output (sweep --save-images) in images/<cell>/: steps-0010.png for diffusers' RePaint (the name from

@@ -37,6 +37,7 @@ from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
+from aaas_profile.core import acceptance
 from aaas_profile.errors import UserError, check_writable
 from aaas_profile.models import LoadedModel, load
 
@@ -876,10 +877,10 @@ def conclusion_needs(prepared: Prepared) -> Need:
 
     n, levels = len(prepared.images), len(prepared.config.steps)
     effect = fit_mod.images_needed(levels)
-    need = max(effect, fit_mod.MIN_IMAGES_FOR_INTERVALS)
+    need = max(effect, acceptance.MIN_IMAGES_FOR_INTERVALS)
     what = (f"{n} image(s) at {levels} step counts: the fit's test of steps (Page's trend test, p < "
             f"{fit_mod.EFFECT_ALPHA:g}) needs ≥ {effect}, its intervals (and simulate --profile) ≥ "
-            f"{fit_mod.MIN_IMAGES_FOR_INTERVALS}")
+            f"{acceptance.MIN_IMAGES_FOR_INTERVALS}")
     if levels < 2:
         return Need(True, f"one step count: the fit needs at least two ({what})")
     if n < need:

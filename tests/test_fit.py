@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from aaas_profile import fit, fitfile, fitrun, runs
 from aaas_profile.cli import app as project_app
 from aaas_profile.cli import fit as cli_fit
+from aaas_profile.core import curve_keys, formulas
 from aaas_profile.metrics import ALL, METRICS
 
 STEPS = (10, 20, 25, 50, 100, 125, 200, 250)  # the sweep's default grid
@@ -24,7 +25,7 @@ def curve_rows(metric="dss", truth=(30.0, 0.3, 180.0, 0.8), steps=STEPS, n_image
                image_sd=0.02, seed=0, mask="thick", model="m", curve=None, wall=None, calls_per_step=10):
     """Rows of a scores table for one curve: per-image offset plus per-point noise around ``curve``."""
     rng = np.random.default_rng(seed)
-    curve = curve or (lambda t: fit.piecewise(t, *truth))
+    curve = curve or (lambda t: formulas.piecewise(t, *truth))
     wall = wall or (lambda t: 0.05 + 0.002 * t + 1e-6 * t * t)
     rows = []
     for i in range(n_images):
@@ -106,7 +107,7 @@ def test_batched_solver_agrees_with_one_at_a_time():
     rng = np.random.default_rng(3)
     levels = np.array(STEPS, dtype=float)
     w = rng.integers(1, 30, size=(7, levels.size)).astype(float)
-    s = w * (fit.piecewise(levels, 40, 0.2, 150, 0.9) + rng.normal(0, 0.1, size=w.shape))
+    s = w * (formulas.piecewise(levels, 40, 0.2, 150, 0.9) + rng.normal(0, 0.1, size=w.shape))
     batch = fit.solve_grouped(levels, w, s)
     for row in range(7):
         one = fit.solve_grouped(levels, w[row:row + 1], s[row:row + 1])
@@ -293,8 +294,8 @@ def test_runtime_against_unet_calls_is_linear_per_call():
 
 
 def test_paper_runtime_reference():
-    assert fit.paper_runtime(250) == pytest.approx((0.001 * 250**2 + 2.5 * 250 - 14) * 60)
-    assert fit.paper_runtime(100) == pytest.approx(14_760.0)  # (10 + 250 − 14)·60
+    assert formulas.paper_runtime_s(250) == pytest.approx((0.001 * 250**2 + 2.5 * 250 - 14) * 60)
+    assert formulas.paper_runtime_s(100) == pytest.approx(14_760.0)  # (10 + 250 − 14)·60
 
 
 # --- x axis choices --------------------------------------------------------------------------------------
@@ -520,7 +521,7 @@ def offset_rows(truth, offsets, steps_of, noise=0.01, metric="haarpsi", seed=0):
                 "run_id": "test", "model": "m", "image_id": f"img{i:03d}", "mask": "thick", "seed": 0,
                 "steps": int(t), "jump_length": 10, "jump_n_sample": 10, "unet_calls": int(t),
                 "wall_s": 0.01 * t, "device": "cpu", "dtype": "fp32", "batch_size": 8, "metric": metric,
-                "value": float(fit.piecewise(t, *truth) + offset + rng.normal(0, noise)),
+                "value": float(formulas.piecewise(t, *truth) + offset + rng.normal(0, noise)),
                 "higher_is_better": METRICS[metric].higher_is_better,
             })
     return rows
@@ -900,7 +901,7 @@ def test_a_paper_protocol_fit_is_in_task_units_and_feeds_the_simulator_first():
     table = pd.DataFrame(rows)
     curves = fit.fit_scores(table, resamples=0)
     assert [c.key["respacing"] for c in curves] == ["250", "steps"]
-    assert [fit.in_task_units(c.key) for c in curves] == [True, False]
+    assert [curve_keys.in_task_units(c.key) for c in curves] == [True, False]
     runtime = fit.fit_runtime(table)
     assert [e["respacing"] for e in runtime] == ["250", "steps"]  # the paper's protocol first
     document = fitrun.build_document(Path("run"), "steps", curves, fit.quality_scales(curves), runtime, 0, 0, 0.95)
@@ -913,7 +914,7 @@ def test_a_paper_protocol_fit_is_in_task_units_and_feeds_the_simulator_first():
     assert alone["x"]["task_units"] is True
     assert plots.curve_stem(paper.key) == "m_thick_repaint-r250-j10r10"
     assert plots.panel_title(paper.key) == "m · mask thick · sampler repaint · t_T on the 250-step grid · jumps 10/10"
-    assert fit.setting_cells(paper.key, ["respacing"]) == {"respacing": "250"}
+    assert curve_keys.setting_cells(paper.key, ["respacing"]) == {"respacing": "250"}
 
 
 def test_all_nan_scores_are_refused_even_when_dropped(tmp_path):

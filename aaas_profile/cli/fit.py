@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, warn
+from aaas_profile.core import acceptance, curve_keys
 from aaas_profile.errors import Interrupted
 
 # The stage modules (numpy, scipy, piq) are imported inside the command, so `--help` starts at once.
@@ -65,7 +66,6 @@ def fit(
     metric (three to a row) per model × mask × sampler. Ends with one recommendation per mask: the steps
     to pay for.
     """
-    from aaas_profile import fit as fit_mod
     from aaas_profile import fitrun, limits
 
     limits.check_all("fit", {"bootstrap": bootstrap, "seed": seed, "level": level})
@@ -81,7 +81,7 @@ def fit(
     _print_summary(result, level)
     emit({"fit": result.path, "x": result.x, "plots": len(result.plots),
           "recommendations": result.document["recommendations"],
-          "curves": [{k: e.get(k) for k in (*fit_mod.CURVE_KEY, "ax", "ay", "bx", "by", "flags", "effect", "stop")}
+          "curves": [{k: e.get(k) for k in (*curve_keys.CURVE_KEY, "ax", "ay", "bx", "by", "flags", "effect", "stop")}
                      for e in result.document["curves"]]})
 
 
@@ -98,9 +98,9 @@ def _print_summary(result, level: float) -> None:
     console.print(f"[bold]{result.path}[/] · {model} · x = {unit} · {level:.0%} bootstrap intervals over images "
                   "(↑ higher is better, ↓ lower)", highlight=False)
     groups: dict[tuple, list] = {}
-    varying = fit_mod.varying_settings([c.key for c in result.curves])
+    varying = curve_keys.varying_settings([c.key for c in result.curves])
     for c in result.curves:
-        setting = fit_mod.setting_cells(c.key, [k for k in varying if k != "model"])
+        setting = curve_keys.setting_cells(c.key, [k for k in varying if k != "model"])
         groups.setdefault((c.key["model"], c.key["mask"], *setting.items()), []).append(c)
     # narrow tables per model × mask (× sampler × jumps where the run has several): readable at 80 columns
     for (model_name, mask, *setting), curves in groups.items():
@@ -130,7 +130,7 @@ def _print_summary(result, level: float) -> None:
                                _r2(c.r2_medians), c.comparison["best_aic"])
             quality.add_row(name, _interval(e.ay, c.ci["ay"]), _interval(e.by, c.ci["by"]), _r2(c.r2_pooled))
             stop = c.stop
-            if fit_mod.has_no_stop(c.flags):
+            if acceptance.has_no_stop(c.flags):
                 stops.add_row(name, "–", "–", "–", "–", f"{stop['best_median']:.4g}",
                               "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
                 continue
@@ -162,11 +162,10 @@ def _print_summary(result, level: float) -> None:
 
 def _print_recommendations(recommendations: list[dict], varying: list[str]) -> None:
     """The last lines of the fit: one recommendation per mask (and setting, where the run has several)."""
-    from aaas_profile import fit as fit_mod
 
     console.print("[bold]recommendation[/] (per mask: the steps to pay for)")
     for r in recommendations:
-        setting = fit_mod.setting_cells(r["group"], [k for k in varying if k != "model"])
+        setting = curve_keys.setting_cells(r["group"], [k for k in varying if k != "model"])
         label = " · ".join([*([r["group"]["model"]] if "model" in varying else []), r["group"]["mask"],
                             *(v for v in setting.values() if v != "–")])
         console.print(f"  [bold]{label}[/]: {r['text']}", highlight=False)

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aaas_profile import limits
+from aaas_profile import fitfile, limits
+from aaas_profile.core.acceptance import refusal, runtime_problem, runtime_rank
+from aaas_profile.core.curve_keys import STEPS_WALK
+from aaas_profile.core.formulas import TASK_STEPS, paper_runtime_s, polynomial
 from aaas_profile.errors import UserError, not_found
-from aaas_profile.sim.formulas import TASK_STEPS, paper_runtime_s, polynomial
 
 # The presets (docs/design.md, "The simulator"): the grids the authors' code draws the hidden parameters from
 # (Du et al. 2023, GitHub Lizonghang/AGOD ``env/config.py`` and ``env/utils.py``).
@@ -280,8 +282,6 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
     mask, metric, sampler, respacing, ax, ay, bx, by; ``coefs`` maps (sampler, respacing) to its runtime
     coefficients (empty when the profile has no runtime model).
     """
-    from aaas_profile import fitfile
-    from aaas_profile.fit import refusal as fit_refusal  # here: fit imports torch and piq, the simulator need not
     path = Path(path)
     if path.is_dir():  # a profile is the file itself, not the run folder that holds it
         raise SimError(not_found(path, "profile (fit.json)", folder=False))
@@ -317,7 +317,7 @@ def read_fit_profile(path: Path) -> tuple[list[dict], dict[str, list[float]]]:
             low, high = FIELD_RANGES[k]
             limits.finite(f"profile {path}", f"curves[{i}].scale01.{k}", row[k], low, high, SimError)
         row["steps_range"] = (min(measured), max(measured)) if measured else None
-        row["refusal"] = fit_refusal(curve)
+        row["refusal"] = refusal(curve)
         curves.append(row)
     coefs: dict[str, list[float]] = {}
     runtime = data.get("runtime")
@@ -388,7 +388,7 @@ def profile_asps(
     sampler: str | None = None,
 ) -> AspSet:
     """ASPs from a profile: ASP i serves with curve i mod (number of curves) of ``metric`` and ``sampler``
-    (default: the first by ``fit.runtime_rank``, the authors' RePaint when the profile has it), on one walk
+    (default: the first by ``core.acceptance.runtime_rank``, the authors' RePaint when the profile has it), on one walk
     (the paper's respaced grid when the sampler has it, else the steps walk, with a warning line:
     ``STEPS_WALK_WARNING``), with that sampler's runtime model on that walk.
 
@@ -398,10 +398,8 @@ def profile_asps(
     but is rescaled so that the largest task takes ``reference_runtime_s`` (the paper's runtime at 250 steps by
     default): a profiled model runs an image in seconds, and without the rescale the paper's arrival rate would
     leave every ASP idle. ``measured_runtime=False`` uses the paper's runtime model instead (``--runtime
-    paper``): the fallback when the measured one is unusable (``fit.runtime_problem``).
+    paper``): the fallback when the measured one is unusable (``core.acceptance.runtime_problem``).
     """
-    from aaas_profile.fit import STEPS_WALK, runtime_rank
-
     curves, coefs = read_fit_profile(path)
     samplers = list(dict.fromkeys(c["sampler"] for c in curves))
     notes = []
@@ -446,8 +444,6 @@ def profile_asps(
     elif coef is None:
         notes.append(f"runtime: the paper's model (the profile has none for {sampler})")
     else:
-        from aaas_profile.fit import runtime_problem
-
         problem = runtime_problem(coef, min(task_steps), max(task_steps))
         if problem:
             raise SimError(f"profile {path}: the runtime model {problem}; refit with steady timings, or pass "

@@ -19,8 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from aaas_profile.sim.asps import AspSet, SimError, paper_asps
-from aaas_profile.sim.formulas import (
+from aaas_profile.core.formulas import (
     CRASH_PENALTY_COEF,
     PAPER_RUNTIME_COEF,
     TASK_STEPS,
@@ -28,6 +27,7 @@ from aaas_profile.sim.formulas import (
     polynomial,
     quality_gain,
 )
+from aaas_profile.sim.asps import AspSet, SimError, paper_asps
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ One file, top to bottom, in the manner of CleanRL's ``sac_atari.py``. With a dis
 Q̄ are target critics, updated by Polyak averaging. Defaults follow the authors' code and paper (Du et al.
 2023): hidden layers 128×128, critic lr 1e-3, fixed α = 0.05, 3-step returns, a 20,000-transition buffer;
 τ = 0.005 and weight decay 1e-4 as in their tianshou script. Departures, each for a reason (the first
-three were measured on the earlier paper table drawn with ``default_rng``, before issue 16; the last five on
-the authors' own paper table, seed 0, and then checked unchanged on paper seeds 1–4 and agod seed 0):
+three were measured on an earlier paper table drawn with ``default_rng``, before the preset drew the authors'
+table; the last five on the authors' own paper table, seed 0, and then checked unchanged on paper seeds 1–4
+and agod seed 0):
 
 - The weight decay is decoupled (AdamW), not Adam's L2 term. A critic's output row for an ASP gets a loss
   gradient only from replayed transitions that chose that ASP. Once the buffer holds none, Adam's L2 gradient

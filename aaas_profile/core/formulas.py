@@ -1,9 +1,9 @@
-"""The simulator's pure formulas (Du et al. 2023; docs/design.md, "The simulator"), in one place.
+"""The pure formulas of Du et al. (2023) that the fit and the simulator share (docs/design.md, "The simulator").
 
-The task-step grid, the paper's task runtime, the reward of a served task and the penalty of a crash. Pure
-functions of numbers and arrays: this module imports nothing else from the project, so the environment, the
-ASP sources and ``fit`` (which checks a measured runtime model over the same steps) can all import it without
-importing one another.
+The four-parameter curve, the task-step grid, the paper's task runtime, the reward of a served task and the
+penalty of a crash. Pure functions of numbers and arrays: this module imports nothing else from the project, so
+the environment, the ASP sources and ``fit`` (which fits the curve and checks a measured runtime model over the
+same steps) can all import it without importing one another.
 """
 
 from __future__ import annotations
@@ -38,13 +38,24 @@ def paper_runtime_s(t) -> np.ndarray:
     return polynomial(PAPER_RUNTIME_COEF, t)
 
 
-def quality_gain(ax, ay, bx, by, t) -> np.ndarray:
-    """The reward of a served task, ``f(t) − Ay`` for the four-parameter curve (docs/design.md); broadcasts.
+def rise(x, ax, bx) -> np.ndarray:
+    """How far along its rise the four-parameter curve is at ``x``: 0 up to Ax, 1 from Bx on, linear between
+    (requires ax < bx); broadcasts."""
+    ax, bx, x = (np.asarray(v, dtype=float) for v in (ax, bx, x))
+    return np.clip((x - ax) / (bx - ax), 0.0, 1.0)
 
-    0 for t ≤ ax, ``(by − ay)·(t − ax)/(bx − ax)`` between, ``by − ay`` for t ≥ bx.
-    """
-    ax, ay, bx, by, t = (np.asarray(v, dtype=float) for v in (ax, ay, bx, by, t))
-    return np.clip((t - ax) / (bx - ax), 0.0, 1.0) * (by - ay)
+
+def piecewise(x, ax, ay, bx, by) -> np.ndarray:
+    """The four-parameter quality curve of Du et al. (2023) at ``x`` (docs/design.md, "The four-parameter
+    model"): Ay up to Ax, a straight rise to By at Bx, By beyond; broadcasts."""
+    ay, by = np.asarray(ay, dtype=float), np.asarray(by, dtype=float)
+    return ay + (by - ay) * rise(x, ax, bx)
+
+
+def quality_gain(ax, ay, bx, by, t) -> np.ndarray:
+    """The reward of a served task, ``f(t) − Ay`` for the four-parameter curve ``piecewise``, computed as the
+    rise times (By − Ay) so that it is exactly 0 below Ax; broadcasts."""
+    return rise(t, ax, bx) * (np.asarray(by, dtype=float) - np.asarray(ay, dtype=float))
 
 
 def crash_penalty(progress, coef: float = CRASH_PENALTY_COEF) -> float:
