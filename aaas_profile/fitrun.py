@@ -18,7 +18,12 @@ import pandas as pd
 
 from aaas_profile import fitfile, runs
 from aaas_profile.atomic import folder_swap
-from aaas_profile.core.acceptance import MIN_IMAGES_FOR_INTERVALS, MIN_LEVELS_FOR_INTERVALS
+from aaas_profile.core.acceptance import (
+    BOOTSTRAP_RESAMPLES,
+    INTERVAL_LEVEL,
+    MIN_IMAGES_FOR_INTERVALS,
+    MIN_LEVELS_FOR_INTERVALS,
+)
 from aaas_profile.core.curve_keys import in_task_units, setting_of, walk_meaning
 from aaas_profile.core.formulas import PAPER_RUNTIME
 from aaas_profile.errors import check_writable
@@ -182,7 +187,8 @@ def _check_replace(path: Path, x: str, replace: bool) -> None:
                        "or pass --replace")
 
 
-def fit_run(run: Path, x: str = "steps", resamples: int = 200, seed: int = 0, level: float = 0.95,
+def fit_run(run: Path, x: str = "steps", resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+            level: float = INTERVAL_LEVEL,
             metrics: list[str] | None = None, drop_nan: bool = False, plots: bool = True,
             model: str = "image_offsets", out: Path | None = None, replace: bool = False) -> FitResult:
     """Fit a run folder: writes ``out`` (default ``default_path``) and, with ``plots``, its ``plots_dir``.

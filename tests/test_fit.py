@@ -16,6 +16,7 @@ from aaas_profile import fit, fitfile, fitrun, runs
 from aaas_profile.cli import app as project_app
 from aaas_profile.cli import fit as cli_fit
 from aaas_profile.core import curve_keys, formulas
+from aaas_profile.fit import curve as fit_curve_mod
 from aaas_profile.metrics import ALL, METRICS
 
 STEPS = (10, 20, 25, 50, 100, 125, 200, 250)  # the sweep's default grid
@@ -663,10 +664,10 @@ def test_a_curve_saturated_at_the_second_grid_point_never_asks_for_what_the_grid
     assert "lower step counts" not in message and "add step counts between 1 and 5 (e.g. 4)" in message
     # a grid that starts above 1 may go lower, and between its points (the default t_T grid's rise lies between
     # 10 and 15); a grid with no whole step between its points cannot be refined
-    assert fit._finer_grid(np.array([10.0, 11, 12])) == "add lower step counts (below 10) to resolve the rise"
-    assert fit._finer_grid(np.array([10.0, 15, 20])) == (
+    assert fit_curve_mod._finer_grid(np.array([10.0, 11, 12])) == "add lower step counts (below 10) to resolve the rise"
+    assert fit_curve_mod._finer_grid(np.array([10.0, 15, 20])) == (
         "add lower step counts (below 10) and step counts between 10 and 20 (e.g. 11, 12, 13) to resolve the rise")
-    assert fit._finer_grid(np.array([1.0, 2, 3])).startswith("no finer grid")
+    assert fit_curve_mod._finer_grid(np.array([1.0, 2, 3])).startswith("no finer grid")
 
 
 def test_page_trend_is_exact_and_agrees_with_scipy():

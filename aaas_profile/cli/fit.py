@@ -26,9 +26,10 @@ def _interval(value: float, ci: tuple[float, float]) -> str:
 def fit(
     run: Annotated[Path, typer.Argument(help="Run folder written by `aaas-profile sweep` (holds scores/).")],
     x: Annotated[str, typer.Option(help="x axis: steps, unet_calls or wall_s (seconds per image).")] = "steps",
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over images for the intervals (0: none).")] = 200,
+    bootstrap: Annotated[int, typer.Option(
+        help="Bootstrap resamples over images for the intervals (0: none).")] = acceptance.BOOTSTRAP_RESAMPLES,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = acceptance.INTERVAL_LEVEL,
     metrics: Annotated[str | None, typer.Option(help="Comma list of metrics to fit. \\[default: all in the run]")] = None,  # noqa: E501
     drop_nan: Annotated[bool, typer.Option("--drop-nan", help="Leave out NaN scores instead of stopping.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write plots/*.png.")] = True,
@@ -134,7 +135,7 @@ def _print_summary(result, level: float) -> None:
                 stops.add_row(name, "–", "–", "–", "–", f"{stop['best_median']:.4g}",
                               "no measurable effect of steps" if c.flagged("no_effect") else "worse with more steps")
                 continue
-            stops.add_row(name, fit_mod._steps_interval(stop), f"{stop['unet_calls']:.0f}", f"{stop['wall_s']:.3g}",
+            stops.add_row(name, fit_mod.steps_interval(stop), f"{stop['unet_calls']:.0f}", f"{stop['wall_s']:.3g}",
                           f"{stop['median']:.4g}", f"{stop['best_median']:.4g}",
                           "still gaining" if stop["top_of_grid"] else "")
         console.print(parameters)
