@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aaas_profile.core.acceptance import BOOTSTRAP_RESAMPLES, INTERVAL_LEVEL
+
 __all__ = ["sweep", "fit", "simulate", "report", "load_scores", "load_fit", "recommendations"]
 
 
@@ -48,7 +50,8 @@ def sweep(model: str | None = None, data: str | Path | None = None, masks=None, 
     return sweep_mod.run(cfg, progress=progress, shard=part)
 
 
-def fit(run: str | Path, x: str = "steps", bootstrap: int = 200, seed: int = 0, level: float = 0.95, metrics=None,
+def fit(run: str | Path, x: str = "steps", bootstrap: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+        level: float = INTERVAL_LEVEL, metrics=None,
         drop_nan: bool = False, plots: bool = True, fit_model: str = "image_offsets", out: str | Path | None = None,
         replace: bool = False):
     """``aaas-profile fit``: the four-parameter model per curve of a run folder, ``bootstrap`` resamples over

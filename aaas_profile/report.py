@@ -317,8 +317,9 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
         if rows:
             unit = fit.get("x", {}).get("unit", "steps")
             model = (fit.get("fit_model") or {}).get("name", "pooled")
+            level = fit.get("bootstrap", {}).get("level", acceptance.INTERVAL_LEVEL)
             parts.append(f"<h3>Fitted (Ax, Ay, Bx, By), x in {html.escape(unit)}, "
-                         f"{fit.get('bootstrap', {}).get('level', 0.95):.0%} bootstrap intervals over images, "
+                         f"{level:.0%} bootstrap intervals over images, "
                          f"model {html.escape(model)}</h3>"
                          + _table(pd.DataFrame(rows), (*curve_keys.SETTING_COLUMNS, "mask", "metric", "flags"),
                                   flag_column="flags"))

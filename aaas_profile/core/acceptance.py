@@ -9,6 +9,10 @@ import numpy as np
 
 from aaas_profile.core.curve_keys import STEPS_WALK
 
+# The intervals every stage reports by default (fit --bootstrap, --level; the report's captions): resamples of
+# whole images, and the confidence level.
+BOOTSTRAP_RESAMPLES = 200
+INTERVAL_LEVEL = 0.95
 MIN_LEVELS_FOR_INTERVALS = 4  # four parameters: with fewer distinct x values the bootstrap only re-draws a fit
 MIN_IMAGES_FOR_INTERVALS = 3  # that passes through every level; with 1-2 images it has nothing to resample
 # Flags of a curve that more steps do not improve: it has no step count at which to stop paying for steps.

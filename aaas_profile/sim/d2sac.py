@@ -14,44 +14,10 @@ resume; this module only replaces the actor (``new_actor``) and the defaults. Th
 flows through all five denoising steps (the reparameterised sample).
 
 Defaults are the follow-up's: actor lr 1e-4, critic lr 1e-3, α 0.05 fixed, τ 0.005, 3-step returns, weight
-decay 1e-4, denoiser hidden 256 with a 16-wide step embedding, x̂0 clipped to the action bound 1. Departures,
-each for a reason (measured on the paper preset, seed 0 only, 12 training episodes, the best-validated actor on
-5 evaluation streams unless said otherwise):
-
-- The critics are 256×256 like the authors'; the networks see the project's per-ASP fit features and the
-  actor's crash mask, and AdamW, SiLU and the twin critics' mean for the actor, for the reasons the SAC module
-  gives (``sim/sac.py``'s docstring: the same environment and the same traps). Each is a config field; set
-  it back to get the plain rule.
-- γ 0.5, not 0.95, for the reason ``sac`` gives (at 0.95 a Q-value is about 12 and the 0.05-sized reward gaps
-  between ASPs drown in it): 91.3 % of the greedy oracle at γ 0.95, 95.6 % at γ 0.5.
-- The soft target keeps SAC's entropy term (−α·log π at s') and uses the current actor at s' (without
-  autograd), not a target copy of the diffusion actor: one network fewer to keep and average.
-- x̂0 is clipped to ±1 at every step. The paper's action bound is 1, but the authors' code leaves the clip
-  off; ``x0_clip=None`` runs it that way, and it did worse: 80.2 % (γ 0.95) and 89.2 % (γ 0.5). Unclipped,
-  the greedy action is the argmax of one noisy sample: the last reverse step adds noise of standard deviation
-  ≈ 0.45 to every logit (σ_1 · √(1/ᾱ_1)), and the denoiser's ε, bounded by its tanh, can move the last x̂0 by
-  at most ±0.5, so close ASPs swap from one draw to the next. With the clip the actor saturates the best ASPs
-  at +1 and the noise no longer moves them. Wider clips (±3: 94.6 %, ±10: 95.5 %) and logits scaled by 5 or 10
-  after a ±1 clip (94.9 %, 94.6 % of the oracle on the validation streams) gained nothing.
-- Greedy evaluation breaks ties by the critics. At the clip the best ASPs often share the top logit exactly:
-  61 % of the decisions along an oracle-driven episode had a tie, 2.2 ASPs on average, and ``argmax`` takes
-  the lowest index among them. Among the tied ASPs the one with the highest mean of the twin critics is taken.
-  On the actor the paper seed-0 leaderboard trained (10 evaluation streams), plain argmax scored 90.2 % of the
-  greedy oracle and this rule 95.6 %; other rules measured on that actor: argmax of π averaged over 16 draws
-  91.4 %, the highest-Q ASP among 16 draws' argmaxes (Diffusion-QL's selection) 95.4 %, the highest-Q ASP
-  among every tied top ASP of 16 draws 96.9 %, and the critics' own argmax over the ASPs the task fits 96.7 %.
-  Training (sampling from π) is unchanged.
-- 0.5 updates per environment step on batches of 128, like ``sac``, not the authors' one on 512: on one CPU
-  thread an update on 512 took 3.1× as long as one on 128 (7.4 against 23.3 updates/s, measured in one run
-  under load), which made one training episode cost about a minute. ``batch_size=512`` and
-  ``updates_per_step=1`` restore the authors' values. Twice the updates (1 per step on 128) was no better
-  after 6 episodes (94.5 % on the validation streams).
-
-Where it stops: D2SAC plateaus at about 95 % of the greedy oracle from episode 6 on (paper seed 0), against
-98.6 % for ``sac`` after the same 12 episodes. The actor learning rate is not the limit (3e-4: 94.9 %, 1e-3:
-95.0 %), and neither is the evaluation rule alone: the critics' own argmax stops at 96.7 %. D2SAC's sampled
-policy is much softer than SAC's (88–92 % of the oracle when sampled, SAC's 95.7 %), so it explores more and
-its soft targets average over worse ASPs; the issue's 97 % bar is not reached (docs/leaderboard.md).
+decay 1e-4, denoiser hidden 256 with a 16-wide step embedding, x̂0 clipped to the action bound 1. The departures
+(the SAC machinery's features and mask, γ 0.5, the clip at every step, greedy ties broken by the critics, 0.5
+updates per step on batches of 128), the measurements behind each, and where D2SAC stops (about 95–97 % of the
+greedy oracle) are in docs/policies.md.
 """
 
 from __future__ import annotations
@@ -70,12 +36,12 @@ from aaas_profile.sim.sac import prepare as sac_prepare
 
 @dataclass
 class D2sacConfig(SacConfig):
-    """The follow-up's hyper-parameters (module docstring for the departures)."""
+    """The follow-up's hyper-parameters (docs/policies.md for the departures)."""
 
     hidden: tuple[int, ...] = (256, 256)  # critics' and denoiser's hidden layers
     actor_lr: float = 1e-4
-    gamma: float = 0.5  # the authors' 0.95: 91 % of the oracle after 12 episodes, 0.5: 96 % (module docstring)
-    batch_size: int = 128  # the authors' 512 costs 3.1× the time per update on one thread (module docstring)
+    gamma: float = 0.5  # the authors' 0.95: 91 % of the oracle after 12 episodes, 0.5: 96 % (docs/policies.md)
+    batch_size: int = 128  # the authors' 512 costs 3.1× the time per update on one thread (docs/policies.md)
     denoise_steps: int = 5  # K reverse diffusion steps per action
     t_dim: int = 16  # width of the denoising step's embedding
     x0_clip: float | None = 1.0  # x̂0 clipped to ±x0_clip (the action bound); None: unclipped (docstring)
@@ -140,7 +106,7 @@ class DiffusionActor(nn.Module):
 
 
 class D2SAC(DiscreteSAC):
-    """Discrete SAC with :class:`DiffusionActor` as its actor (module docstring)."""
+    """Discrete SAC with :class:`DiffusionActor` as its actor (docs/policies.md)."""
 
     config_class = D2sacConfig
     name, label = "d2sac", "D2SAC"
@@ -154,7 +120,7 @@ class D2SAC(DiscreteSAC):
     def act(self, obs: np.ndarray, deterministic: bool = False, actor: nn.Module | None = None) -> int:
         """A sampled action, or (``deterministic``) the argmax of π with ties broken by the twin critics' mean.
 
-        x̂0 is clipped to ±1, so several ASPs often share the top logit exactly (module docstring); a plain
+        x̂0 is clipped to ±1, so several ASPs often share the top logit exactly (docs/policies.md); a plain
         argmax would then pick the lowest index among them."""
         if not deterministic:
             return super().act(obs, deterministic=False, actor=actor)

@@ -10,73 +10,14 @@ One file, top to bottom, in the manner of CleanRL's ``sac_atari.py``. With a dis
     temperature loss   L_α   = Σ_a π(a|s) · [−log α · (log π(a|s) + H̄)]   (only with ``auto_alpha``)
 
 Q̄ are target critics, updated by Polyak averaging. Defaults follow the authors' code and paper (Du et al.
-2023): hidden layers 128×128, critic lr 1e-3, fixed α = 0.05, 3-step returns, a 20,000-transition buffer;
-τ = 0.005 and weight decay 1e-4 as in their tianshou script. Departures, each for a reason (the first
-three were measured on an earlier paper table drawn with ``default_rng``, before the preset drew the authors'
-table; the last five on the authors' own paper table, seed 0, and then checked unchanged on paper seeds 1–4
-and agod seed 0):
-
-- The weight decay is decoupled (AdamW), not Adam's L2 term. A critic's output row for an ASP gets a loss
-  gradient only from replayed transitions that chose that ASP. Once the buffer holds none, Adam's L2 gradient
-  ``wd·w`` is all that row sees, and Adam normalises it into a full ``lr``-sized step towards zero. Within
-  about a thousand updates, that ASP's Q-value collapses to 0 while the others sit near 11. The policy then
-  never tries that ASP again, so nothing can correct it. On the paper preset (seed 0), this dead-action trap
-  caught 8 of the 20 ASPs, among them the one the greedy oracle uses most. With AdamW the same decay shrinks
-  weights by ``lr·wd`` of themselves per step, which is harmless.
-- Actor lr 3e-4, not the authors' 1e-4. Evaluation is greedy over π, and the actor at 1e-4 lags the
-  critics. On the paper preset (seed 0, with AdamW), the mean greedy reward over the 10 evaluation streams
-  was 624 at 1e-4 against 641 at 3e-4 after 60 episodes. After 90 episodes it was 648 at 1e-4 against 654
-  at 3e-4. Episode 30 at 3e-4 had one collapse (−492), recovered by episode 40; evaluating the
-  best-validated actor (below) keeps such a dip out of the result.
-- The actor maximises the mean of the twin critics, not their minimum (``actor_q = "mean"``). The critics'
-  targets keep the minimum, which guards against overestimation. But an ASP the policy seldom picks has
-  little data, so its two critics disagree, and the minimum marks it down. The policy then picks it even
-  less, so the data never comes. Zhou et al. (2022, "Revisiting Discrete Soft Actor-Critic") discuss the
-  underestimation the minimum causes in discrete SAC and average the twin critics instead. On the paper
-  preset (seed 0), the actor trained on the minimum for 120 episodes never chose an ASP whose curve beats,
-  at every t, one it used 18% of the time. Evaluated as below, the minimum reached 653.6
-  (94.97% of the greedy oracle) and the mean 658.6 (95.7%). ``actor_q = "min"`` gives the original rule.
-  The actor lr and this rule were chosen by comparing those same 10 evaluation streams, on one seed.
-- ``learning_starts`` = 1,000: the first episode is collected with uniformly random ASPs before any update
-  (tianshou's collector does the same with an untrained, near-uniform actor; this makes it explicit).
-- Evaluation acts greedily (argmax π), the usual practice for reporting a stochastic policy; training samples.
-- Evaluation uses the actor that did best on held-out validation streams during training (checked every few
-  episodes), as tianshou's ``save_best_fn`` keeps the best policy; the last actor is kept too, for resuming.
-  The greedy reward of one actor to the next swings by a few per cent, and the validation streams are
-  disjoint from both the training and the evaluation streams.
-- ``fit_features``: the networks also see, per ASP, three fixed functions of the observation: its free
-  capacity in steps (``capacity/1500 × free/capacity``), the margin left if the task were sent there
-  (that minus ``t/250 × 250/1500``) and whether the task fits (margin ≥ 0). Whether a task fits is the
-  product of two observed numbers compared with a third; an MLP learns that threshold for 20 ASPs slowly,
-  and a crash costs far more than any reward. On the paper preset (seed 0) the plain network's greedy
-  policy still crashed its way to about −500 after 12 episodes; with these inputs it was above
-  crash-avoid's level after about 20, and the critics' capacity goes to ranking the ASPs' hidden curves,
-  which is what the agent is there to learn.
-  The environment and its observation are unchanged and nothing hidden is given away: the features use only
-  the observation and its documented scale. ``fit_features=False`` gives the authors' plain network.
-- ``mask_crashes``: the actor's logits drop by 30 at every ASP the task does not fit (``fits``, from the
-  observation alone), so π all but never sends a task where it must crash, unless it fits nowhere. This is
-  invalid-action masking (Huang & Ontañón 2022, "A Closer Look at Invalid Action Masking in Policy Gradient
-  Algorithms") applied to actions that are legal but always lose: a crash costs 2 plus 2 per running task,
-  the reward of a served task is at most 0.95. On the authors' paper table (seed 0; γ 0.95, batch 128 at 0.5
-  updates per step) the unmasked agent's validated greedy reward was still 27 % of the oracle's after 12
-  episodes, the masked one's 94 % after 4: learning went to ranking the hidden curves. Critics are not
-  masked; they still learn what a crash costs from the first, random episode. ``mask_crashes=False`` gives
-  the unmasked actor.
-- γ = 0.5, not 0.95. The reward gaps between ASPs are 0.05–0.3 a task; at γ 0.95 a Q-value is about 12 and
-  the critics must resolve those gaps on that scale. With the mask (same table and settings) the agent at
-  γ 0.95 stayed at 92–94 % of the oracle from episode 4 to 10, while γ 0.5 reached 97.3 % at episode 4
-  and 98.5 % at 10. The 3-step return still sees the next tasks' load.
-- 0.5 gradient updates per environment step on batches of 128 (the authors: 1 on 64). The same number of
-  samples per environment step, half the per-update overhead: on one thread an update costs almost as much
-  at 128 as at 64 (bench/bench_sim.py measures both).
-- SiLU activations, not Mish: the same shape, and on a CPU its forward and backward cost a third of Mish's
-  (485 against 144 µs for a 2×64×128 tensor, measured under load in one run).
-- Speed, with the same equations: both critics are one module with stacked weights (``EnsembleMLP``, one
-  ``baddbmm`` per layer for the pair), the actor runs once over s and s' together, the actor's loss uses the
-  critics' values from the critic step (before it, detached) instead of a second critic pass, AdamW is
-  fused, Polyak averaging is one ``_foreach_lerp_``, the replay buffer is one preallocated tensor sampled
-  with one index array, and ``train`` runs torch on one thread.
+2023): hidden layers 128×128, critic lr 1e-3, fixed α = 0.05, 3-step returns, a 20,000-transition buffer,
+τ = 0.005 and weight decay 1e-4; the departures (AdamW, actor lr 3e-4, the twin critics' mean for the actor,
+1,000 random steps first, greedy evaluation of the best-validated actor, the fit features, the crash mask,
+γ 0.5, 0.5 updates per step on batches of 128, SiLU) and the measurements behind each are in
+docs/policies.md. Speed, with the same equations: both critics are one module with stacked weights
+(``EnsembleMLP``), the actor runs once over s and s' together, the actor's loss reuses the critic step's values,
+AdamW is fused, Polyak averaging is one ``_foreach_lerp_``, the replay buffer is one preallocated tensor, and
+``train`` runs torch on one thread.
 """
 
 from __future__ import annotations
@@ -101,26 +42,26 @@ from aaas_profile.sim.policies import Policy, PolicyContext, Prepared
 
 @dataclass
 class SacConfig:
-    """Hyper-parameters; the defaults are the authors' (see the module docstring for the departures)."""
+    """Hyper-parameters; the defaults are the authors' (docs/policies.md for the departures)."""
 
     hidden: tuple[int, ...] = (128, 128)
-    actor_lr: float = 3e-4  # the authors' 1e-4 lags the critics (module docstring)
+    actor_lr: float = 3e-4  # the authors' 1e-4 lags the critics (docs/policies.md)
     critic_lr: float = 1e-3
     alpha: float = 0.05  # entropy temperature (initial value when auto_alpha)
     auto_alpha: bool = False  # learn α towards target entropy 0.98·log|A| (Christodoulou 2019)
     alpha_lr: float = 3e-4
-    gamma: float = 0.5  # the authors' 0.95 makes Q ≈ 12 and hides the 0.05-sized gain gaps (module docstring)
+    gamma: float = 0.5  # the authors' 0.95 makes Q ≈ 12 and hides the 0.05-sized gain gaps (docs/policies.md)
     n_step: int = 3
     tau: float = 0.005
     buffer_size: int = 20_000
-    batch_size: int = 128  # with updates_per_step 0.5: chosen by measurement (module docstring)
+    batch_size: int = 128  # with updates_per_step 0.5: chosen by measurement (docs/policies.md)
     weight_decay: float = 1e-4
     learning_starts: int = 1_000
-    actor_q: str = "mean"  # what the actor maximises: "mean" or "min" of the twin critics (module docstring)
-    fit_features: bool = True  # per-ASP free steps, margin and fits-flag inputs (see the module docstring)
+    actor_q: str = "mean"  # what the actor maximises: "mean" or "min" of the twin critics (docs/policies.md)
+    fit_features: bool = True  # per-ASP free steps, margin and fits-flag inputs (docs/policies.md)
     updates_per_step: float = 0.5  # gradient updates per environment step (a fraction: one every 1/x steps)
-    mask_crashes: bool = True  # the actor's logits skip ASPs the task does not fit (module docstring)
-    activation: str = "silu"  # "silu" (3× cheaper than the authors' "mish" on a CPU; module docstring)
+    mask_crashes: bool = True  # the actor's logits skip ASPs the task does not fit (docs/policies.md)
+    activation: str = "silu"  # "silu" (3× cheaper than the authors' "mish" on a CPU; docs/policies.md)
     device: str = "cpu"
 
 
