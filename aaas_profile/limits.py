@@ -170,6 +170,27 @@ def check_all(command: str, values: dict, error: type[UserError] = RangeError) -
             check(command, option, values[option], error)
 
 
+def parse_ints(text: str, what: str, error: type[UserError] = RangeError) -> list[int]:
+    """"10,20,50" or "0-3" (inclusive ranges) → a list of ints, for the list option ``--what``; ``error`` (one
+    line) for text that is not one."""
+    values: list[int] = []
+    try:
+        for item in (p.strip() for p in text.split(",") if p.strip()):
+            if "-" in item[1:]:
+                lo, hi = item.split("-", 1) if not item.startswith("-") else item[1:].split("-", 1)
+                if int(hi) < int(lo):
+                    raise error(f"--{what}: the range '{item}' is empty (it runs downwards); write it "
+                                     f"low-high, e.g. {hi}-{lo}")
+                values.extend(range(int(lo), int(hi) + 1))
+            else:
+                values.append(int(item))
+    except error:
+        raise
+    except ValueError:
+        raise error(f"--{what}: expected integers like 10,20,50 or 0-3, got '{text}'") from None
+    return values
+
+
 def no_repeats(option: str, items: Iterable, error: type[UserError] = RangeError, label: str | None = None) -> None:
     """Refuse a list option whose items repeat: a repeated seed or step would be run and aggregated twice."""
     seen: set = set()

@@ -21,6 +21,7 @@ must not get slower. CUDA keeps the default layout until ``bench/bench_sweep.py 
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,40 @@ _TORCH_NAMES = {"avx512f": "avx512_f"}
 
 class PrecisionError(UserError, ValueError):
     """A dtype that cannot run on the chosen device; the message is one line."""
+
+
+class DeviceError(UserError, ValueError):
+    """A device the tool does not run on, or that this machine lacks; the message is one line."""
+
+
+def pick_device(name: str, error: type[UserError] = DeviceError) -> torch.device:
+    """"auto" is CUDA when present (cuda:LOCAL_RANK under torchrun, one GPU per process), else the CPU; ``error``
+    (one line, the calling stage's own) for a device the tool does not run on or this machine lacks."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local_rank = os.environ.get("LOCAL_RANK")
+        if not local_rank:
+            return torch.device("cuda")
+        if not local_rank.strip().isdigit():
+            raise error(f"LOCAL_RANK={local_rank!r} is not a process index (0, 1, …); unset it or run under "
+                             "torchrun, which sets it")
+        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    # Only the CPU and CUDA are supported: the samplers, metrics and bf16 policy are written and tested for
+    # those two, and torch accepts many more names (mps, meta, xpu, …) that would fail later or silently.
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise error(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise error(f"device '{name}' asked for but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise error(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class SweepConfig:
                 values[key] = [v.strip() for v in values[key].split(",") if v.strip()]
         for key in ("steps", "seeds"):
             if isinstance(values.get(key), str):
-                values[key] = parse_ints(values[key], key)
+                values[key] = limits.parse_ints(values[key], key, SweepError)
         for key, value in values.items():
             values[key] = _checked_type(key, value, types[key], file)
         fields_by_key = {key: name for name, key in KEY_NAMES.items()}
@@ -253,55 +253,6 @@ def _is(value, kind: str) -> bool:
     return True
 
 
-def parse_ints(text: str, what: str) -> list[int]:
-    """"10,20,50" or "0-3" (inclusive ranges) → a list of ints."""
-    values: list[int] = []
-    try:
-        for item in (p.strip() for p in text.split(",") if p.strip()):
-            if "-" in item[1:]:
-                lo, hi = item.split("-", 1) if not item.startswith("-") else item[1:].split("-", 1)
-                if int(hi) < int(lo):
-                    raise SweepError(f"--{what}: the range '{item}' is empty (it runs downwards); write it "
-                                     f"low-high, e.g. {hi}-{lo}")
-                values.extend(range(int(lo), int(hi) + 1))
-            else:
-                values.append(int(item))
-    except SweepError:
-        raise
-    except ValueError:
-        raise SweepError(f"--{what}: expected integers like 10,20,50 or 0-3, got '{text}'") from None
-    return values
-
-
-def pick_device(name: str) -> torch.device:
-    """"auto" is CUDA when present (cuda:LOCAL_RANK under torchrun, one GPU per process), else the CPU."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        local_rank = os.environ.get("LOCAL_RANK")
-        if not local_rank:
-            return torch.device("cuda")
-        if not local_rank.strip().isdigit():
-            raise SweepError(f"LOCAL_RANK={local_rank!r} is not a process index (0, 1, …); unset it or run under "
-                             "torchrun, which sets it")
-        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    # Only the CPU and CUDA are supported: the samplers, metrics and bf16 policy are written and tested for
-    # those two, and torch accepts many more names (mps, meta, xpu, …) that would fail later or silently.
-    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
-        raise SweepError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SweepError(f"device '{name}' asked for but CUDA is not available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SweepError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s), "
-                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-    return device
-
-
 @dataclass(frozen=True)
 class Cell:
     image_index: int
@@ -405,7 +356,7 @@ def prepare(config: SweepConfig, shard: Shard = Shard()) -> Prepared:
     """Check everything a sweep needs (model, images, masks, metrics, run folder) before any work.
 
     Raises ModelError, ImageError, MaskError, MetricError, SweepError or RunError, each with one line."""
-    device = pick_device(config.device)
+    device = precision.pick_device(config.device, SweepError)
     choice = _choose_dtype(config, device)
     # the run folder records the dtype it ran in (never "auto") and its data folder as an absolute path (it is
     # compared after resolving; docs/run-folder.md, "Identity")

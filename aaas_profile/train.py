@@ -276,8 +276,6 @@ def train(
     """
     from diffusers import DDPMPipeline, DDPMScheduler
 
-    from aaas_profile.sweep import SweepError, pick_device
-
     unknown = sorted(set(overrides) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
@@ -294,10 +292,7 @@ def train(
         raise TrainError(f"--out {out} is a sweep's run folder; give a folder of its own for the model, e.g. "
                          "models/NAME")
     check_writable(out, "--out")  # before loading anything, not after training
-    try:
-        device = pick_device(config.device)
-    except SweepError as err:
-        raise TrainError(str(err)) from None
+    device = precision_mod.pick_device(config.device, TrainError)
     precision = _pick_precision(config.precision, device)
     images = load_training_images(data_dir, config.resolution)
 

@@ -35,7 +35,8 @@ from aaas_profile import images as images_mod  # noqa: E402
 from aaas_profile import masks as masks_mod  # noqa: E402
 from aaas_profile import samplers as samplers_mod  # noqa: E402
 from aaas_profile.models import load  # noqa: E402
-from aaas_profile.sweep import DEFAULT_DATA, pick_device  # noqa: E402
+from aaas_profile.precision import pick_device  # noqa: E402
+from aaas_profile.sweep import DEFAULT_DATA  # noqa: E402
 
 
 def ints(text: str) -> list[int]:

@@ -109,6 +109,8 @@ def test_no_module_imports_fit_to_reach_the_core():
     imports scipy) for it, at the top or inside a function."""
     for path in SIM.glob("*.py"):
         assert "aaas_profile.fit" not in project_imports(path), path.name
+        # nor another stage (sweep, train: torch and diffusers) for a helper, at the top or inside a function
+        assert not {"aaas_profile.sweep", "aaas_profile.train"} & project_imports(path), path.name
 
 
 def test_the_simulator_modules_import_one_another_without_a_circle():

@@ -172,3 +172,17 @@ def test_an_asp_capacity_beyond_int64_is_out_of_range_not_negative():
     with pytest.raises(SimError, match=r"capacity.*outside \[1, 1e\+09\]"):
         AspSet(sid=("a",), ax=np.array([0.0]), ay=np.array([0.0]), bx=np.array([10.0]), by=np.array([1.0]),
                capacity=np.array([1e30]))
+
+
+def test_an_integer_list_is_parsed_in_one_place_with_the_callers_error():
+    """``--steps`` and ``--seeds`` ("10,20,50", "0-3") are parsed by ``limits.parse_ints``; each stage gets the
+    one-line error in its own class (the simulator no longer imports the sweep, and torch, to parse seeds)."""
+    from aaas_profile.sim.asps import SimError
+    from aaas_profile.sweep import SweepError
+
+    assert limits.parse_ints("0-3,7, 9", "seeds") == [0, 1, 2, 3, 7, 9]
+    assert limits.parse_ints("-2", "seeds") == [-2]  # a negative item is parsed, and refused by its range check
+    with pytest.raises(SimError, match=r"^--seeds: the range '5-2' is empty \(it runs downwards\); write it low-high"):
+        limits.parse_ints("5-2", "seeds", SimError)
+    with pytest.raises(SweepError, match=r"^--steps: expected integers like 10,20,50 or 0-3, got 'ten'$"):
+        limits.parse_ints("ten", "steps", SweepError)

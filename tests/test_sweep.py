@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import assert_scores_close, save_model, sweep_config, write_images
 
-from aaas_profile import runs, sweep
+from aaas_profile import precision, runs, sweep
 from aaas_profile.metrics import ALL
 
 KEY = [*runs.CELL_KEY, "metric"]
@@ -201,7 +201,7 @@ def test_a_cuda_sweep_gives_the_same_rows_in_any_batch(model_dir, image_dir, tmp
     """A sweep on CUDA in each precision: a complete table that says where it ran, the same values batched
     and one cell at a time. Bounds not yet measured on a GPU (none was at hand when this was written): 1e-2
     relative in fp32 (cuDNN's TF32 convolutions may change with the batch size), 0.1 in half precision."""
-    assert sweep.pick_device("auto").type == "cuda"
+    assert precision.pick_device("auto").type == "cuda"
     one = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "a", device="cuda", dtype=dtype,
                                             batch_size=1)).run_dir)
     many = runs.read_scores(sweep.run(config(model_dir, image_dir, tmp_path / "b", device="cuda", dtype=dtype,
@@ -544,15 +544,17 @@ def test_a_folder_from_before_respacing_resumes_as_diffusers_repaint_and_keeps_a
 
 @pytest.mark.parametrize("name", ["mps", "meta", "xpu", "hpu", "cpu:1", "gpu", "cuda:x", "", "CPU"])
 def test_a_device_the_tool_does_not_run_on_is_one_line(name):
-    with pytest.raises(sweep.SweepError, match=r"^unknown device '.*': use auto, cpu, cuda or cuda:N$"):
-        sweep.pick_device(name)
+    with pytest.raises(precision.DeviceError, match=r"^unknown device '.*': use auto, cpu, cuda or cuda:N$"):
+        precision.pick_device(name)
+    with pytest.raises(sweep.SweepError, match=r"^unknown device"):  # each stage says it with its own error
+        precision.pick_device(name, sweep.SweepError)
 
 
 def test_a_cuda_index_beyond_the_machine_is_one_line():
     expected = "this machine has" if torch.cuda.is_available() else "CUDA is not available here"
-    with pytest.raises(sweep.SweepError, match=expected):
-        sweep.pick_device("cuda:99")
-    assert sweep.pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(precision.DeviceError, match=expected):
+        precision.pick_device("cuda:99")
+    assert precision.pick_device("cpu") == torch.device("cpu")
 
 
 # ---- identity by content (docs/run-folder.md, "Identity") -------------------------------------------------------

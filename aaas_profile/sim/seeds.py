@@ -35,12 +35,7 @@ def parse_seeds(text: str | None, ray_address: str | None) -> list[int] | None:
         if ray_address is not None:
             raise SimError("--ray runs seeds in parallel: give --seeds too")
         return None
-    from aaas_profile.sweep import SweepError, parse_ints  # here: sweep imports torch
-
-    try:
-        seeds = parse_ints(text, "seeds")
-    except SweepError as err:
-        raise SimError(str(err)) from None
+    seeds = limits.parse_ints(text, "seeds", SimError)
     if not seeds:
         raise SimError(f"--seeds {text!r} names no seed; give e.g. 0-9 or 0,3,7")
     limits.check("simulate", "seeds", seeds, SimError)
