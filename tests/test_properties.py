@@ -22,7 +22,6 @@ import pytest
 from conftest import invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from test_limits import BASE
 
 COMMANDS = [*BASE, "report"]
