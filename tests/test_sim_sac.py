@@ -73,6 +73,24 @@ def test_checkpoint_resumes_exactly(tmp_path):
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_loading_only_to_look_leaves_the_callers_random_stream(tmp_path):
+    """``load(restore_rng=False)`` (checking a checkpoint before a resume) leaves torch's global generator as the
+    caller had it; building the agent inside ``load`` used to reset it to seed 0. ``load()`` (resuming) sets it to
+    the saved stream."""
+    agent = DiscreteSAC(10, 4, small_config(hidden=(8,)), seed=3, steps_ratio=0.5)
+    torch.rand(5)  # the saved stream is somewhere past seed 3
+    agent.save(tmp_path / "ckpt.pt")
+    saved_next = torch.rand(3)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DiscreteSAC.load(tmp_path / "ckpt.pt", restore_rng=False)
+    assert torch.equal(torch.rand(3), expected)  # the same computation: bit for bit
+    torch.manual_seed(123)
+    DiscreteSAC.load(tmp_path / "ckpt.pt")
+    assert torch.equal(torch.rand(3), saved_next)
+
+
 def test_short_sac_run_beats_random():
     env = small_env()
     torch.manual_seed(0)

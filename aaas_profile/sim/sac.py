@@ -401,6 +401,7 @@ class DiscreteSAC:
         # plain values checked before anything is built from them (or torch's RNG state is set)
         stored.check(state, stored.SacState, Path(path), "train it again (simulate without --resume)")
         config = cls.config_class(**{**state["config"], "hidden": tuple(state["config"]["hidden"])})
+        before = torch.get_rng_state()  # __init__ seeds torch for fresh networks, whose weights are replaced below
         agent = cls(state["obs_dim"], state["n_actions"], config, steps_ratio=state["steps_ratio"])
         for name in ("actor", "critic", "critic_target", "actor_opt", "q_opt"):
             getattr(agent, name).load_state_dict(state[name])
@@ -410,8 +411,8 @@ class DiscreteSAC:
             agent.alpha_opt.load_state_dict(state["alpha_opt"])
         agent.buffer.load_state_dict(state["buffer"])
         agent.rng.bit_generator.state = state["rng"]
-        if restore_rng:
-            torch.set_rng_state(state["torch_rng"])
+        # resuming continues the saved random stream; loading only to evaluate or check leaves the caller's as it was
+        torch.set_rng_state(state["torch_rng"] if restore_rng else before)
         agent.env_steps, agent.updates, agent.episodes = (
             state["env_steps"],
             state["updates"],
@@ -542,8 +543,7 @@ def prepare(context: PolicyContext, agent_cls: type[DiscreteSAC] | None = None,
     if options.resume and checkpoint.exists():
         agent = load_agent(checkpoint, obs_dim, env.n_asps, agent_cls)
         previous = _read_training(folder / "training.parquet")
-    else:
-        torch.manual_seed(options.seed)
+    else:  # the agent seeds torch itself (DiscreteSAC.__init__)
         config = config or agent_cls.config_class(auto_alpha=options.auto_alpha)
         agent = agent_cls(obs_dim, env.n_asps, config, seed=options.seed, steps_ratio=env.steps_ratio)
     validation = validation_seeds(options.seed)
