@@ -139,6 +139,28 @@ def test_profile_asps(tmp_path):
     assert t.gains[:, 1] == pytest.approx(0.6 * np.ones(len(t)))  # t ≥ 100 > bx = 60: saturated, 0.9 − 0.3
 
 
+def test_seeds_of_a_profile_read_it_once_and_draw_what_each_seed_draws(tmp_path, monkeypatch):
+    """``--seeds`` on a profile: each seed's ASP set is the one ``profile_asps`` gives for that seed (bit for bit:
+    the same draw), built from the set read once, not by reading and checking fit.json again per seed."""
+    from aaas_profile import fitfile
+    from aaas_profile.sim.sources import AspSource
+
+    path = write_fit(tmp_path / "fit.json")
+    source = AspSource(profile=path, metric="haarpsi")
+    built = source.load(0)
+    reads = []
+    monkeypatch.setattr(fitfile, "load", lambda *a, **k: reads.append(a) or pytest.fail("fit.json read again"))
+    per_seed = source.per_seed(built)
+    seeds = {s: per_seed(s) for s in range(4)}
+    monkeypatch.undo()
+    for s, asps in seeds.items():
+        direct = profile_asps(path, metric="haarpsi", seed=s)
+        for name in ("ax", "ay", "bx", "by", "capacity"):
+            assert getattr(asps, name).tolist() == getattr(direct, name).tolist(), (s, name)
+        assert (asps.sid, asps.notes, asps.runtime_coef) == (direct.sid, direct.notes, direct.runtime_coef)
+    assert len({tuple(a.capacity.tolist()) for a in seeds.values()}) > 1 and reads == []
+
+
 def test_profile_without_runtime_uses_the_paper_model(tmp_path):
     asps = profile_asps(write_fit(tmp_path / "fit.json", runtime=False), metric="vif", n=3)
     assert asps.runtime_coef is None and any("paper" in n for n in asps.notes)

@@ -7,7 +7,7 @@ The three sources all return an :class:`AspSet`; the environment never needs to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -376,6 +376,18 @@ STEPS_WALK_WARNING = ("its curves are on the steps walk (diffusers' num_inferenc
                       "gets nearly the best quality; sweep with --respacing 250 for a profile in task units")
 
 
+def profile_capacities(seed: int, n: int) -> np.ndarray:
+    """The capacities of a profile's ``n`` ASPs for ``seed``: drawn from the paper's grid, the only thing a
+    profile's ASP set draws."""
+    return np.random.default_rng(seed).choice(PAPER_CAPACITIES, n)
+
+
+def with_profile_capacities(asp_set: AspSet, seed: int) -> AspSet:
+    """A profile's ASP set (``profile_asps``) as seed ``seed`` draws it: the same curves and runtime model, the
+    capacities drawn for that seed, so ``--seeds`` reads and checks the profile once, not once per seed."""
+    return replace(asp_set, capacity=profile_capacities(seed, len(asp_set)))
+
+
 def profile_asps(
     path: Path,
     metric: str | None = None,
@@ -435,7 +447,6 @@ def profile_asps(
                            "pass --allow-flagged-profile to simulate it anyway")
         if c["refusal"]:
             notes.append(f"flagged curve used on request: {c['model']}/{c['mask']}/{metric}: {c['refusal']}")
-    rng = np.random.default_rng(seed)
     picks = [chosen[i % len(chosen)] for i in range(n)]
     notes.extend(reach_warnings(chosen, task_steps))
     runtime_coef = None
@@ -462,7 +473,7 @@ def profile_asps(
         ay=[c["ay"] for c in picks],
         bx=[c["bx"] for c in picks],
         by=[c["by"] for c in picks],
-        capacity=rng.choice(PAPER_CAPACITIES, n),
+        capacity=profile_capacities(seed, n),
         source=f"profile {Path(path).name}, metric {metric}" + (f", sampler {sampler}" if len(samplers) > 1 else ""),
         runtime_coef=runtime_coef,
         notes=tuple(notes),

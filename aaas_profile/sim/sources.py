@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from aaas_profile.sim.asps import AspSet, SimError, preset_asps, profile_asps, read_asps_csv
+from aaas_profile.sim.asps import (
+    AspSet,
+    SimError,
+    preset_asps,
+    profile_asps,
+    read_asps_csv,
+    with_profile_capacities,
+)
 from aaas_profile.sim.env import SimConfig
 
 RUNTIME_CHOICES = ("profile", "paper")
@@ -62,20 +69,13 @@ class AspSource:
         already built (and so checked): a table is that same set for every seed."""
         if self.asps is not None:
             return partial(_same, built)
-        if self.profile is not None:
-            # load() already refused flagged curves unless allow_flagged; the seeds need not refuse them again
-            return partial(_profile_for_seed, self.profile, self.metric, self.runtime == "profile", self.sampler)
+        if self.profile is not None:  # the profile is read and checked once, by load(); each seed redraws capacities
+            return partial(with_profile_capacities, built)
         return partial(preset_asps, self.preset)
 
 
 def _same(asp_set: AspSet, seed: int) -> AspSet:
     return asp_set
-
-
-def _profile_for_seed(profile: Path, metric: str | None, measured_runtime: bool, sampler: str | None,
-                      seed: int) -> AspSet:
-    return profile_asps(profile, metric=metric, seed=seed, allow_flagged=True, measured_runtime=measured_runtime,
-                        sampler=sampler)
 
 
 def sim_config(horizon_s: float) -> SimConfig:
