@@ -70,6 +70,28 @@ def test_reward_crash_and_release_by_hand():
     assert stats["reward"] == pytest.approx(r1 + r2 + r3 + r4 + r5)
 
 
+def test_the_agents_read_the_observation_where_the_environment_writes_it():
+    """One layout (``ObsLayout``) for the environment and SAC's features: on a two-ASP table with one ASP half
+    full, the free steps and the fits-flag SAC computes are what the environment's state says."""
+    import torch
+
+    from aaas_profile.sim.env import ObsLayout
+    from aaas_profile.sim.sac import fits, free_and_margin
+
+    asps = paper_asps(0)
+    env = AspSelectionEnv(asps)
+    obs, _ = env.reset(seed=0, options={"arrival_s": [0.0, 1.0], "steps": [250, 250]})
+    at = ObsLayout(env.n_asps)
+    assert (at.size, env.observation_space.shape) == (len(obs), (len(obs),))
+    assert obs[at.capacity] == pytest.approx(asps.capacity / 1500)
+    assert obs[at.free].tolist() == [1.0] * env.n_asps and obs[at.task_steps] == pytest.approx([1.0])
+    obs, *_ = env.step(0)  # 250 steps now run on ASP 0
+    free, margin = free_and_margin(torch.as_tensor(obs)[None], env.n_asps, env.steps_ratio)
+    assert free[0].numpy() * 1500 == pytest.approx(asps.capacity - np.eye(env.n_asps)[0] * 250, abs=1e-3)
+    expected_fit = asps.capacity - np.eye(env.n_asps)[0] * 250 >= 250
+    assert fits(torch.as_tensor(obs)[None], env.n_asps, env.steps_ratio)[0].tolist() == expected_fit.tolist()
+
+
 def test_a_task_ending_exactly_at_an_arrival_has_left():
     env = AspSelectionEnv(one_asp(capacity=250))
     rt = paper_runtime_s(200)

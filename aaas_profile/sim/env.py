@@ -31,6 +31,39 @@ from aaas_profile.sim.asps import AspSet, SimError, paper_asps
 
 
 @dataclass(frozen=True)
+class ObsLayout:
+    """Where each quantity sits in the observation of an environment with ``n`` ASPs, for the environment that
+    writes it and the agents that read it: n capacities (÷ the largest preset capacity), n free fractions, the
+    waiting task's t / t_max and its runtime / the longest runtime (both 0 once the stream has ended)."""
+
+    n: int
+
+    @property
+    def capacity(self) -> slice:
+        return slice(0, self.n)
+
+    @property
+    def free(self) -> slice:
+        return slice(self.n, 2 * self.n)
+
+    @property
+    def task_steps(self) -> slice:  # one column, kept as a slice so that a batch keeps its second axis
+        return slice(2 * self.n, 2 * self.n + 1)
+
+    @property
+    def task_runtime(self) -> slice:
+        return slice(2 * self.n + 1, 2 * self.n + 2)
+
+    @property
+    def task(self) -> slice:
+        return slice(2 * self.n, 2 * self.n + 2)
+
+    @property
+    def size(self) -> int:
+        return 2 * self.n + 2
+
+
+@dataclass(frozen=True)
 class SimConfig:
     """The task stream and the penalty; defaults are the paper preset (docs/design.md, authors' ``config.py``)."""
 
@@ -89,7 +122,8 @@ class AspSelectionEnv(gym.Env):
         # Slots per ASP for running tasks: as many as can run at once (capacity // smallest task), but at most
         # 64 to start with; _grow doubles them if an ASP with a huge capacity ever needs more.
         self._slots = min(int(self.capacity.max() // min(self.config.task_steps)) + 1, 64)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(2 * n + 2,), dtype=np.float32)
+        self.layout = ObsLayout(n)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
         self.action_space = spaces.Discrete(n)
         self.tasks: EpisodeTasks | None = None
 
@@ -216,16 +250,16 @@ class AspSelectionEnv(gym.Env):
         self._next_end = float(self._end[self._active].min()) if self._active.any() else np.inf
 
     def _observation(self) -> np.ndarray:
-        n = self.n_asps
-        obs = np.empty(2 * n + 2, dtype=np.float32)
-        obs[:n] = self._capacity_obs
-        obs[n : 2 * n] = (self.capacity - self.used) / self.capacity
+        at = self.layout
+        obs = np.empty(at.size, dtype=np.float32)
+        obs[at.capacity] = self._capacity_obs
+        obs[at.free] = (self.capacity - self.used) / self.capacity
         if self.k < len(self.tasks):
             t = float(self.tasks.steps[self.k])
-            obs[2 * n] = t / self.t_max
-            obs[2 * n + 1] = self.tasks.runtime_s[self.k] / self.runtime_max
+            obs[at.task_steps] = t / self.t_max
+            obs[at.task_runtime] = self.tasks.runtime_s[self.k] / self.runtime_max
         else:
-            obs[2 * n :] = 0.0  # the stream has ended: no task waits
+            obs[at.task] = 0.0  # the stream has ended: no task waits
         return obs
 
     # -- what baselines may look at (the oracle's view of the hidden state) --------------------------------

@@ -36,6 +36,7 @@ from torch import nn
 from aaas_profile import stored
 from aaas_profile.atomic import atomic_path
 from aaas_profile.sim.asps import SimError
+from aaas_profile.sim.env import ObsLayout
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
 from aaas_profile.sim.policies import Policy, PolicyContext, Prepared
 
@@ -81,7 +82,7 @@ def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str = "mish"
 class Features(nn.Module):
     """The network input: the observation, plus per ASP free steps, margin and fits-flag when enabled.
 
-    Assumes the environment's layout: n capacities, n free fractions, the task's t/250 and runtime.
+    The environment's observation (``env.ObsLayout``) holds capacities, free fractions and the task's t/250;
     ``steps_ratio`` converts t/250 into the capacity units of the observation (250/1500 in the paper preset).
     """
 
@@ -92,18 +93,25 @@ class Features(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return obs
-        n = self.n
-        free = obs[:, :n] * obs[:, n:2 * n]
-        margin = free - obs[:, 2 * n:2 * n + 1] * self.steps_ratio
-        return torch.cat([obs, free, margin, fits(obs, n, self.steps_ratio).float()], dim=1)
+        free, margin = free_and_margin(obs, self.n, self.steps_ratio)
+        return torch.cat([obs, free, margin, (margin >= -FITS_TOLERANCE).float()], dim=1)
+
+
+FITS_TOLERANCE = 1e-6  # float32 rounding of capacity × free fraction: a task that exactly fills an ASP fits
+
+
+def free_and_margin(obs: torch.Tensor, n_actions: int, steps_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per ASP, from the observation alone: its free capacity (capacity × free fraction) and what would be left
+    if the waiting task went there, in the observation's capacity units (``steps_ratio`` = t_max / capacity
+    scale). Each (batch, n_actions)."""
+    at = ObsLayout(n_actions)
+    free = obs[:, at.capacity] * obs[:, at.free]
+    return free, free - obs[:, at.task_steps] * steps_ratio
 
 
 def fits(obs: torch.Tensor, n_actions: int, steps_ratio: float) -> torch.Tensor:
-    """Whether the waiting task fits each ASP, from the observation alone: capacity × free fraction ≥ t, in the
-    observation's capacity units (``steps_ratio`` = t_max / capacity scale). Shape (batch, n_actions), bool."""
-    n = n_actions
-    free = obs[:, :n] * obs[:, n:2 * n]
-    return free - obs[:, 2 * n:2 * n + 1] * steps_ratio >= -1e-6
+    """Whether the waiting task fits each ASP (its margin ≥ 0). Shape (batch, n_actions), bool."""
+    return free_and_margin(obs, n_actions, steps_ratio)[1] >= -FITS_TOLERANCE
 
 
 class EnsembleMLP(nn.Module):
@@ -218,7 +226,7 @@ class DiscreteSAC:
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.device = torch.device(cfg.device)
-        if (cfg.fit_features or cfg.mask_crashes) and obs_dim != 2 * n_actions + 2:
+        if (cfg.fit_features or cfg.mask_crashes) and obs_dim != ObsLayout(n_actions).size:
             raise ValueError("fit_features and mask_crashes need the environment's observation layout "
                              "(2·n_asps + 2)")
         self.features = Features(n_actions, cfg.fit_features, steps_ratio)
