@@ -17,7 +17,7 @@ from aaas_profile.atomic import write_atomic
 from aaas_profile.sim import registry
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
-from aaas_profile.sim.policies import BASELINES, Policy, PolicyContext, Prepared
+from aaas_profile.sim.policies import BASELINES, Policy, PolicyContext, PreparedPolicy
 
 FAST = ["--episodes", "1", "--no-optimum", "--horizon", "50000"]  # ≈ 50 tasks an episode
 SIM = Path(registry.__file__).parent
@@ -38,10 +38,10 @@ class Bandit(Policy):
         return int(np.argmax(value))
 
 
-def prepare_toy(context: PolicyContext) -> Prepared:
+def prepare_toy(context: PolicyContext) -> PreparedPolicy:
     env, folder, options = context.env, context.folder, context.options
     if options.checkpoint is not None:
-        return Prepared(Bandit(env.n_asps, json.loads(Path(options.checkpoint).read_text())))
+        return PreparedPolicy(Bandit(env.n_asps, json.loads(Path(options.checkpoint).read_text())))
     path = folder / "toy.json"
     bandit = Bandit(env.n_asps, json.loads(path.read_text()) if options.resume else None)
     state, rows, rng = bandit.state, [], np.random.default_rng(options.seed)
@@ -64,7 +64,7 @@ def prepare_toy(context: PolicyContext) -> Prepared:
                      "train_reward": total, "eval_reward": greedy})
         if state["episodes"] == INTERRUPT_AFTER["episodes"]:  # as a Ctrl-C would, after the save
             raise KeyboardInterrupt
-    return Prepared(bandit, pd.DataFrame(rows), state["wall_s"], state["env_steps"],
+    return PreparedPolicy(bandit, pd.DataFrame(rows), state["wall_s"], state["env_steps"],
                     {"episode": state["episodes"], "validation_reward": rows[-1]["eval_reward"] if rows else None,
                      "validation_stream_seeds": validation_seeds(options.seed)}, ("toy: the last actor",))
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aaas_profile.sim.policies import PolicyContext, Prepared
+from aaas_profile.sim.policies import PolicyContext, PreparedPolicy
 from aaas_profile.sim.sac import DiscreteSAC, SacConfig
 from aaas_profile.sim.sac import prepare as sac_prepare
 
@@ -142,6 +142,6 @@ class D2SAC(DiscreteSAC):
         return logp, next_logp
 
 
-def prepare(context: PolicyContext) -> Prepared:
+def prepare(context: PolicyContext) -> PreparedPolicy:
     """The registry's factory: train, resume or load a D2SAC agent as ``sac.prepare`` does for SAC."""
     return sac_prepare(context, agent_cls=D2SAC)

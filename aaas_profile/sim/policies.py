@@ -3,7 +3,7 @@
 ``random`` and ``round-robin`` ignore the state; ``crash-avoid`` picks the ASP with the most free capacity
 (the paper's crash-avoiding baseline); ``greedy-oracle`` knows the hidden curves and picks the best reward
 among the ASPs where the task fits. ``sac`` lives in :mod:`aaas_profile.sim.sac`; :mod:`aaas_profile.sim.registry`
-names them all. ``PolicyContext`` and ``Prepared`` are what a registered policy's factory takes and returns.
+names them all. ``PolicyContext`` and ``PreparedPolicy`` are what a registered policy's factory takes and returns.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class PolicyContext:
 
 
 @dataclass
-class Prepared:
+class PreparedPolicy:
     """What a factory returns: the policy to evaluate and, for a learning policy, its training.
 
     ``training`` has one row per training episode with at least episode, env_steps, wall_s (training seconds so

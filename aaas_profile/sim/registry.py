@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aaas_profile.sim.asps import SimError
-from aaas_profile.sim.policies import BASELINES, PolicyContext, Prepared, make_baseline
+from aaas_profile.sim.policies import BASELINES, PolicyContext, PreparedPolicy, make_baseline
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """One registered policy. ``make(context) -> Prepared`` builds it.
+    """One registered policy. ``make(context) -> PreparedPolicy`` builds it.
 
     ``learns``: trained before evaluation (needs ``train_episodes ≥ 1`` unless a checkpoint is loaded).
     ``checkpoint``: the file name in ``sim/<name>/`` that training saves after every episode; ``--resume``
@@ -33,7 +33,7 @@ class PolicySpec:
     """
 
     name: str
-    make: Callable[[PolicyContext], Prepared]
+    make: Callable[[PolicyContext], PreparedPolicy]
     learns: bool = False
     checkpoint: str | None = None
     options: tuple[str, ...] = ()
@@ -74,9 +74,9 @@ def baseline_names() -> tuple[str, ...]:
     return tuple(name for name, spec in REGISTRY.items() if not spec.learns)
 
 
-def _baseline(name: str) -> Callable[[PolicyContext], Prepared]:
-    def make(context: PolicyContext) -> Prepared:
-        return Prepared(make_baseline(name, seed=context.options.seed))
+def _baseline(name: str) -> Callable[[PolicyContext], PreparedPolicy]:
+    def make(context: PolicyContext) -> PreparedPolicy:
+        return PreparedPolicy(make_baseline(name, seed=context.options.seed))
 
     return make
 
@@ -90,7 +90,7 @@ def _sb3_checkpoint(name: str) -> Callable[[Path], None]:
     return check
 
 
-def _sac(context: PolicyContext) -> Prepared:
+def _sac(context: PolicyContext) -> PreparedPolicy:
     from aaas_profile.sim import sac  # here: sac imports torch, which the baselines never need
 
     return sac.prepare(context)
@@ -108,14 +108,14 @@ def _d2sac_checkpoint(path: Path) -> None:
     sac.check_checkpoint(path, d2sac.D2SAC)
 
 
-def _d2sac(context: PolicyContext) -> Prepared:
+def _d2sac(context: PolicyContext) -> PreparedPolicy:
     from aaas_profile.sim import d2sac
 
     return d2sac.prepare(context)
 
 
-def _sb3(name: str) -> Callable[[PolicyContext], Prepared]:
-    def make(context: PolicyContext) -> Prepared:
+def _sb3(name: str) -> Callable[[PolicyContext], PreparedPolicy]:
+    def make(context: PolicyContext) -> PreparedPolicy:
         from aaas_profile.sim import sb3  # here: SB3 and torch load only for these policies
 
         return sb3.prepare(context, name)

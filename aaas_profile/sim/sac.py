@@ -38,7 +38,7 @@ from aaas_profile.atomic import atomic_path
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.env import ObsLayout
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
-from aaas_profile.sim.policies import Policy, PolicyContext, Prepared
+from aaas_profile.sim.policies import Policy, PolicyContext, PreparedPolicy
 
 
 @dataclass
@@ -533,7 +533,7 @@ def train(
 
 
 def prepare(context: PolicyContext, agent_cls: type[DiscreteSAC] | None = None,
-            config: SacConfig | None = None) -> Prepared:
+            config: SacConfig | None = None) -> PreparedPolicy:
     """Train the SAC agent (or continue it with ``options.resume``, or load ``options.checkpoint``) for
     ``simulate``; evaluation uses the best-validated actor. ``agent_cls`` and ``config`` let an agent built on
     this one (D2SAC) use the same training, checkpoint and resume machinery. The runner has already checked the
@@ -587,7 +587,7 @@ def _read_training(path: Path):
         raise SimError(f"--resume: {err}") from None
 
 
-def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
+def _prepared(agent: DiscreteSAC, training, seed: int) -> PreparedPolicy:
     """The agent's best-validated actor as the policy to evaluate, with which one it is."""
     selected, notes, best = None, (), agent.best
     if best is not None:
@@ -596,7 +596,7 @@ def _prepared(agent: DiscreteSAC, training, seed: int) -> Prepared:
         notes = (f"{agent.label} is evaluated with its actor after episode {best['episode']}, the best mean greedy "
                  f"reward ({best['validation']:.1f}) on {len(selected['validation_stream_seeds'])} held-out validation "
                  "streams",)
-    return Prepared(SacPolicy(agent, best=True), training, agent.wall_s if training is not None else 0.0,
+    return PreparedPolicy(SacPolicy(agent, best=True), training, agent.wall_s if training is not None else 0.0,
                     agent.env_steps, selected, notes)
 
 

@@ -38,7 +38,7 @@ from aaas_profile import stored
 from aaas_profile.atomic import atomic_path
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.episodes import run_episode, train_seed, validation_seeds
-from aaas_profile.sim.policies import Policy, PolicyContext, Prepared
+from aaas_profile.sim.policies import Policy, PolicyContext, PreparedPolicy
 
 # Departures from SB3's defaults. DQN's defaults suit Atari's millions of frames: a 1e6 replay buffer, a
 # target network copied every 10,000 steps and ε decayed over 10 % of the budget. With a budget of a few
@@ -93,14 +93,14 @@ def _algorithm(name: str):
     return {"dqn": DQN, "ppo": PPO}[name]
 
 
-def prepare(context: PolicyContext, name: str) -> Prepared:
+def prepare(context: PolicyContext, name: str) -> PreparedPolicy:
     """Train (or resume, or load) SB3's ``name`` for ``simulate``; the registry's factory for dqn and ppo."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     env, folder, options, progress = context.env, context.folder, context.options, context.progress
     label = name.upper()
     if options.checkpoint is not None:
-        return Prepared(Sb3Policy(name, _load(name, Path(options.checkpoint), copy.deepcopy(env), options.seed)))
+        return PreparedPolicy(Sb3Policy(name, _load(name, Path(options.checkpoint), copy.deepcopy(env), options.seed)))
     checkpoint, meta_path = folder / "model.zip", folder / "model.json"
     meta = {"episodes": 0, "env_steps": 0, "wall_s": 0.0, "best_validation": None}
     previous = None
@@ -172,7 +172,7 @@ def prepare(context: PolicyContext, name: str) -> Prepared:
     training = pd.DataFrame(rows)
     if previous is not None:
         training = pd.concat([previous, training], ignore_index=True)
-    return Prepared(Sb3Policy(name, model), training, meta["wall_s"], int(model.num_timesteps), selected, notes)
+    return PreparedPolicy(Sb3Policy(name, model), training, meta["wall_s"], int(model.num_timesteps), selected, notes)
 
 
 def _build(name: str, env, seed: int):
