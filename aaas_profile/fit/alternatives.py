@@ -1,5 +1,4 @@
-"""Smooth saturating alternatives to the piecewise model (exponential, logistic), compared by AIC and BIC.
-"""
+"""Smooth saturating alternatives to the piecewise model (exponential, logistic), compared by AIC and BIC."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What every part of the fit shares: the x axes a curve can be fitted against, and the error.
-"""
+"""What every part of the fit shares: the x axes a curve can be fitted against, and the error."""
 
 from __future__ import annotations
 

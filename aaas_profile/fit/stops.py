@@ -1,5 +1,4 @@
-"""Where a curve stops paying for steps: the per-step medians, the stop point and its bootstrap interval.
-"""
+"""Where a curve stops paying for steps: the per-step medians, the stop point and its bootstrap interval."""
 
 from __future__ import annotations
 
