@@ -274,7 +274,7 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path):
     import torch
 
     from aaas_profile.errors import UserError
-    from aaas_profile.sim.sac import load_agent
+    from aaas_profile.sim.learning import load_agent
 
     path, marker = tmp_path / "agent.pt", tmp_path / "pwned"
     torch.save({"format": 2, "actor": _RunsCode(marker)}, path)

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from aaas_profile.sim import learning
 from aaas_profile.sim.policies import PolicyContext, PreparedPolicy
 from aaas_profile.sim.sac import DiscreteSAC, SacConfig
-from aaas_profile.sim.sac import prepare as sac_prepare
 
 
 @dataclass
@@ -143,5 +143,5 @@ class D2SAC(DiscreteSAC):
 
 
 def prepare(context: PolicyContext) -> PreparedPolicy:
-    """The registry's factory: train, resume or load a D2SAC agent as ``sac.prepare`` does for SAC."""
-    return sac_prepare(context, agent_cls=D2SAC)
+    """The registry's factory: train, resume or load a D2SAC agent as ``learning.prepare`` does for SAC."""
+    return learning.prepare(context, agent_cls=D2SAC)

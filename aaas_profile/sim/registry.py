@@ -91,21 +91,21 @@ def _sb3_checkpoint(name: str) -> Callable[[Path], None]:
 
 
 def _sac(context: PolicyContext) -> PreparedPolicy:
-    from aaas_profile.sim import sac  # here: sac imports torch, which the baselines never need
+    from aaas_profile.sim import learning  # here: it imports torch, which the baselines never need
 
-    return sac.prepare(context)
+    return learning.prepare(context)
 
 
 def _sac_checkpoint(path: Path) -> None:
-    from aaas_profile.sim import sac
+    from aaas_profile.sim import learning
 
-    sac.check_checkpoint(path)
+    learning.check_checkpoint(path)
 
 
 def _d2sac_checkpoint(path: Path) -> None:
-    from aaas_profile.sim import d2sac, sac
+    from aaas_profile.sim import d2sac, learning
 
-    sac.check_checkpoint(path, d2sac.D2SAC)
+    learning.check_checkpoint(path, d2sac.D2SAC)
 
 
 def _d2sac(context: PolicyContext) -> PreparedPolicy:
