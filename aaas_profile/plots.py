@@ -6,7 +6,7 @@ its interquartile band, the fitted broken line with (Ax, Ay) and (Bx, By) marked
 intervals as error bars, where the median stops gaining (dotted), the three R² (within images, pooled,
 medians) and the curve's flags in red. A grid that spans more than a factor of 20 (1 to 50 steps) is drawn
 on a log x axis, so the low end stays visible. One panel per (model, mask, sampler, jump setting) with every
-metric, three to a row: the six of ``metrics.ALL`` (2×3, like Figure 3 of Du et al. (2023); one not
+metric, three to a row: the six of ``core.curve_keys.METRIC_NAMES`` (2×3, like Figure 3 of Du et al. (2023); one not
 measured is marked so) and any other metric of the scores table after them, in further rows.
 """
 
@@ -23,7 +23,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aaas_profile import metrics as metrics_mod  # noqa: E402
 from aaas_profile.atomic import save_figure  # noqa: E402
 from aaas_profile.core import curve_keys  # noqa: E402
 from aaas_profile.fit import X_UNITS, CurveFit  # noqa: E402
@@ -138,10 +137,10 @@ def plot_curve(curve: CurveFit, path: Path, x: str = "steps") -> Path:
 
 
 def panel_metrics(curves: list[CurveFit]) -> list[str]:
-    """The metrics a panel shows, in order: the six of ``metrics.ALL`` (always, so panels line up), then any
-    other metric the curves have, sorted by name."""
-    extra = sorted({c.key["metric"] for c in curves} - set(metrics_mod.ALL))
-    return [*metrics_mod.ALL, *extra]
+    """The metrics a panel shows, in order: the six of ``core.curve_keys.METRIC_NAMES`` (always, so panels line
+    up), then any other metric the curves have, sorted by name."""
+    extra = sorted({c.key["metric"] for c in curves} - set(curve_keys.METRIC_NAMES))
+    return [*curve_keys.METRIC_NAMES, *extra]
 
 
 PANEL_COLUMNS = 3
@@ -192,11 +191,11 @@ def plot_all(curves: list[CurveFit], folder: Path, x: str = "steps") -> list[Pat
 
 def sampler_overlay(medians, title: str):
     """Each sampler setting's median curve of every metric on one UNet-calls axis (log when the calls span a
-    factor of 20 or more), three metrics to a row; ``medians`` is ``report.sampler_medians``' table for one
+    factor of 20 or more), three metrics to a row; ``medians`` is ``analysis.sampler_medians``' table for one
     model × mask (columns metric, setting, unet_calls, value, higher_is_better). Returns the figure (the caller
     saves or embeds it, then ``close``s it)."""
     present = set(medians["metric"])
-    names = [m for m in metrics_mod.ALL if m in present] + sorted(present - set(metrics_mod.ALL))
+    names = [m for m in curve_keys.METRIC_NAMES if m in present] + sorted(present - set(curve_keys.METRIC_NAMES))
     rows = math.ceil(len(names) / PANEL_COLUMNS)
     height = PANEL_ROW_INCHES * rows
     fig, axes = plt.subplots(rows, PANEL_COLUMNS, figsize=(13, height), dpi=90, squeeze=False)

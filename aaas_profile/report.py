@@ -12,13 +12,14 @@ only when the run folder holds its data:
 - quality: the sweep's per-step medians from ``scores/``, the 2×3 metric panels from ``plots/*_panel.png``
   (Figure 3) and the (Ax, Ay, Bx, By) table from ``fit.json``;
 - samplers (a run with more than one): per model × mask, each sampler's median curve of every metric on one
-  UNet-calls axis, the best sampler at each UNet-call budget (``best_by_budget``), and the saved outputs
+  UNet-calls axis, the best sampler at each UNet-call budget (``analysis.best_by_budget``), and the saved outputs
   side by side at comparable budgets (``images/<cell>/steps-<n>.png`` for RePaint,
   ``images/<cell>/<sampler>-steps-<n>.png`` for another sampler);
 - simulator: each ``sim/<policy>/summary.json`` as a table, with ``figure5.png`` and ``figure6.png``.
 
 Tables show model, sampler and jumps columns where the run has more than one of them; fit.json is read once,
-through ``fitfile.load``.
+through ``fitfile.load``. The numbers behind the tables that no other stage computes are ``analysis``'s; this
+module turns tables into HTML.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from aaas_profile import analysis, fitfile, runs, stored
 from aaas_profile import fit as fit_mod
-from aaas_profile import fitfile, runs, stored
-from aaas_profile import metrics as metrics_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.core import acceptance, curve_keys
 from aaas_profile.errors import UserError, check_writable
@@ -177,32 +176,10 @@ def grid_section(run: Path, max_cells: int = 6) -> str:
             f"to generate (mask 0); the rest is kept.</p>{table}")
 
 
-def _stops(scores: pd.DataFrame | None, document: dict | None) -> tuple[list[dict], str]:
-    """Per curve: key, direction, stop point, flags, R² within; from fit.json (``document``), else from the
-    scores alone."""
-    if document is not None:
-        curves = [c for c in document.get("curves", []) if isinstance(c.get("stop"), dict)]
-        if curves:
-            return curves, "fit.json"
-    if scores is None or not len(scores):
-        return [], ""
-    curves = []
-    scores = curve_keys.with_sampler_columns(scores)  # a table passed in from before the respacing column
-    keys = [*curve_keys.SETTING_KEYS, "mask", "metric"]  # every setting apart, never pooled into one median
-    for values, group in scores.groupby(keys, sort=True):
-        hib = bool(group["higher_is_better"].iloc[0])
-        stats = fit_mod.level_summary(group.assign(x=group["steps"].astype(float)))
-        curves.append({**dict(zip(keys, values, strict=True)), "higher_is_better": hib,
-                       "stop": fit_mod.stop_point(stats, hib), "flags": []})
-    why = "its fit.json predates flags: run `aaas-profile fit` again" if document is not None else (
-        "no fit.json yet: run `aaas-profile fit` for flags")
-    return curves, f"the per-step medians in scores/ ({why})"
-
-
 def stop_section(run: Path, scores: pd.DataFrame | None, document: dict | None = None) -> str:
     """The page's lead: where each metric stops paying for steps, with the image grid at those steps.
     ``document``: the run's fit.json as ``fitfile.load`` reads it, or None."""
-    curves, source = _stops(scores, document)
+    curves, source = analysis.stop_points(scores, document)
     if not curves:
         return ""
     rows = []
@@ -330,68 +307,6 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
 # Samplers compared on one compute axis (a run with more than one sampler)
 # ---------------------------------------------------------------------------------------------------------
 
-# One line per sampler setting: curve_keys.SETTING_KEYS but the model (a model × mask gets its own figure)
-SAMPLER_KEYS = tuple(k for k in curve_keys.SETTING_KEYS if k != "model")
-
-
-def sampler_medians(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per model × mask × metric × sampler setting (``SAMPLER_KEYS``) × step count: the median ``value`` over
-    images and seeds, the median ``unet_calls`` per image of its cells, and ``higher_is_better``. ``setting``
-    names the setting as briefly as the run allows: the sampler's name, with its parameters only when the run
-    has several for that sampler, and RePaint's jumps (j/r) only when the run has several. ``scores`` has the
-    sampler columns, as ``runs.read_scores`` gives them."""
-    scores = curve_keys.with_sampler_columns(scores)
-    keys = ["model", "mask", "metric", *SAMPLER_KEYS, "steps"]
-    medians = (scores.groupby(keys, sort=True)
-               .agg(value=("value", "median"), unet_calls=("unet_calls", "median"),
-                    higher_is_better=("higher_is_better", "first"))
-               .reset_index())
-    settings = medians[list(SAMPLER_KEYS)].drop_duplicates()
-    n_params = settings.groupby("sampler")["sampler_params"].nunique()
-    n_walks = settings.groupby("sampler")["respacing"].nunique()
-    n_jumps = settings.groupby("sampler")[["jump_length", "jump_n_sample"]].apply(lambda g: len(g.drop_duplicates()))
-    labels = {}
-    for row in settings.to_dict("records"):
-        label = curve_keys.sampler_label(row) if n_params[row["sampler"]] > 1 else str(row["sampler"])
-        if n_walks[row["sampler"]] > 1:
-            label += f" @{row['respacing']}"
-        if row["jump_length"] > 0 and n_jumps[row["sampler"]] > 1:
-            label += f" {row['jump_length']}/{row['jump_n_sample']}"
-        labels[tuple(row.values())] = label
-    medians["setting"] = [labels[k] for k in medians[list(SAMPLER_KEYS)].itertuples(index=False, name=None)]
-    return medians
-
-
-def best_by_budget(medians: pd.DataFrame) -> pd.DataFrame:
-    """Which sampler setting gives the best median at each UNet-call budget, per model × mask × metric.
-
-    ``medians``: ``sampler_medians``' table. The budgets are every median UNet-call count at which some setting
-    was measured (the grid of the comparison). A setting's score at budget B is its best per-step median over
-    its step counts that cost at most B UNet calls per image (the same or a lower budget: a sampler that has
-    peaked may stop early), best meaning highest for a higher-is-better metric and lowest otherwise; a setting
-    with no step count within B is out of the running at B. Returns one row per (model, mask, metric, budget):
-    ``best`` (the winning setting's label; ties joined by " = "), ``value`` (its score), ``steps`` and
-    ``unet_calls`` (where the winner reaches it) and ``higher_is_better``.
-    """
-    out = []
-    for (model, mask, metric), group in medians.groupby(["model", "mask", "metric"], sort=True):
-        sign = 1.0 if bool(group["higher_is_better"].iloc[0]) else -1.0
-        for budget in sorted(group["unet_calls"].unique()):
-            within = group[group["unet_calls"] <= budget]
-            if within.empty:
-                continue
-            signed = within["value"].to_numpy(float) * sign
-            best = signed.max()
-            winners = within[signed == best].sort_values(["unet_calls", "setting"])
-            first = winners.iloc[0]
-            out.append({"model": model, "mask": mask, "metric": metric, "budget": float(budget),
-                        "best": " = ".join(dict.fromkeys(winners["setting"])), "value": float(first["value"]),
-                        "steps": int(first["steps"]), "unet_calls": float(first["unet_calls"]),
-                        "higher_is_better": sign > 0})
-    return pd.DataFrame(out, columns=["model", "mask", "metric", "budget", "best", "value", "steps", "unet_calls",
-                                      "higher_is_better"])
-
-
 def _png_uri(fig) -> str:
     """A matplotlib figure as a PNG data URI (drawn in memory: the report writes no file but itself)."""
     buffer = io.BytesIO()
@@ -417,7 +332,7 @@ def _saved_outputs(folder: Path) -> dict[str, dict[int, Path]]:
 def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budgets: int = 6) -> str:
     """Saved outputs of each sampler for the same cell at comparable budgets: per budget B (UNet calls per image,
     from the saved step counts of every sampler), each sampler's output at its largest saved step count that
-    costs at most B, as in ``best_by_budget``."""
+    costs at most B, as in ``analysis.best_by_budget``."""
     folders = sorted(p for p in (run / "images").glob("*") if p.is_dir())[:max_cells]
     # file names carry the sampler's name and walk only
     calls = scores.groupby(["sampler", "respacing", "steps"])["unet_calls"].median()
@@ -459,16 +374,16 @@ def _side_by_side(run: Path, scores: pd.DataFrame, max_cells: int = 4, max_budge
 
 def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
     """A run with more than one sampler: per model × mask, each sampler's median curve of every metric on one
-    UNet-calls axis, the best sampler at each budget (``best_by_budget``), and saved outputs side by side."""
+    UNet-calls axis, the best sampler at each budget (``analysis.best_by_budget``), and saved outputs side by side."""
     if scores is None or not len(scores):
         return ""
     scores = curve_keys.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
     if len(scores[["sampler", "sampler_params", "respacing"]].drop_duplicates()) < 2:
         return ""
-    medians = sampler_medians(scores)
+    medians = analysis.sampler_medians(scores)
     from aaas_profile import plots  # here: matplotlib only for a run with several samplers
 
-    best = best_by_budget(medians)
+    best = analysis.best_by_budget(medians)
     parts = []
     for (model, mask), group in medians.groupby(["model", "mask"], sort=True):
         fig = plots.sampler_overlay(group, f"{model} · mask {mask}")
@@ -499,10 +414,6 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
 # The follow-up's Table III (Du et al., IEEE TMC 2024) on the agod preset, seed 0: each policy's best test
 # episode during training (tianshou's "best reward"), as published. Our rows beside it use the same preset and
 # seed; the convention differs from our mean over evaluation episodes, so both are shown (docs/leaderboard.md).
-TABLE_III = {"random": -35.0, "round-robin": 280.0, "crash-avoid": 400.0, "greedy-oracle": 596.0, "d2sac": 537.0}
-TABLE_III_NAMES = {"greedy-oracle": "prophet", "d2sac": "D2SAC"}
-
-
 def leaderboard_section(run: Path) -> str:
     """``sim/leaderboard.parquet`` (the table, also written as .csv) and its figure; on the agod preset with seed
     0 among the seeds, Table III of the follow-up beside our seed-0 rows, as best episode and as mean."""
@@ -532,9 +443,10 @@ def leaderboard_section(run: Path) -> str:
     if agod and episodes_path.exists():
         episodes = stored.read_parquet(episodes_path, stored.LEADERBOARD_EPISODE_COLUMNS, advice).query("seed == 0")
         rows = []
-        for policy, published in TABLE_III.items():
+        for policy, published in analysis.TABLE_III.items():
             mine = episodes[episodes["policy"] == policy]["reward"]
-            rows.append({"policy": TABLE_III_NAMES.get(policy, policy), "Table III (best test episode)": published,
+            rows.append({"policy": analysis.TABLE_III_NAMES.get(policy, policy),
+                         "Table III (best test episode)": published,
                          "ours: best episode": f"{mine.max():.1f}" if len(mine) else "–",
                          "ours: mean ± std": f"{mine.mean():.1f} ± {mine.std(ddof=0):.1f}" if len(mine) else "–"})
         frame = pd.DataFrame(rows)
@@ -545,51 +457,30 @@ def leaderboard_section(run: Path) -> str:
     return "".join(parts)
 
 
-# A walk "reaches" its best when its median is within this share of its best median (docs/protocol.md).
-NEAR_BEST = 0.05
-
-
-def protocol_costs(medians: pd.DataFrame, near: float = NEAR_BEST) -> pd.DataFrame:
-    """Per model × mask × metric × sampler setting (``sampler_medians``' table): the fewest median UNet calls
-    per image at which the setting's median comes within ``near`` (a share) of its own best median, |m − best| ≤
-    near·|best|, best being the highest median for a higher-is-better metric and the lowest otherwise. Returns
-    model, mask, metric, setting, respacing, best, steps and unet_calls (where it first gets there)."""
-    out = []
-    for (model, mask, metric, setting), group in medians.groupby(["model", "mask", "metric", "setting"], sort=True):
-        group = group.sort_values(["unet_calls", "steps"])
-        values = group["value"].to_numpy(float)
-        best = values.max() if bool(group["higher_is_better"].iloc[0]) else values.min()
-        first = group[np.abs(values - best) <= near * abs(best)].iloc[0]
-        out.append({"model": model, "mask": mask, "metric": metric, "setting": setting,
-                    "respacing": str(first["respacing"]), "best": float(best), "steps": int(first["steps"]),
-                    "unet_calls": float(first["unet_calls"])})
-    return pd.DataFrame(out, columns=["model", "mask", "metric", "setting", "respacing", "best", "steps",
-                                      "unet_calls"])
-
-
 def protocol_section(medians: pd.DataFrame) -> str:
     """A run with more than one walk (``--respacing 250,steps``): per metric, the UNet calls each sampler
-    setting needs to come within ``NEAR_BEST`` of its best median (``protocol_costs``), side by side: how much
-    compute the paper's protocol spends for the quality a strided walk gets."""
+    setting needs to come within ``analysis.NEAR_BEST`` of its best median (``analysis.protocol_costs``), side
+    by side: how much compute the paper's protocol spends for the quality a strided walk gets."""
     if medians["respacing"].nunique() < 2:
         return ""
-    costs = protocol_costs(medians)
+    costs = analysis.protocol_costs(medians)
     parts = []
     for (model, mask), group in costs.groupby(["model", "mask"], sort=True):
         group = group.assign(cell=[f"{c:,.0f} ({s} st., best {b:.4g})" for c, s, b in
                                    zip(group["unet_calls"], group["steps"], group["best"], strict=True)])
         wide = group.pivot(index="metric", columns="setting", values="cell").fillna("–")
-        order = [m for m in metrics_mod.ALL if m in wide.index] + [m for m in wide.index if m not in metrics_mod.ALL]
+        names = curve_keys.METRIC_NAMES
+        order = [m for m in names if m in wide.index] + [m for m in wide.index if m not in names]
         wide = wide.loc[order].reset_index()
         wide.columns.name = None
         parts.append(f"<h4>{html.escape(model)} · mask {html.escape(mask)}</h4>"
                      + _table(wide, tuple(wide.columns)))
-    return (f"<h3>Compute to come within {NEAR_BEST:.0%} of the best median, per walk</h3>"
+    return (f"<h3>Compute to come within {analysis.NEAR_BEST:.0%} of the best median, per walk</h3>"
             "<p class='muted'>Per metric and sampler setting: the fewest UNet calls per image (median over its "
-            f"cells; the step count in brackets) at which the median over images is within {NEAR_BEST:.0%} of that "
-            "setting's own best median. The paper's protocol (@250: t_T on the 250-step grid, resampling included) "
-            "against a strided walk (steps spread over the whole training range): what the quality each reaches "
-            "costs in compute.</p>" + "".join(parts))
+            "cells; the step count in brackets) at which the median over images is within "
+            f"{analysis.NEAR_BEST:.0%} of that setting's own best median. The paper's protocol (@250: t_T on the "
+            "250-step grid, resampling included) against a strided walk (steps spread over the whole training "
+            "range): what the quality each reaches costs in compute.</p>" + "".join(parts))
 
 
 def simulator_section(run: Path) -> str:

@@ -160,3 +160,15 @@ def test_what_an_old_table_means_is_defined_once():
     assert runs.LEGACY_SAMPLER is curve_keys.SAMPLER_DEFAULTS is fit.SAMPLER_DEFAULTS
     assert curve_keys.setting_of({"model": "faces"})["sampler"] == "repaint-diffusers"
     assert curve_keys.in_task_units({"respacing": "250"}) and not curve_keys.in_task_units({})
+
+
+def test_the_fit_and_the_report_load_no_torch():
+    """Fitting and reporting read tables: importing them (the fit, its run, the plots, the report and its
+    analysis) loads neither torch nor piq nor diffusers, in a fresh interpreter. They used to, through
+    ``metrics``, for a list of names and a direction the scores table already carries."""
+    code = ("import sys, aaas_profile.fit, aaas_profile.fitrun, aaas_profile.plots, aaas_profile.report, "
+            "aaas_profile.analysis\n"
+            "print(sorted(m for m in ('torch', 'piq', 'diffusers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(CORE.parent.parent)}).stdout.split("\n")
+    assert out[0] == "[]"

@@ -150,3 +150,11 @@ def test_metrics_on_cuda_equal_the_cpus():
     for name in metrics.ALL:
         assert cuda[name].device.type == "cpu"  # scores come back to the CPU
         assert cuda[name].numpy() == pytest.approx(cpu[name].numpy(), rel=1e-3, abs=1e-5), name
+
+
+def test_the_metrics_are_computed_in_the_order_tables_list_them():
+    """``core.curve_keys.METRIC_NAMES`` (the report's and the panels' order, known without loading torch or piq)
+    is the order ``metrics.METRICS`` computes them in."""
+    from aaas_profile.core import curve_keys
+
+    assert metrics.ALL == curve_keys.METRIC_NAMES

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aaas_profile import report, sweep
+from aaas_profile import analysis, report, sweep
 from aaas_profile.fitrun import fit_run
 from aaas_profile.sim.asps import paper_asps
 from aaas_profile.sim.env import SimConfig
@@ -191,13 +191,13 @@ def test_the_best_sampler_per_budget_respects_the_metric_direction():
     import pandas as pd
 
     scores = two_sampler_scores()
-    medians = report.sampler_medians(scores)
+    medians = analysis.sampler_medians(scores)
     assert sorted(set(medians["setting"])) == ["ddim", "repaint-diffusers"]
     # the labels say more only where the run needs it: RePaint's jumps when it has two settings
     extra = scores[scores["sampler"] == "repaint-diffusers"].assign(jump_length=5, jump_n_sample=5)
-    assert sorted(set(report.sampler_medians(pd.concat([scores, extra]))["setting"])) == [
+    assert sorted(set(analysis.sampler_medians(pd.concat([scores, extra]))["setting"])) == [
         "ddim", "repaint-diffusers 10/10", "repaint-diffusers 5/5"]
-    best = report.best_by_budget(medians)
+    best = analysis.best_by_budget(medians)
     higher = best[best["metric"] == "haarpsi"]
     lower = best[best["metric"] == "mdsi"]
     assert higher["budget"].tolist() == lower["budget"].tolist() == [5.0, 10.0, 20.0, 50.0]
@@ -323,9 +323,9 @@ def test_protocol_costs_give_the_unet_calls_each_walk_needs_to_come_within_5_per
             for row in score_rows(jumps=(10, 10), values=values, n_images=1, metric=metric, higher_is_better=hib,
                                   sampler="repaint", sampler_params="{}", respacing=walk):
                 rows.append({**row, "unet_calls": row["steps"] * per_step})
-    medians = report.sampler_medians(pd.DataFrame(rows))
+    medians = analysis.sampler_medians(pd.DataFrame(rows))
     assert sorted(set(medians["setting"])) == ["repaint @250", "repaint @steps"]
-    costs = report.protocol_costs(medians).set_index(["metric", "setting"])
+    costs = analysis.protocol_costs(medians).set_index(["metric", "setting"])
     assert costs.loc[("haarpsi", "repaint @250"), ["steps", "unet_calls"]].tolist() == [100, 1000.0]
     assert costs.loc[("haarpsi", "repaint @steps"), ["steps", "unet_calls"]].tolist() == [10, 10.0]
     assert costs.loc[("tv", "repaint @250"), ["steps", "unet_calls"]].tolist() == [150, 1500.0]

@@ -16,6 +16,9 @@ CURVE_KEY = ("model", "mask", "sampler", "sampler_params", "respacing", "jump_le
 # params "{}" (its parameters are the jump columns). ``runs.read_scores`` fills old parts with these values, so
 # those folders resume and fit as they are and are never pooled with the authors' RePaint.
 SAMPLER_DEFAULTS = {"sampler": "repaint-diffusers", "sampler_params": "{}", "respacing": "steps"}
+# The paper's six metrics in its order (Du et al. 2023, Figure 3): how tables and panels list them.
+# ``metrics.METRICS`` computes them, in this order (tests/test_metrics.py holds the two together).
+METRIC_NAMES = ("tv", "brisque", "dss", "haarpsi", "mdsi", "vif")
 # What tells two curves of one mask and metric apart, for tables and titles (``varying_settings``).
 SETTING_KEYS = ("model", "sampler", "sampler_params", "respacing", "jump_length", "jump_n_sample")
 # What the x axis "steps" means on each walk, for fit.json's "x" (docs/fit-json.md) and the simulator, whose
