@@ -300,7 +300,7 @@ class SamplerRecord(Schema):
 
 @dataclass
 class ManifestFile(Schema):
-    """``manifest.json`` of a run folder (written by ``sweep._record_invocation``)."""
+    """``manifest.json`` of a run folder (written by ``sweep.runfolder._record_invocation``)."""
 
     run_id: str
     model: ModelRecord

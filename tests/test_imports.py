@@ -113,6 +113,19 @@ def test_fit_imports_neither_its_io_nor_its_plots():
     assert graph["aaas_profile.stored"] <= {"aaas_profile.errors"}
 
 
+def test_the_sweep_imports_no_other_stage():
+    """The sweep package uses the core for what it shares with the fit (how many images the fit's test needs)
+    and never imports the fit, the report, the simulator or train, at the top or inside a function."""
+    graph = import_graph(PACKAGE)
+    sweep_modules = [name for name in graph if name == "aaas_profile.sweep" or name.startswith("aaas_profile.sweep.")]
+    assert len(sweep_modules) > 5
+    stages = ("aaas_profile.fit", "aaas_profile.fitrun", "aaas_profile.report", "aaas_profile.analysis",
+              "aaas_profile.sim", "aaas_profile.train", "aaas_profile.plots")
+    for name in sweep_modules:
+        sideways = {t for t in graph[name] if t.startswith(stages)}
+        assert not sideways, f"{name} imports {sorted(sideways)}"
+
+
 def write_package(root: Path, files: dict[str, str]) -> Path:
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)

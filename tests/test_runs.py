@@ -13,6 +13,7 @@ import pytest
 from conftest import sweep_config
 
 from aaas_profile import runs, sweep
+from aaas_profile.sweep import cells as cells_mod
 
 KEY = [*runs.CELL_KEY, "metric"]
 
@@ -72,7 +73,7 @@ def test_processes_started_together_compute_each_cell_once(model_dir, image_dir,
 def test_a_live_claim_is_left_alone_and_a_dead_ones_cells_are_taken_over(model_dir, image_dir, tmp_path):
     config = sweep_config(model_dir, image_dir, tmp_path / "run", masks="half", steps="5")
     prepared = sweep.prepare(config)
-    keys = [sweep._key(prepared, cell, 5) for cell in sweep.all_cells(prepared)]  # 2 cells
+    keys = [cells_mod._key(prepared, cell, 5) for cell in sweep.all_cells(prepared)]  # 2 cells
     scores = runs.scores_dir(prepared.run_dir)
     scores.mkdir(parents=True)
     live = runs.Claim(prepared.run_dir, keys[:1])  # held by this (live) process

@@ -16,8 +16,11 @@ import pytest
 import torch
 from conftest import assert_scores_close, save_model, sweep_config, write_images
 
+from aaas_profile import images as images_mod
+from aaas_profile import masks as masks_mod
 from aaas_profile import precision, runs, sweep
 from aaas_profile.metrics import ALL
+from aaas_profile.sweep import cells as cells_mod
 
 KEY = [*runs.CELL_KEY, "metric"]
 
@@ -577,7 +580,7 @@ def test_a_replaced_image_or_mask_is_refused_on_resume_and_an_old_folder_resumes
     run = tmp_path / "run"
     sweep.run(config(model_dir, image_dir, run, masks=f"half,{masks}", steps="5", metrics="tv"))
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["content"]["images"]["img0.png"] == sweep.images_mod.file_sha256(image_dir / "img0.png")
+    assert manifest["content"]["images"]["img0.png"] == images_mod.file_sha256(image_dir / "img0.png")
     assert set(manifest["content"]["masks"]) == {"masks/square"}
     args = ["sweep", "--model", model_dir, "--data", image_dir, "--masks", f"half,{masks}", "--steps", "5,10",
             "--metrics", "tv", "--jump-length", "1", "--jump-n-sample", "1", "--device", "cpu", "--dtype", "fp32",
@@ -603,7 +606,7 @@ def test_a_replaced_image_or_mask_is_refused_on_resume_and_an_old_folder_resumes
     assert result.exit_code == 0, result.output
     assert "before run folders recorded what their images and masks hold" in " ".join(result.output.split())
     assert json.loads((run / "manifest.json").read_text())["content"]["images"]["img0.png"] == (
-        sweep.images_mod.file_sha256(image_dir / "img0.png"))
+        images_mod.file_sha256(image_dir / "img0.png"))
 
 
 def test_two_mask_folders_with_one_base_name_make_two_masks(model_dir, image_dir, tmp_path):
@@ -617,8 +620,8 @@ def test_two_mask_folders_with_one_base_name_make_two_masks(model_dir, image_dir
         Image.fromarray((keep.numpy() * 255).astype("uint8")).save(folder / "m.png")
     same = tmp_path / "c" / "masks"  # a third folder with the same name and a copy of a's file: one mask
     shutil.copytree(tmp_path / "a" / "masks", same)
-    specs = sweep.masks_mod.parse_masks(f"{tmp_path / 'a' / 'masks'},{tmp_path / 'b' / 'masks'},{same}")
-    digests = [sweep.images_mod.file_sha256(tmp_path / n / "masks" / "m.png")[:8] for n in ("a", "b")]
+    specs = masks_mod.parse_masks(f"{tmp_path / 'a' / 'masks'},{tmp_path / 'b' / 'masks'},{same}")
+    digests = [images_mod.file_sha256(tmp_path / n / "masks" / "m.png")[:8] for n in ("a", "b")]
     assert [s.name for s in specs] == [f"masks/m@{digests[0]}", f"masks/m@{digests[1]}"]
     result = sweep.run(config(model_dir, image_dir, tmp_path / "run", steps="5", metrics="tv", save_images=0,
                               masks=f"{tmp_path / 'a' / 'masks'},{tmp_path / 'b' / 'masks'}"))
@@ -646,7 +649,7 @@ def test_two_images_with_one_stem_get_their_own_saved_folders_and_a_copy_is_swep
     assert len(folders) == 3 and sum("img0" in name for name in folders) == 2
     for image_id in ("img0.jpg", "img0.png"):
         folder = result.run_dir / "images" / next(n for n in folders if f"-{image_id}-" in n)
-        expected = sweep.images_mod.load_image(data / image_id, 64)
+        expected = images_mod.load_image(data / image_id, 64)
         saved = torch.tensor(np.array(Image.open(folder / "original.png"))).permute(2, 0, 1)
         # original.png is the image's own pixels, rounded to 8 bits (so within half a grey level)
         assert (saved.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-6
@@ -690,7 +693,7 @@ def test_cells_claimed_by_a_live_process_are_waited_for_not_called_done(model_di
     first = next(iter(sweep.plan(prepared, set())))
     runs.scores_dir(prepared.run_dir).mkdir(parents=True)
     with runs.scores_lock(prepared.run_dir):
-        claim = runs.Claim(prepared.run_dir, [sweep._key(prepared, item.cell, item.steps) for item in first])
+        claim = runs.Claim(prepared.run_dir, [cells_mod._key(prepared, item.cell, item.steps) for item in first])
     progress = Waits(claim.release)
     result = sweep.run(cfg, progress=progress, prepared=prepared)
     (line,) = progress.lines

@@ -5,6 +5,8 @@ sets the flags and warns with these rules; ``simulate --profile`` refuses with t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from aaas_profile.core.curve_keys import STEPS_WALK
@@ -13,6 +15,9 @@ from aaas_profile.core.curve_keys import STEPS_WALK
 # whole images, and the confidence level.
 BOOTSTRAP_RESAMPLES = 200
 INTERVAL_LEVEL = 0.95
+# Whether steps matter at all is Page's trend test at this level (fit.effect); the sweep says beforehand how many
+# images a grid needs for it (``images_needed``).
+EFFECT_ALPHA = 0.05
 MIN_LEVELS_FOR_INTERVALS = 4  # four parameters: with fewer distinct x values the bootstrap only re-draws a fit
 MIN_IMAGES_FOR_INTERVALS = 3  # that passes through every level; with 1-2 images it has nothing to resample
 # Flags of a curve that more steps do not improve: it has no step count at which to stop paying for steps.
@@ -75,3 +80,12 @@ def runtime_rank(sampler: str, respacing: str) -> int:
     if sampler == "repaint":
         return 0 if respacing != STEPS_WALK else 1
     return 2 if sampler == "repaint-diffusers" else 3
+
+
+def images_needed(n_levels: int, alpha: float = EFFECT_ALPHA) -> int:
+    """The fewest images with which Page's trend test over ``n_levels`` step counts can reach p < ``alpha``
+    (two-sided): the smallest attainable p is 2/(k!)ⁿ, every image in the same strict order."""
+    if n_levels < 2:
+        return 0
+    orders = math.factorial(n_levels)
+    return max(1, math.ceil(math.log(2 / alpha) / math.log(orders) + 1e-12))

@@ -4,23 +4,13 @@ it needs to conclude anything.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-EFFECT_ALPHA = 0.05
+from aaas_profile.core.acceptance import EFFECT_ALPHA, images_needed
+
 EXACT_LEVELS = 8  # Page's test is enumerated exactly up to 8 step counts (8! orders per image), else sampled
 PERMUTATIONS = 20_000  # Monte Carlo orders beyond that: p to about ±0.003 at p = 0.05 (binomial SD)
-
-
-def images_needed(n_levels: int, alpha: float = EFFECT_ALPHA) -> int:
-    """The fewest images with which Page's trend test over ``n_levels`` step counts can reach p < ``alpha``
-    (two-sided): the smallest attainable p is 2/(k!)ⁿ, every image in the same strict order."""
-    if n_levels < 2:
-        return 0
-    orders = math.factorial(n_levels)
-    return max(1, math.ceil(math.log(2 / alpha) / math.log(orders) + 1e-12))
 
 
 def page_trend(values: np.ndarray, rng: np.random.Generator | None = None) -> tuple[float, float, float]:
