@@ -204,3 +204,18 @@ def test_models_reads_at_80_columns_with_names_and_hub_ids_whole(monkeypatch):
     assert max(len(line) for line in lines) <= 80
     for whole in ("google/ddpm-ema-celebahq-256", "google/ddpm-ema-bedroom-256", "google/ddpm-ema-church-256"):
         assert any(whole in line for line in lines), whole
+
+
+def test_the_bundled_default_sweep_is_found_from_anywhere(tmp_path, monkeypatch):
+    """``aaas-profile sweep`` with no flags (``make demo``'s job) finds the bundled faces and model wherever it is
+    run from: the default data folder is resolved from the package, not the working folder. A dry run says the
+    default's cost (120 cells, 26,850 UNet image-forwards) and writes nothing."""
+    from aaas_profile import sweep
+
+    assert sweep.DEFAULT_DATA.is_dir() and len(list(sweep.DEFAULT_DATA.glob("*.png"))) == 10
+    monkeypatch.chdir(tmp_path)
+    result = invoke("sweep", "--dry-run")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "120 cells to run" in text and "26,850 UNet image-forwards" in text and "nothing written" in text
+    assert list(tmp_path.iterdir()) == []

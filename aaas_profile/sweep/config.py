@@ -14,7 +14,7 @@ from aaas_profile import metrics as metrics_mod
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # aaas_profile/sweep/config.py → the repository
 DEFAULT_DATA = PROJECT_ROOT / "datasets" / "faces" / "eval"  # faces the bundled model was not trained on
 # The paper's x axis: t_T from 10 (the chain starts at training timestep 36, the noisy floor) to 250 (pure noise
 # at 999) on the 250-step respaced grid (docs/protocol.md). Twelve starts instead of the authors' 25, dense below
