@@ -12,6 +12,9 @@ the file, the field and what to do, and it raises before the command writes anyt
 
 Checked readers return the parsed value itself (dicts and lists as JSON and TOML give them, a frame for a
 table), so callers keep their code; what they index is then known to be there, of its type and in its range.
+
+Every schema lives in this one module on purpose, which is why it is long: it is the list of what the tool
+trusts from disk, read in one place, and ``tests/test_stored.py`` walks it file by file.
 """
 
 from __future__ import annotations
