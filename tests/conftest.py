@@ -19,6 +19,16 @@ from PIL import Image
 RESOLUTION = 64
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test, restored after: small networks and UNets gain nothing from threads,
+    and on a busy CPU the workers cost far more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def no_ray_left_running():
     """A test that reached Ray through the command line (`--ray local`) leaves it running in this process; shut

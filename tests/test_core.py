@@ -23,6 +23,12 @@ SIM = Path(asps.__file__).parent
 HEAVY = ("torch", "piq", "diffusers", "scipy", "pandas", "pyarrow", "matplotlib")
 
 
+def fresh_python(code: str) -> list[str]:
+    """The lines ``code`` prints in a fresh interpreter, so that this session's imports hide nothing."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(CORE.parent.parent)}).stdout.split("\n")
+
+
 def paper(t: float) -> float:
     """The paper's runtime formula as printed (Du et al. 2023): (0.001·t² + 2.5·t − 14)·60 seconds."""
     return (0.001 * t**2 + 2.5 * t - 14) * 60
@@ -99,8 +105,7 @@ def test_the_core_and_the_profile_reader_load_no_heavy_library():
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
             "import aaas_profile.sim.asps\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(CORE.parent.parent)}).stdout.split("\n")
+    out = fresh_python(code)
     assert out[:2] == ["[]", "[]"]
 
 
@@ -138,8 +143,7 @@ def test_importing_the_fit_loads_no_simulator_module():
     code = ("import sys, aaas_profile.fit, aaas_profile.sim, gymnasium as gym\n"
             "print(sorted(m for m in sys.modules if m.startswith('aaas_profile.sim')))\n"
             "print('aaas/AspSelection-v0' in gym.registry)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(SIM.parent.parent)}).stdout.split("\n")
+    out = fresh_python(code)
     assert out[0] == "['aaas_profile.sim']"
     assert out[1] == "True"  # importing the package still registers the environment with gymnasium
 
@@ -169,6 +173,5 @@ def test_the_fit_and_the_report_load_no_torch():
     code = ("import sys, aaas_profile.fit, aaas_profile.fitrun, aaas_profile.plots, aaas_profile.report, "
             "aaas_profile.analysis\n"
             "print(sorted(m for m in ('torch', 'piq', 'diffusers') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(CORE.parent.parent)}).stdout.split("\n")
+    out = fresh_python(code)
     assert out[0] == "[]"

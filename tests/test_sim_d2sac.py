@@ -14,13 +14,7 @@ from aaas_profile.sim.runner import run_episode
 from aaas_profile.sim.sac import SacPolicy, train
 from tests.test_sim_sac import small_env
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # torch on one thread (conftest)
 
 
 def small_config(**changes) -> D2sacConfig:

@@ -11,13 +11,7 @@ from aaas_profile.sim.policies import make_baseline
 from aaas_profile.sim.runner import run_episode
 from aaas_profile.sim.sac import DiscreteSAC, NStep, SacConfig, SacPolicy, fits, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: one thread is fastest, especially on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # torch on one thread (conftest)
 
 
 def test_n_step_returns_by_hand():

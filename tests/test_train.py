@@ -31,13 +31,7 @@ TINY = dict(resolution=16, channels=(8, 16), batch_size=2, warmup_steps=2, check
             precision="fp32")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny UNet gains nothing from threads, and on a busy CPU they cost far more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # torch on one thread (conftest)
 
 
 @pytest.fixture
