@@ -163,11 +163,12 @@ def check(command: str, option: str, value, error: type[UserError] = RangeError,
         raise error(f"{label} must be {r.text()}, got {value}")
 
 
-def check_all(command: str, values: dict, error: type[UserError] = RangeError) -> None:
-    """:func:`check` for every option of ``command`` present in ``values``."""
+def check_all(command: str, values: dict, error: type[UserError] = RangeError, keyed: bool = False) -> None:
+    """:func:`check` for every option of ``command`` present in ``values``; ``keyed``: the values came from a
+    file, and the message names each by its key (``batch_size``) instead of its flag."""
     for option in OPTIONS[command]:
         if option in values:
-            check(command, option, values[option], error)
+            check(command, option, values[option], error, name=option if keyed else None)
 
 
 def parse_ints(text: str, what: str, error: type[UserError] = RangeError) -> list[int]:

@@ -98,10 +98,13 @@ def _first_non_finite(value, where: str):
     """(dotted path, value) of the first NaN or infinity in a parsed JSON document, or None."""
     if isinstance(value, float) and not math.isfinite(value):
         return where, value
-    items = (value.items() if isinstance(value, dict)
-             else ((f"[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list) else ())
-    for key, item in items:
-        at = f"{where}{key}" if key.startswith("[") else f"{where}.{key}" if where else key
+    if isinstance(value, dict):
+        children = ((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        children = ((f"{where}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return None
+    for at, item in children:
         found = _first_non_finite(item, at)
         if found is not None:
             return found

@@ -30,8 +30,7 @@ def read_run_config(path: Path) -> dict:
     key) otherwise."""
     before = stored.read_toml(path, stored.RunConfigFile, CONFIG_ADVICE)
     try:
-        for key in limits.OPTIONS["sweep"]:  # named as the file names them, before the flags' own check
-            limits.check("sweep", key, before.get(key), name=key)
+        limits.check_all("sweep", before, keyed=True)  # named as the file names them, before the flags' check
         SweepConfig.from_sources(**before)
     except UserError as err:  # SweepError, or a stage's own (an unknown metric: MetricError)
         raise runs.RunError(f"{path}: {err}; {CONFIG_ADVICE}") from None
