@@ -1,4 +1,5 @@
-"""The range of every numeric option, in one table, and the checks that hold each value to it on entry.
+"""Ranges of numbers and the checks that hold a value to one: each option's range is declared with the option
+(``aaas_profile/options.py``), each file field's where the file is read.
 
 A value outside what numpy, torch or the simulator can take (a negative seed, an infinite horizon, a thread
 count of 100,000, a step count of 10**30) would otherwise reach them and fail far from the flag, or not fail
@@ -69,106 +70,16 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 SEED = Range(0, SEED_MAX)
 
-# List options whose items may repeat because their order is the meaning (a UNet's channels per level).
-REPEATS_ALLOWED = {("train", "channels")}
-
-# Every numeric option of every command. A test walks the commands and fails for a numeric option missing here.
-OPTIONS: dict[str, dict[str, Range]] = {
-    "sweep": {
-        "steps": Range(1, 100_000),  # each item; a model's own limit (its training steps) is checked later
-        "seeds": SEED,  # each item
-        "jump_length": Range(1, 1000),
-        "jump_n_sample": Range(1, 1000),
-        "eta": Range(0, 1, integer=False),
-        "limit": Range(1, 10**9),
-        "batch_size": Range(1, 65_536),
-        "save_images": Range(0, 10**9),
-        "shards": Range(1, 65_536),
-    },
-    "fit": {
-        "bootstrap": Range(0, 1_000_000),
-        "seed": SEED,
-        "level": Range(0, 1, integer=False, low_open=True, high_open=True),
-    },
-    "simulate": {
-        "episodes": Range(1, 1_000_000),
-        "train_episodes": Range(0, 10_000_000),
-        "seed": SEED,
-        "seeds": SEED,  # each item
-        # tasks arrive at 0.001/s: 1e9 s is a million tasks an episode, 1,000 times the paper's
-        "horizon": Range(0, 1e9, integer=False, low_open=True, unit="seconds"),
-        "optimum_time_limit": Range(0, 86_400, integer=False, low_open=True, unit="seconds"),
-    },
-    "train": {
-        "resolution": Range(16, 4096),
-        "steps": Range(1, 10**9),
-        "batch_size": Range(1, 65_536),
-        "lr": Range(0, 1, integer=False, low_open=True, high_open=True),
-        "warmup_steps": Range(0, 10**9),
-        "ema_decay": Range(0, 1, integer=False, high_open=True),
-        "seed": SEED,
-        "min_crop": Range(0, 1, integer=False, low_open=True),
-        "channels": Range(8, 8192),  # each item
-        "layers_per_block": Range(1, 64),
-        "checkpoint_every": Range(1, 10**9),
-        "time_limit": Range(0, 10**7, integer=False, unit="minutes"),
-        "threads": Range(1, None),  # the high end is the cores this process may use (_cores)
-    },
-}
-
-
-def range_of(command: str, option: str) -> Range:
-    r = OPTIONS[command][option]
-    if command == "train" and option == "threads":
-        return Range(1, _cores(), unit="(the cores this process may use)")
-    return r
-
-
-def describe(command: str, option: str) -> str:
-    """The range in words, the same on every machine (for docs/cli.md)."""
-    if command == "train" and option == "threads":
-        return "an integer in [1, the cores this process may use]"
-    return OPTIONS[command][option].text()
-
-
-# List options: each item is held to the range, and an item may not repeat (see ``check``).
-LIST_OPTIONS = {("sweep", "steps"), ("sweep", "seeds"), ("simulate", "seeds"), ("train", "channels")}
-
 
 def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
-
-
-def check(command: str, option: str, value, error: type[UserError] = RangeError, name: str | None = None) -> None:
-    """Raise ``error`` (one line) unless ``value`` is in the range of ``command``'s ``option``; None passes (not
-    given). A list is checked item by item and refused when an item repeats. The message names the flag, or
-    ``name`` where the value came from a file (config.toml's ``batch_size``)."""
-    if value is None:
-        return
-    r, label = range_of(command, option), name or flag(option)
-    if isinstance(value, list | tuple):
-        for item in value:
-            if not r.holds(item):
-                raise error(f"{label}: {item} is out of range; each item must be {r.text()}")
-        if (command, option) not in REPEATS_ALLOWED:
-            no_repeats(option, value, error, label)
-        return
-    if not r.holds(value):
-        raise error(f"{label} must be {r.text()}, got {value}")
-
-
-def check_all(command: str, values: dict, error: type[UserError] = RangeError, keyed: bool = False) -> None:
-    """:func:`check` for every option of ``command`` present in ``values``; ``keyed``: the values came from a
-    file, and the message names each by its key (``batch_size``) instead of its flag."""
-    for option in OPTIONS[command]:
-        if option in values:
-            check(command, option, values[option], error, name=option if keyed else None)
 
 
 def parse_ints(text: str, what: str, error: type[UserError] = RangeError) -> list[int]:

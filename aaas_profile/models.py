@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from aaas_profile import stored
+from aaas_profile import options, stored
 from aaas_profile.errors import UserError
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -121,7 +121,7 @@ def find_weights(card: ModelCard, download: bool | None = None) -> Path | None:
         return card.local_dir
     if card.hub_id:
         if download is None:
-            download = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("", "0", "false", "no")
+            download = not options.env_flag(os.environ, "HF_HUB_OFFLINE")
         return _hub_snapshot(card.hub_id, download)
     return None
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from aaas_profile import options
 from aaas_profile.errors import UserError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -54,13 +55,10 @@ def pick_device(name: str, error: type[UserError] = DeviceError) -> torch.device
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        local_rank = os.environ.get("LOCAL_RANK")
-        if not local_rank:
+        if not os.environ.get("LOCAL_RANK"):
             return torch.device("cuda")
-        if not local_rank.strip().isdigit():
-            raise error(f"LOCAL_RANK={local_rank!r} is not a process index (0, 1, …); unset it or run under "
-                             "torchrun, which sets it")
-        return torch.device(f"cuda:{int(local_rank) % torch.cuda.device_count()}")
+        local_rank = options.env_int(os.environ, "LOCAL_RANK", error)
+        return torch.device(f"cuda:{local_rank % torch.cuda.device_count()}")
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -124,8 +124,30 @@ def test_help_explains_the_step_grid():
     assert result.exit_code == 0
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # without rich's panel borders
     assert "use divisors of the 1000 training steps there" in text
-    assert "[default: 10,15,20,25,30,40,50,75,100,150,200,250:" in text
+    assert "[default: 10,15,20,25,30,40,50,75,100,150,200,250 (the paper's range in 12 starts" in text
     assert "--respacing" in text and "[default: 250 for repaint, steps for the others]" in text
+
+
+def test_every_help_default_is_the_declared_one():
+    """The defaults --help shows are read from the option declarations (aaas_profile/options.py), none written
+    by hand: every declared default appears in its command's help, and a changed declaration changes it."""
+    import copy
+    from dataclasses import fields
+
+    from aaas_profile import options
+    from aaas_profile.cli import declared
+
+    batch_size = next(f for f in fields(options.SweepOptions) if f.name == "batch_size")
+    assert declared.shown_default(batch_size) == "8"
+    changed = copy.copy(batch_size)
+    changed.default = 12
+    assert declared.shown_default(changed) == "12"
+    for command in ("sweep", "fit", "simulate", "train", "report"):
+        text = " ".join(re.sub("[│╭╮╰╯─]", " ", invoke(command, "--help").output).split())
+        for f in options.declared(command):
+            shown = declared.shown_default(f)
+            if shown is not None:
+                assert f"[default: {' '.join(shown.split())}]" in text, (command, f.name)
 
 
 # --- conventions: --version, --help without heavy imports, --json, --quiet, --dry-run -----------------------

@@ -172,7 +172,7 @@ def test_every_error_class_is_a_user_error_and_only_the_app_catches_them():
     assert len(classes) >= 16, classes  # the walk reached the stage modules (fit, sweep, samplers, sim ...)
     assert [c.__qualname__ for c in classes if not issubclass(c, errors.UserError)] == []
     commands = [p for p in Path(cli.__file__).parent.glob("*.py") if p.name not in ("__init__.py", "common.py")]
-    assert len(commands) == 7  # __main__, sweep, fit, simulate, train, models, report
+    assert len(commands) == 8  # __main__, declared, sweep, fit, simulate, train, models, report
     for path in commands:
         text = path.read_text()
         assert "fail(" not in text and "except UserError" not in text and "typer.Exit" not in text, path.name

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke, one_line_error
 
-from aaas_profile import limits
+from aaas_profile import limits, options
 
 PROBES = ["0", "-1", str(10**30), "nan", "inf", "abc"]
 
@@ -23,28 +23,26 @@ BASE = {
 
 
 def _numeric_params(command: str) -> dict[str, str]:
-    """The numeric options of ``command`` as its function declares them (int or float, optional or not), plus
-    its list options of numbers, each with its flag."""
-    import typing
+    """The numeric options of ``command`` as the app parses them (int or float, optional or not), plus its list
+    options of numbers, each with its flag: read from the command line itself, so an option added without a
+    range fails below."""
+    import typer
 
-    from aaas_profile.cli import fit, report, simulate, sweep, train
+    from aaas_profile.cli import app
 
-    function = {"sweep": sweep.sweep, "fit": fit.fit, "simulate": simulate.simulate, "train": train.train,
-                "report": report.report}[command]
-    hints = typing.get_type_hints(function)
-    numeric = [name for name, hint in hints.items()
-               if hint in (int, float) or set(typing.get_args(hint)) in ({int, type(None)}, {float, type(None)})]
-    lists = [o for c, o in sorted(limits.LIST_OPTIONS) if c == command]
-    return {name: limits.flag(name) for name in [*numeric, *lists]}
+    params = typer.main.get_command(app).commands[command].params
+    numeric = [p.name for p in params if p.type_descriptor.annotation in (int, float)]
+    lists = [o for c, o in sorted(options.LIST_OPTIONS) if c == command and o in options.RANGES.get(command, {})]
+    return {name: options.flag(name) for name in [*numeric, *lists]}
 
 
 @pytest.mark.parametrize("command", ["sweep", "fit", "simulate", "train", "report"])
 def test_every_numeric_option_has_a_range(command):
     """A numeric option added without a range fails here; a range for an option that is gone too."""
-    assert set(_numeric_params(command)) == set(limits.OPTIONS.get(command, {}))
+    assert set(_numeric_params(command)) == set(options.RANGES.get(command, {}))
 
 
-CASES = [(command, option, value) for command in BASE for option in limits.OPTIONS[command] for value in PROBES]
+CASES = [(command, option, value) for command in BASE for option in options.RANGES[command] for value in PROBES]
 
 
 @pytest.mark.parametrize(("command", "option", "value"), CASES)
@@ -60,7 +58,7 @@ def test_every_numeric_option_out_of_range_is_one_line(command, option, value, t
         number = float(value)
     except ValueError:
         number = None
-    r = limits.range_of(command, option)
+    r = options.range_of(command, option)
     valid = number is not None and r.holds(int(number) if r.integer and number.is_integer() else number)
     text = " ".join(result.output.split())
     if valid:  # past the check: the error is about something else

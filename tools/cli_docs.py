@@ -41,7 +41,7 @@ Every numeric option is checked before a command writes anything; a value outsid
 infinite) stops the command with one line naming the option. Lists (`--seeds 0-9`, `--steps 10,25`) are
 checked item by item, and an item given twice is refused rather than run and aggregated twice (except
 `--channels`, where the order is the meaning). Numbers read from files (an ASP table, a profile) are held to
-the ranges in docs/simulate.md. The source is `aaas_profile/limits.py`.
+the ranges in docs/simulate.md. The source is each option's declaration in `aaas_profile/options.py`.
 
 | command | option | range |
 |---|---|---|
@@ -49,14 +49,14 @@ the ranges in docs/simulate.md. The source is `aaas_profile/limits.py`.
 
 
 def ranges() -> str:
-    """The table of every numeric option's range, from ``aaas_profile.limits`` (the one source)."""
-    from aaas_profile import limits
+    """The table of every numeric option's range, from the option declarations (``aaas_profile.options``)."""
+    from aaas_profile import options
 
     rows = []
-    for command, options in limits.OPTIONS.items():
-        for option in options:
-            each = "each item: " if (command, option) in limits.LIST_OPTIONS else ""
-            rows.append(f"| {command} | `{limits.flag(option)}` | {each}{limits.describe(command, option)} |")
+    for command, ranges in options.RANGES.items():
+        for option in ranges:
+            each = "each item: " if (command, option) in options.LIST_OPTIONS else ""
+            rows.append(f"| {command} | `{options.flag(option)}` | {each}{options.describe(command, option)} |")
     return RANGES + "\n".join(rows) + "\n"
 
 

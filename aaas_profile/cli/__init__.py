@@ -13,9 +13,11 @@ import typer
 from typer.core import TyperGroup
 
 from aaas_profile import __version__
-from aaas_profile.cli import fit, models, report, simulate, sweep, train
+from aaas_profile.cli import declared, fit, models, report, simulate, sweep, train
 from aaas_profile.cli.common import fail, set_output
 from aaas_profile.errors import UserError, os_error_line
+from aaas_profile.options import SweepOptions
+from aaas_profile.sim.registry import names as policy_names
 
 
 def reflow(doc: str | None) -> str:
@@ -72,14 +74,21 @@ def main_options(
 
 
 app.callback(help=reflow(main_options.__doc__))(main_options)
-for name, command in (("sweep", sweep.sweep), ("fit", fit.fit), ("simulate", simulate.simulate),
-                      ("train", train.train), ("report", report.report)):
+# Each command's options come from its class in aaas_profile.options (cli/declared.py); the handler's docstring
+# is its help.
+for name, command in (("sweep", declared.command("sweep", sweep.sweep, merged=SweepOptions)),
+                      ("fit", declared.command("fit", fit.fit)),
+                      ("simulate", declared.command("simulate", simulate.simulate,
+                                                    help_values={"policies": ", ".join(policy_names())})),
+                      ("train", declared.command("train", train.train)),
+                      ("report", declared.command("report", report.report))):
     app.command(name, help=reflow(command.__doc__))(command)
 
 models_app = typer.Typer(help="Named models: list them, or import RePaint's checkpoints.", no_args_is_help=False)
 app.add_typer(models_app, name="models")
 models_app.callback(invoke_without_command=True, help=reflow(models.list_models.__doc__))(models.list_models)
-models_app.command("import-repaint", help=reflow(models.import_repaint.__doc__))(models.import_repaint)
+models_app.command("import-repaint", help=reflow(models.import_repaint.__doc__))(
+    declared.command("import-repaint", models.import_repaint))
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m aaas_profile.cli`

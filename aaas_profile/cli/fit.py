@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
 from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, warn
 from aaas_profile.core import acceptance, curve_keys
 from aaas_profile.errors import Interrupted
+from aaas_profile.options import FitOptions
 
 # The stage modules (numpy, scipy, piq) are imported inside the command, so `--help` starts at once.
 
@@ -23,22 +20,7 @@ def _interval(value: float, ci: tuple[float, float]) -> str:
     return f"{value:.3g} [{ci[0]:.3g}–{ci[1]:.3g}]"
 
 
-def fit(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `aaas-profile sweep` (holds scores/).")],
-    x: Annotated[str, typer.Option(help="x axis: steps, unet_calls or wall_s (seconds per image).")] = "steps",
-    bootstrap: Annotated[int, typer.Option(
-        help="Bootstrap resamples over images for the intervals (0: none).")] = acceptance.BOOTSTRAP_RESAMPLES,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = acceptance.INTERVAL_LEVEL,
-    metrics: Annotated[str | None, typer.Option(help="Comma list of metrics to fit. \\[default: all in the run]")] = None,  # noqa: E501
-    drop_nan: Annotated[bool, typer.Option("--drop-nan", help="Leave out NaN scores instead of stopping.")] = False,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write plots/*.png.")] = True,
-    fit_model: Annotated[str, typer.Option(
-        "--fit-model", help="image_offsets: the curve's shape shared, a level per image (every image is measured "
-                            "at every step count); pooled: one curve through all points.")] = "image_offsets",
-    out: Annotated[Path | None, typer.Option(help="Where to write the fit (a .json file, or a folder for FOLDER/fit.json); its plots go beside it. \\[default: <run>/fit.json for --x steps, which simulate and report read; <run>/fit-<x>.json for another axis]")] = None,  # noqa: E501
-    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a fit against another x axis at --out (refused otherwise).")] = False,  # noqa: E501
-) -> None:
+def fit(o: FitOptions) -> None:
     """Fit the four-parameter quality model (Ax, Ay, Bx, By) to every model × mask × sampler × metric of a run, with
     bootstrap intervals over images, an AIC/BIC check against smooth saturating curves, and the runtime model.
 
@@ -67,19 +49,16 @@ def fit(
     metric (three to a row) per model × mask × sampler. Ends with one recommendation per mask: the steps
     to pay for.
     """
-    from aaas_profile import fitrun, limits
+    from aaas_profile import fitrun
 
-    limits.check_all("fit", {"bootstrap": bootstrap, "seed": seed, "level": level})
-    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    if names:
-        limits.no_repeats("metrics", names)
     try:
-        result = fitrun.fit_run(run, x=x, resamples=bootstrap, seed=seed, level=level, metrics=names,
-                                drop_nan=drop_nan, plots=plots, model=fit_model, out=out, replace=replace)
+        result = fitrun.fit_run(o.run, x=o.x, resamples=o.bootstrap, seed=o.seed, level=o.level,
+                                metrics=o.metrics or None, drop_nan=o.drop_nan, plots=o.plots, model=o.fit_model,
+                                out=o.out, replace=o.replace)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: the earlier fit file and plots are kept as they were; run the same command "
                           "again") from None
-    _print_summary(result, level)
+    _print_summary(result, o.level)
     emit({"fit": result.path, "x": result.x, "plots": len(result.plots),
           "recommendations": result.document["recommendations"],
           "curves": [{k: e.get(k) for k in (*curve_keys.CURVE_KEY, "ax", "ay", "bx", "by", "flags", "effect", "stop")}

@@ -4,25 +4,16 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, key_value_table
+from aaas_profile.options import ImportRepaintOptions
 
 
-def import_repaint(
-    file: Annotated[Path, typer.Argument(help="RePaint / guided-diffusion checkpoint, e.g. celeba256_250000.pt.")],
-    name: Annotated[str, typer.Option(help="Name to register: writes models/NAME/ and models/NAME.toml.")],
-    config: Annotated[str, typer.Option(help="Architecture and schedule of the checkpoint: celeba256 (for "
-                                             "celeba256_250000.pt) or places256 (places256_300000.pt).")] = (
-        "celeba256"
-    ),
-    force: Annotated[bool, typer.Option("--force", help="Replace a model of the same name.")] = False,
-) -> None:
+def import_repaint(o: ImportRepaintOptions) -> None:
     """Convert one of RePaint's guided-diffusion checkpoints into a diffusers model that `--model NAME` uses.
 
     Examples:
@@ -40,8 +31,9 @@ def import_repaint(
     from aaas_profile import models, repaint_import
 
     started = time.perf_counter()
-    cfg = repaint_import.resolve_config(config)
-    folder = repaint_import.import_repaint(file, name, cfg, models_dir=repaint_import.MODELS_DIR, overwrite=force)
+    file, name = o.file, o.name
+    cfg = repaint_import.resolve_config(o.config)
+    folder = repaint_import.import_repaint(file, name, cfg, models_dir=repaint_import.MODELS_DIR, overwrite=o.force)
     loaded = models.load(str(folder))
     info = loaded.describe()
     schedule = loaded.scheduler_config

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
 from aaas_profile.cli.common import console, emit
 from aaas_profile.errors import Interrupted
+from aaas_profile.options import ReportOptions
 
 
-def report(
-    run: Annotated[Path, typer.Argument(help="Run folder (from sweep, fit and/or simulate).")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the page (a folder: FOLDER/report.html). \\[default: <run>/report.html]")] = None,  # noqa: E501
-) -> None:
+def report(o: ReportOptions) -> None:
     """Write one self-contained HTML page of a run: configuration, outputs across step counts, the metric
     curves with their fits, and the simulator's results (each section when its data exists).
 
@@ -25,7 +18,7 @@ def report(
     from aaas_profile import report as report_mod
 
     try:
-        path = report_mod.write(run, out)
+        path = report_mod.write(o.run, o.out)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: no report was written (an earlier one is kept whole); run the same "
                           "command again") from None

@@ -4,15 +4,13 @@ prints."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, progress_bar, warn
+from aaas_profile.options import SimulateOptions
 from aaas_profile.sim.registry import get as get_policy
-from aaas_profile.sim.registry import names as policy_names
 
 # The runner (torch, the solver) is imported inside the command, so `--help` starts at once.
 
@@ -35,97 +33,7 @@ class RichProgress:
             self.bar.stop()
 
 
-def simulate(
-    policy: Annotated[str, typer.Option(help=f"Policy to run: {', '.join(policy_names())}; 'all' or a comma list "
-                                             "for one leaderboard (docs/leaderboard.md).")] = "sac",
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="ASP set when neither --profile nor --asps is given, drawn with --seed as the authors' code "
-            "draws it: 'paper' (capacities 400-1500, Du et al. 2023) or 'agod' (capacities 400-900, "
-            "the follow-up's D2SAC paper)."
-        ),
-    ] = "paper",
-    profile: Annotated[
-        Path | None,
-        typer.Option(
-            help="fit.json whose [0, 1]-scale curves and runtime model "
-            "define the ASPs (one profiled curve per ASP)."
-        ),
-    ] = None,
-    asps: Annotated[
-        Path | None, typer.Option(help="CSV of ASPs with columns sid, ax, ay, bx, by, capacity.")
-    ] = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(help="Metric whose curves a --profile uses. \\[default: the profile's first]"),
-    ] = None,
-    sampler: Annotated[
-        str | None,
-        typer.Option(help="Sampler whose curves and runtime a --profile uses (a sweep with --sampler holds "
-                     "several). \\[default: repaint when the profile has it, else its first]"),
-    ] = None,
-    allow_flagged_profile: Annotated[
-        bool,
-        typer.Option("--allow-flagged-profile", help="Use --profile curves that `fit` flagged as flat (no "
-                     "measurable effect of steps), worse with steps, or under-determined; refused otherwise."),
-    ] = False,
-    runtime: Annotated[
-        str,
-        typer.Option(help="Task runtime model with --profile: 'profile' (the fit's measured model, rescaled) or "
-                     "'paper' ((0.001·t² + 2.5·t − 14)·60 s), the fallback when the measured one is unusable."),
-    ] = "profile",
-    episodes: Annotated[
-        int, typer.Option(help="Evaluation episodes per policy (same task streams for all).")
-    ] = 10,
-    train_episodes: Annotated[
-        int, typer.Option("--train-episodes", help="SAC training episodes (≈1,000 env steps each).")
-    ] = 30,
-    seed: Annotated[int, typer.Option(help="Seed of the ASP draw, the task streams and the agent.")] = 0,
-    horizon: Annotated[
-        float,
-        typer.Option(
-            help="Episode length in seconds; tasks arrive at 0.001/s, so "
-            "≈ horizon/1000 tasks per episode (the paper: 1e6)."
-        ),
-    ] = 1e6,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Run folder; outputs go to <out>/sim/<policy>/. "
-            "\\[default: results/<preset>, results/<csv name>, or the profile's folder]"
-        ),
-    ] = None,
-    baselines: Annotated[bool, typer.Option(help="Also evaluate every baseline as a reference.")] = True,
-    optimum: Annotated[bool, typer.Option(help="Solve each evaluation stream's hindsight optimum.")] = True,
-    optimum_time_limit: Annotated[
-        float,
-        typer.Option(
-            "--optimum-time-limit", help="Seconds per integer program (HiGHS). It rarely finishes within any "
-            "practical limit on the paper preset, so the optimum is reported as an upper bound (LP relaxation or "
-            "the dual bound reached); a longer limit tightens it a little (measured: 0.5-0.6 % from 1 s to 10 s)."
-        ),
-    ] = 1.0,
-    resume: Annotated[
-        bool, typer.Option(help="Continue SAC training from <out>/sim/sac/checkpoint.pt.")
-    ] = False,
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="Evaluate this SAC checkpoint; no training.")
-    ] = None,
-    auto_alpha: Annotated[
-        bool, typer.Option("--auto-alpha", help="Learn SAC's entropy temperature instead of the fixed 0.05.")
-    ] = False,
-    seeds: Annotated[
-        str | None,
-        typer.Option(help="Run several seeds (e.g. 0-9 or 0,3,7) into <out>/seed-K/ and aggregate them in "
-                     "<out>/sim/<policy>/seeds*.parquet; overrides --seed."),
-    ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(help="With --seeds: run the seeds as Ray tasks: 'local', 'auto' or ray://HOST:PORT. "
-                     "Needs aaas-profile\\[ray]."),
-    ] = None,
-) -> None:
+def simulate(o: SimulateOptions) -> None:
     """Simulate AIGC service-provider selection (Du et al. 2023): policies, SAC, hindsight optimum.
 
     Writes per-episode tables (Parquet), Figure 5 (SAC learning curve) and Figure 6 (crashes and reward per
@@ -147,30 +55,29 @@ def simulate(
 
         aaas-profile simulate --policy sac --seeds 0-9 --ray local
     """
-    from aaas_profile import limits
     from aaas_profile.sim import runner
-    from aaas_profile.sim.seeds import parse_seeds, simulate_seeds
+    from aaas_profile.sim.seeds import check_seeds, simulate_seeds
     from aaas_profile.sim.sources import AspSource, sim_config
 
-    limits.check_all("simulate", {"episodes": episodes, "train_episodes": train_episodes, "seed": seed,
-                                  "horizon": horizon, "optimum_time_limit": optimum_time_limit})
-    source = AspSource(preset=preset, asps=asps, profile=profile, metric=metric, sampler=sampler, runtime=runtime,
-                       allow_flagged=allow_flagged_profile)
-    config = sim_config(horizon)
-    seed_list = parse_seeds(seeds, ray)
+    policy, seed, episodes, ray = o.policy, o.seed, o.episodes, o.ray
+    source = AspSource(preset=o.preset, asps=o.asps, profile=o.profile, metric=o.metric, sampler=o.sampler,
+                       runtime=o.runtime, allow_flagged=o.allow_flagged_profile)
+    config = sim_config(o.horizon)
+    seed_list = check_seeds(o.seeds, ray)
     asp_set = source.load(seed)
     for note in asp_set.notes:  # a profile that cannot reach the tasks' steps: say so before a long run
         if note.startswith("warning: "):
             warn(note.removeprefix("warning: "))
-    out = source.default_out() if out is None else out
+    out = source.default_out() if o.out is None else o.out
     if policy == "all" or "," in policy:  # several policies: one leaderboard (docs/leaderboard.md)
         _leaderboard(source, asp_set, Path(out), policy, seed_list or [seed], ray, config,
-                     runner.SimOptions(episodes=episodes, train_episodes=train_episodes, seed=seed,
-                                       optimum=optimum, optimum_time_limit_s=optimum_time_limit, auto_alpha=auto_alpha))
+                     runner.SimOptions(episodes=episodes, train_episodes=o.train_episodes, seed=seed,
+                                       optimum=o.optimum, optimum_time_limit_s=o.optimum_time_limit,
+                                       auto_alpha=o.auto_alpha))
         return
-    options = runner.SimOptions(policy=policy, episodes=episodes, train_episodes=train_episodes, seed=seed,
-                                baselines=baselines, optimum=optimum, optimum_time_limit_s=optimum_time_limit,
-                                resume=resume, checkpoint=checkpoint, auto_alpha=auto_alpha)
+    options = runner.SimOptions(policy=policy, episodes=episodes, train_episodes=o.train_episodes, seed=seed,
+                                baselines=o.baselines, optimum=o.optimum, optimum_time_limit_s=o.optimum_time_limit,
+                                resume=o.resume, checkpoint=o.checkpoint, auto_alpha=o.auto_alpha)
     if seed_list is not None:
         _, summary = simulate_seeds(source.per_seed(asp_set), Path(out), options, config, seed_list, ray_address=ray)
         _print_seeds(summary, seed_list, options, out)

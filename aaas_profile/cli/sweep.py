@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich import box
 from rich.table import Table
 
 from aaas_profile.cli.common import console, emit, progress_bar, warn
 from aaas_profile.errors import Interrupted
+from aaas_profile.options import SweepRun
 
 # The stage modules (torch, diffusers, piq) are imported inside the command, so `--help` starts at once.
 
@@ -44,30 +42,7 @@ class RichProgress:
         self.bar.stop()
 
 
-def sweep(
-    model: Annotated[str | None, typer.Option(help="Model name (see `aaas-profile models`) or a diffusers folder. \\[default: faces, the bundled 64-px model]")] = None,  # noqa: E501
-    data: Annotated[Path | None, typer.Option(help="Folder of PNG/JPEG/BMP images (any mode and size; resized and centre-cropped to the model's resolution). \\[default: datasets/faces/eval, faces the bundled model never saw]")] = None,  # noqa: E501
-    masks: Annotated[str | None, typer.Option(help="Comma list of mask families (thick, thin, half, expand, line, box) and/or folders of mask images (white = keep). \\[default: thick]")] = None,  # noqa: E501
-    steps: Annotated[str | None, typer.Option(help="Step counts: with a respacing N (repaint's default, N = 250) each is t_T, where the chain starts on the N-step grid (the paper's x axis, 10-250); on the steps walk the number of steps over the whole training range (use divisors of the 1000 training steps there: other counts start from a lower noise level). \\[default: 10,15,20,25,30,40,50,75,100,150,200,250: the paper's range in 12 starts, about 3 CPU minutes on the bundled model]")] = None,  # noqa: E501
-    seeds: Annotated[str | None, typer.Option(help="Seeds per image × mask, e.g. 0,1 or 0-4. \\[default: 0]")] = None,  # noqa: E501
-    sampler: Annotated[str | None, typer.Option(help="Comma list of samplers, each swept over the same cells and step counts (one curve each): repaint (RePaint, with --jump-length/--jump-n-sample), ddim (DDIM, eta 0), dpm-solver (DPM-Solver++ 2nd order); ddim and dpm-solver keep the known region by replacement and cost one UNet call a step. \\[default: repaint]")] = None,  # noqa: E501
-    respacing: Annotated[str | None, typer.Option(help="Comma list of walks: an integer N walks the N-step respaced grid from t_T = steps (the paper's x axis: N = 250, steps ≤ N; repaint only), 'steps' a steps-step grid over the whole training range (diffusers' num_inference_steps), 'default' each sampler's own. Every sampler runs every walk it takes; a pair it refuses is skipped with a warning, e.g. --sampler repaint,ddim --respacing 250,steps. \\[default: 250 for repaint, steps for the others]")] = None,  # noqa: E501
-    jump_length: Annotated[int | None, typer.Option("--jump-length", help="RePaint's resampling jump j (1 with --jump-n-sample 1 turns resampling off). \\[default: 10]")] = None,  # noqa: E501
-    jump_n_sample: Annotated[int | None, typer.Option("--jump-n-sample", help="RePaint's resampling count r (1: no resampling). \\[default: 3, to fit the default sweep into 3 CPU minutes; the authors ran 10]")] = None,  # noqa: E501
-    eta: Annotated[float | None, typer.Option(help="Noise weight of the unknown part's update: 0 = diffusers' RePaint default, 1 = DDPM. \\[default: 0]")] = None,  # noqa: E501
-    metrics: Annotated[str | None, typer.Option(help="Comma list of tv, brisque, dss, haarpsi, mdsi, vif. \\[default: all]")] = None,  # noqa: E501
-    limit: Annotated[int | None, typer.Option(help="Use only the first N images (sorted by name).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Cells per UNet call. \\[default: 8]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. \\[default: auto]")] = None,
-    dtype: Annotated[str | None, typer.Option(help="auto (bf16 where the CPU has AVX512-BF16/AMX-BF16 or the GPU bf16 tensor cores, else fp32; a resumed run folder keeps its own), fp32, bf16, or fp16 on CUDA. \\[default: auto]")] = None,  # noqa: E501
-    save_images: Annotated[int | None, typer.Option(help="Save PNGs (original, corrupted, each step count) of this many cells. \\[default: 4]")] = None,  # noqa: E501
-    out: Annotated[Path | None, typer.Option(help="Run folder; an existing one is resumed, and new step counts, seeds, masks, samplers or images are added to it. \\[default: results/<model>-<data folder>-<digest of every setting that defines the cells>, so the same command resumes and another experiment gets its own folder]")] = None,  # noqa: E501
-    config: Annotated[Path | None, typer.Option(help="TOML file with any of these options (flags override it).")] = None,  # noqa: E501
-    shard: Annotated[str | None, typer.Option(help="Run shard INDEX/COUNT (e.g. 0/4) of the cells into the same --out; read from RANK/WORLD_SIZE (torchrun) or SLURM_ARRAY_TASK_ID/COUNT when not given.")] = None,  # noqa: E501
-    ray: Annotated[str | None, typer.Option(help="Run the shards as Ray tasks (one GPU each): 'local' starts Ray here, 'auto' joins a running cluster, or ray://HOST:PORT. Needs aaas-profile\\[ray].")] = None,  # noqa: E501
-    shards: Annotated[int | None, typer.Option(help="Number of shards with --ray. \\[default: the cluster's GPUs, else CPUs / 2]")] = None,  # noqa: E501
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned cells, UNet calls and an estimated time (one timed UNet forward), then stop; writes nothing.")] = False,  # noqa: E501
-) -> None:
+def sweep(given: dict, run: SweepRun) -> None:
     """Corrupt images, inpaint them with RePaint (or other samplers, --sampler) at a sweep of step counts, and
     score every output.
 
@@ -92,18 +67,13 @@ def sweep(
     """
     from aaas_profile import sweep as sweep_mod
 
+    shard, ray, shards = run.shard, run.ray, run.shards
     sweep_mod.check_parallel_options(shard, ray, shards)
     if ray is not None:
         from aaas_profile import distributed
 
         distributed.check_address(ray)  # before the run folder is made: a silent address fails at once
-    cfg = sweep_mod.SweepConfig.from_sources(
-        config, model=model, data=None if data is None else str(data), masks=masks, steps=steps, seeds=seeds,
-        sampler=sampler, respacing=respacing, jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta,
-        metrics=metrics,
-        limit=limit, batch_size=batch_size, device=device, dtype=dtype, save_images=save_images,
-        out=None if out is None else str(out),
-    )
+    cfg = sweep_mod.SweepConfig.from_sources(run.config, **given)
     part = sweep_mod.Shard()
     if ray is None:
         part = sweep_mod.Shard.parse(shard) if shard else sweep_mod.Shard.from_env(dict(os.environ))
@@ -121,7 +91,7 @@ def sweep(
     )
     need = sweep_mod.conclusion_needs(prepared)
     (warn if need.short else console.print)(need.line)
-    if dry_run:
+    if run.dry_run:
         _print_plan(sweep_mod.dry_run(prepared), prepared)
         return
     interrupted = (f"interrupted: finished cells are saved in {prepared.run_dir}; run the same command again to "

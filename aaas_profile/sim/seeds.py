@@ -29,16 +29,15 @@ def _one_seed(make_asps: Callable[[int], AspSet], out: Path, options: SimOptions
     return result.episodes.assign(seed=seed)
 
 
-def parse_seeds(text: str | None, ray_address: str | None) -> list[int] | None:
-    """``--seeds`` ("0-9", "0,3,7") as a list, or None for a single run; ``--ray`` needs ``--seeds``."""
-    if text is None:
+def check_seeds(seeds: list[int] | None, ray_address: str | None) -> list[int] | None:
+    """``--seeds`` (parsed and range-checked on entry: ``options.SimulateOptions``), or None for a single run;
+    ``--ray`` needs ``--seeds``, and ``--seeds`` at least one seed."""
+    if seeds is None:
         if ray_address is not None:
             raise SimError("--ray runs seeds in parallel: give --seeds too")
         return None
-    seeds = limits.parse_ints(text, "seeds", SimError)
     if not seeds:
-        raise SimError(f"--seeds {text!r} names no seed; give e.g. 0-9 or 0,3,7")
-    limits.check("simulate", "seeds", seeds, SimError)
+        raise SimError("--seeds names no seed; give e.g. 0-9 or 0,3,7")
     return seeds
 
 

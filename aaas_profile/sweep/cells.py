@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from aaas_profile import images as images_mod
-from aaas_profile import limits
 from aaas_profile import masks as masks_mod
+from aaas_profile import options
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.models import LoadedModel
 from aaas_profile.sweep.config import SweepConfig, SweepError
@@ -64,14 +64,12 @@ class Shard:
     def from_env(cls, env: dict[str, str]) -> Shard:
         """The shard a launcher assigned: torchrun's RANK/WORLD_SIZE, else a SLURM array's task id/count,
         else the whole sweep."""
-        try:
-            if "WORLD_SIZE" in env and "RANK" in env:
-                return cls(int(env["RANK"]), int(env["WORLD_SIZE"]))
-            if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-                first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-                return cls(int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"]))
-        except ValueError:
-            raise SweepError("RANK/WORLD_SIZE or SLURM_ARRAY_TASK_* hold non-integers") from None
+        if "WORLD_SIZE" in env and "RANK" in env:
+            return cls(options.env_int(env, "RANK", SweepError), options.env_int(env, "WORLD_SIZE", SweepError))
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            first = options.env_int(env, "SLURM_ARRAY_TASK_MIN", SweepError, default=0)
+            return cls(options.env_int(env, "SLURM_ARRAY_TASK_ID", SweepError) - first,
+                       options.env_int(env, "SLURM_ARRAY_TASK_COUNT", SweepError))
         return cls()
 
     def owns(self, position: int) -> bool:
@@ -100,8 +98,8 @@ class Prepared:
 
 def check_parallel_options(shard: str | None, ray: str | None, shards: int | None) -> None:
     """How the cells are split: ``--shard INDEX/COUNT`` per process, or ``--ray`` with ``--shards`` tasks.
-    Raises SweepError (one line) for a combination that cannot mean anything."""
-    limits.check("sweep", "shards", shards, SweepError)
+    Raises SweepError (one line) for a combination that cannot mean anything (``--shards``' range is checked on
+    entry, with the option)."""
     if shards is not None and ray is None:
         raise SweepError(f"--shards {shards} only counts Ray tasks: give --ray too, or --shard INDEX/COUNT per "
                          "process")

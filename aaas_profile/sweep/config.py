@@ -4,27 +4,19 @@ and how the same keys read from a ``--config`` file or a run folder's config.tom
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import tomli_w
 
-from aaas_profile import limits, precision, stored
+from aaas_profile import limits, options, precision, stored
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # aaas_profile/sweep/config.py → the repository
-DEFAULT_DATA = PROJECT_ROOT / "datasets" / "faces" / "eval"  # faces the bundled model was not trained on
-# The paper's x axis: t_T from 10 (the chain starts at training timestep 36, the noisy floor) to 250 (pure noise
-# at 999) on the 250-step respaced grid (docs/protocol.md). Twelve starts instead of the authors' 25, dense below
-# 50 where the bundled model's curve leaves its floor (between t_T 10 and 15), sparse above where it creeps to
-# saturation, so that the fitted (Ax, Bx) are resolved by the grid rather than placed in a gap of it.
-DEFAULT_STEPS = (10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 250)
-# Resampling with jumps 10/3 instead of the authors' 10/10: 2,685 UNet calls a face, 26,850 for the 10 held-out
-# faces, about 3 minutes of an idle 2-core CPU; 10/10 on this grid is 8,705 a face (about 9 minutes), which
-# the budget cannot hold. --jump-n-sample 10 --steps 10,20,...,250 is their exact protocol (docs/protocol.md).
-DEFAULT_JUMP_N_SAMPLE = 3
+# The defaults live with the options' declarations (aaas_profile/options.py); re-exported for the stages.
+PROJECT_ROOT, DEFAULT_DATA, DEFAULT_STEPS = options.PROJECT_ROOT, options.DEFAULT_DATA, options.DEFAULT_STEPS
+DEFAULT_JUMP_N_SAMPLE, DEFAULT_RESPACING = options.DEFAULT_JUMP_N_SAMPLE, options.DEFAULT_RESPACING
 
 
 class SweepError(UserError, ValueError):
@@ -32,30 +24,10 @@ class SweepError(UserError, ValueError):
 
 
 @dataclass
-class SweepConfig:
-    """Everything that defines a sweep; written to the run folder as config.toml."""
-
-    model: str = "faces"  # the bundled faces model (issue "Bundled models"); any card name or folder
-    data: str = str(DEFAULT_DATA)
-    masks: list[str] = field(default_factory=lambda: ["thick"])  # one family keeps the default sweep short
-    steps: list[int] = field(default_factory=lambda: list(DEFAULT_STEPS))
-    seeds: list[int] = field(default_factory=lambda: [0])
-    # samplers.SAMPLERS names; written and read as the key "sampler" (KEY_NAMES), like the --sampler option
-    samplers: list[str] = field(default_factory=lambda: ["repaint"])
-    # The walks (samplers.respacing_label): "250" is t_T = steps on the 250-step respaced grid (the paper's x
-    # axis), "steps" a steps-step grid over the whole training range; "default" each sampler's own (250 for
-    # repaint, steps for the others). Every sampler runs every respacing it takes (RESPACING_RULE).
-    respacing: list[str] = field(default_factory=lambda: [DEFAULT_RESPACING])
-    jump_length: int = 10  # RePaint's j
-    jump_n_sample: int = DEFAULT_JUMP_N_SAMPLE  # RePaint's r; the authors' 10 departs from it (see there)
-    eta: float = 0.0  # repaint-diffusers'; see samplers.DiffusersRePaintSampler
-    metrics: list[str] = field(default_factory=lambda: list(metrics_mod.ALL))
-    limit: int | None = None  # use only the first N images (sorted by name)
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"  # bf16 where the device computes it natively, else fp32 (precision.choose)
-    save_images: int = 4  # cells whose original, corrupted input and outputs are saved as PNG for reports
-    out: str | None = None  # default results/<model>-<UTC time>
+class SweepConfig(options.SweepOptions):
+    """Everything that defines a sweep (the fields, defaults, ranges and help of ``options.SweepOptions``), with the
+    checks every value goes through, from the command line, a ``--config`` file or a run folder's config.toml
+    alike; written to the run folder as config.toml."""
 
     @classmethod
     def from_sources(cls, file: Path | None = None, **overrides) -> SweepConfig:
@@ -90,11 +62,8 @@ class SweepConfig:
         return config
 
     def validate(self) -> None:
-        limits.check_all("sweep", {"steps": self.steps, "seeds": self.seeds, "jump_length": self.jump_length,
-                                   "jump_n_sample": self.jump_n_sample, "eta": self.eta, "limit": self.limit,
-                                   "batch_size": self.batch_size, "save_images": self.save_images}, SweepError)
-        for option in ("masks", "metrics", "samplers", "respacing"):
-            limits.no_repeats("sampler" if option == "samplers" else option, getattr(self, option), SweepError)
+        # every range and no repeated list item (options.SweepOptions declares them), then what ranges cannot say
+        options.check_all("sweep", {KEY_NAMES.get(k, k): v for k, v in asdict(self).items()}, SweepError)
         if not self.steps or any(s < 1 for s in self.steps):
             raise SweepError(f"steps must be positive integers, got {self.steps}")
         if not self.seeds:
@@ -179,7 +148,6 @@ class SweepConfig:
         return tomli_w.dumps({KEY_NAMES.get(k, k): v for k, v in asdict(self).items() if v is not None})
 
 
-DEFAULT_RESPACING = "default"
 # A sampler × respacing pair the sampler refuses (ddim, dpm-solver and repaint-diffusers walk only their own
 # step grid) is skipped with a one-line warning, so `--sampler repaint,ddim --respacing 250,steps` runs the
 # three pairs that exist; a sampler that takes none of the respacings is an error.
@@ -193,9 +161,9 @@ def setting_key(name: str, respacing: str) -> str:
     return name if respacing == default else f"{name}@{respacing}"
 
 
-# Fields whose configuration key (config.toml, --config files, from_sources' keywords) is not the field name:
-# one sampler name per entry, as the --sampler option.
-KEY_NAMES = {"samplers": "sampler"}
+# Fields whose configuration key (config.toml, --config files, from_sources' keywords) is not the field name
+# (``samplers`` is written "sampler", as the --sampler option): from the declarations.
+KEY_NAMES = {f.name: options.key_of(f) for f in fields(options.SweepOptions) if options.key_of(f) != f.name}
 
 
 def _checked_type(key: str, value, kind: str, file: Path | None):

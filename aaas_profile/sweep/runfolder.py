@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aaas_profile import images as images_mod
-from aaas_profile import limits, precision, runs, stored
 from aaas_profile import masks as masks_mod
+from aaas_profile import options, precision, runs, stored
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.atomic import write_atomic
 from aaas_profile.errors import UserError, check_writable
@@ -26,11 +26,11 @@ CONFIG_ADVICE = "restore it, or sweep into a new --out (a run folder's config.to
 
 def read_run_config(path: Path) -> dict:
     """A run folder's config.toml, checked (``stored.RunConfigFile``: keys and types; ``SweepConfig.validate``:
-    values, in the ranges of ``limits``), as the dict it holds. Raises RunError (one line naming the file and the
+    values, in the ranges of ``options``), as the dict it holds. Raises RunError (one line naming the file and the
     key) otherwise."""
     before = stored.read_toml(path, stored.RunConfigFile, CONFIG_ADVICE)
     try:
-        limits.check_all("sweep", before, keyed=True)  # named as the file names them, before the flags' check
+        options.check_all("sweep", before, keyed=True)  # named as the file names them, before the flags' check
         SweepConfig.from_sources(**before)
     except UserError as err:  # SweepError, or a stage's own (an unknown metric: MetricError)
         raise runs.RunError(f"{path}: {err}; {CONFIG_ADVICE}") from None
