@@ -107,6 +107,7 @@ def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = Non
     pending = [task.remote(config, index, count, threads) for index in range(count)]
     total = len(sweep.all_cells(prepared)) * len(config.steps)  # every sampler's cells at every step count
     reports, last = [], 0.0
+    done = prepared.done or runs.DoneCells(prepared.run_dir)  # the bar reads each new part once, not every part
     while pending:
         finished, pending = ray.wait(pending, num_returns=1, timeout=2.0)
         for ref in finished:
@@ -116,7 +117,7 @@ def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = Non
                 cause = err.cause if getattr(err, "cause", None) else err
                 raise sweep.SweepError(f"a shard failed: {str(cause).strip().splitlines()[-1]}") from None
         if on_progress is not None and (monotonic() - last > 2.0 or not pending):
-            on_progress(len(runs.done_cells(prepared.run_dir)), total)
+            on_progress(len(done.refresh()), total)
             last = monotonic()
         if not finished:
             sleep(0.1)

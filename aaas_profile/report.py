@@ -242,7 +242,6 @@ def quality_section(run: Path, scores: pd.DataFrame | None, document: dict | Non
     parts = []
     if scores is not None and len(scores):
         # Two models, samplers or resampling settings in one run are shown apart, never pooled into one median.
-        scores = curve_keys.with_sampler_columns(scores)
         keys = list(curve_keys.SETTING_KEYS)
         medians = (scores.groupby([*keys, "mask", "metric", "steps"])["value"].median().unstack("steps")
                    .reset_index())
@@ -377,7 +376,6 @@ def sampler_section(run: Path, scores: pd.DataFrame | None) -> str:
     UNet-calls axis, the best sampler at each budget (``analysis.best_by_budget``), and saved outputs side by side."""
     if scores is None or not len(scores):
         return ""
-    scores = curve_keys.with_sampler_columns(scores)  # also a table from before samplers: one sampler, no section
     if len(scores[["sampler", "sampler_params", "respacing"]].drop_duplicates()) < 2:
         return ""
     medians = analysis.sampler_medians(scores)

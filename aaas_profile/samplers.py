@@ -90,7 +90,8 @@ def _scheduler(kind: type, schedule: dict, steps: int, **fixed):
     scheduler = kind(**{**{k: v for k, v in schedule.items() if k in accepted}, **fixed})
     train_steps = scheduler.config.num_train_timesteps
     if not 1 <= steps <= train_steps:
-        raise SamplerError(f"steps must lie in 1..{train_steps}, got {steps}")
+        raise SamplerError(f"steps must lie in 1..{train_steps}, got {steps} (the model was trained with "
+                           f"{train_steps} steps)")
     return scheduler
 
 
@@ -328,7 +329,8 @@ class RePaintSampler(Sampler):
         train_steps = int(schedule.get("num_train_timesteps", 1000))
         n = train_steps if self.respacing is None else self.respacing
         if not 1 <= steps <= n:
-            where = "" if self.respacing is None else f" (t_T on the {n}-step respaced grid: respacing ≥ steps)"
+            where = (f" (the model was trained with {n} steps)" if self.respacing is None
+                     else f" (t_T on the {n}-step respaced grid: respacing ≥ steps)")
             raise SamplerError(f"steps must lie in 1..{n}, got {steps}{where}")
         return respaced_timesteps(train_steps, steps if self.respacing is None else self.respacing)
 

@@ -20,6 +20,7 @@ from aaas_profile import images as images_mod
 from aaas_profile import masks as masks_mod
 from aaas_profile import precision, runs, sweep
 from aaas_profile.metrics import ALL
+from aaas_profile.samplers import SamplerError
 from aaas_profile.sweep import cells as cells_mod
 
 KEY = [*runs.CELL_KEY, "metric"]
@@ -720,3 +721,49 @@ def test_a_held_scores_lock_is_said_not_waited_for_in_silence(model_dir, image_d
     assert progress.lines[0].startswith(f"waiting for {runs.scores_dir(prepared.run_dir) / '.lock'} held by pid "
                                         f"{os.getpid()}")
     assert results[0].cells_run == 2
+
+
+def test_a_step_count_beyond_the_models_training_steps_fails_before_anything_is_written(model_dir, image_dir,
+                                                                                       tmp_path):
+    """One check of steps against the model (the samplers', run for every step count in prepare), in one line."""
+    with pytest.raises(SamplerError, match=r"^steps must lie in 1..1000, got 2000 \(the model was trained with 1000 "
+                       r"steps\)$"):
+        sweep.prepare(config(model_dir, image_dir, tmp_path / "run", respacing="steps", steps="10,2000"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_reads_config_toml_once_and_each_part_once(model_dir, image_dir, tmp_path, monkeypatch):
+    """prepare asks for the run folder's config.toml several times (dtype, old sampler names, identity, resume
+    check) and plans from the parts; the run reuses both: the file is parsed once and each part read once."""
+    from aaas_profile import stored
+    from aaas_profile.sweep import runfolder
+
+    cfg = config(model_dir, image_dir, tmp_path / "run", steps="5")
+    sweep.run(cfg)
+    grown = sweep.SweepConfig.from_sources(**{**sweep_fields(cfg), "steps": [5, 10]})
+    toml_reads, part_reads = [], []
+    read_toml, read_part = stored.read_toml, runs.read_part
+    monkeypatch.setattr(stored, "read_toml", lambda path, *a, **k: (path.name == "config.toml" and toml_reads.append(
+        path)) or read_toml(path, *a, **k))
+    monkeypatch.setattr(runs, "read_part",
+                        lambda path, *a, **k: part_reads.append(path.name) or read_part(path, *a, **k))
+    runfolder._RUN_CONFIGS.clear()
+    result = sweep.run(grown)
+    assert result.cells_run == 2 * 2 * 1  # images × masks × seeds at the new step count
+    assert len(toml_reads) == 1
+    parts_before = len(runs.part_files(tmp_path / "run")) - 1  # the run wrote one new part
+    # each part once for planning (prepare, then only the new one in the run's refresh), plus the summary's
+    # read of the whole table at the end
+    planning = part_reads[: len(part_reads) - len(runs.part_files(tmp_path / "run"))]
+    assert sorted(planning) == sorted(set(planning)) and len(planning) == parts_before + 1
+    # a changed file is read again
+    path = tmp_path / "run" / "config.toml"
+    path.write_text(path.read_text() + "\n")
+    runfolder.read_run_config(path)
+    assert len(toml_reads) == 2
+
+
+def sweep_fields(cfg) -> dict:
+    from dataclasses import asdict
+
+    return {sweep.KEY_NAMES.get(k, k): v for k, v in asdict(cfg).items() if v is not None}

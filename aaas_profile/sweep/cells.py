@@ -12,7 +12,7 @@ import torch
 
 from aaas_profile import images as images_mod
 from aaas_profile import masks as masks_mod
-from aaas_profile import options
+from aaas_profile import options, runs
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.models import LoadedModel
 from aaas_profile.sweep.config import SweepConfig, SweepError
@@ -94,6 +94,9 @@ class Prepared:
     shard: Shard = Shard()
     dtype_reason: str = ""  # why config.dtype (resolved from "auto" or forced), for the terminal and manifest
     warnings: list[str] = field(default_factory=list)  # one line each, for the user, before the sweep starts
+    # The cells already scored in run_dir, read once by prepare and brought up to date by the run (each part
+    # file is read once: runs.DoneCells.refresh reads only the new ones).
+    done: runs.DoneCells | None = None
 
 
 def check_parallel_options(shard: str | None, ray: str | None, shards: int | None) -> None:

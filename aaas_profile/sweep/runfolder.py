@@ -4,6 +4,7 @@ its images and masks), config.toml, and the manifest's record of each invocation
 
 from __future__ import annotations
 
+import copy
 import platform
 import tomllib
 import uuid
@@ -27,14 +28,31 @@ CONFIG_ADVICE = "restore it, or sweep into a new --out (a run folder's config.to
 def read_run_config(path: Path) -> dict:
     """A run folder's config.toml, checked (``stored.RunConfigFile``: keys and types; ``SweepConfig.validate``:
     values, in the ranges of ``options``), as the dict it holds. Raises RunError (one line naming the file and the
-    key) otherwise."""
+    key) otherwise.
+
+    Read and checked once per version of the file: ``prepare`` asks for it several times (the dtype to keep, the
+    sampler names of an old folder, the experiment's identity, the settings a resume must keep), and each later
+    call gets a copy of the first one's result while the file's inode, size and mtime are unchanged."""
+    try:
+        stat = Path(path).stat()
+        version = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        version = None  # stored.read_toml says what is wrong, in one line
+    if version is not None and version in _RUN_CONFIGS:
+        return copy.deepcopy(_RUN_CONFIGS[version])
     before = stored.read_toml(path, stored.RunConfigFile, CONFIG_ADVICE)
     try:
         options.check_all("sweep", before, keyed=True)  # named as the file names them, before the flags' check
         SweepConfig.from_sources(**before)
     except UserError as err:  # SweepError, or a stage's own (an unknown metric: MetricError)
         raise runs.RunError(f"{path}: {err}; {CONFIG_ADVICE}") from None
+    if version is not None:
+        _RUN_CONFIGS.clear()  # one folder's at a time: an invocation reads one run folder
+        _RUN_CONFIGS[version] = copy.deepcopy(before)
     return before
+
+
+_RUN_CONFIGS: dict[tuple, dict] = {}  # read_run_config's checked result, by the file's version
 
 
 def _legacy_samplers(out: Path, config: SweepConfig, warnings: list[str]) -> SweepConfig:
