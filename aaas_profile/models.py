@@ -194,7 +194,7 @@ class LoadedModel:
     @property
     def learned_variance(self) -> bool:
         """True for models that output epsilon and a variance interpolation (guided-diffusion's learn_sigma);
-        the samplers use the epsilon half, see samplers.py."""
+        the samplers use the epsilon half, see aaas_profile/samplers/."""
         return self.unet.config.out_channels == 2 * self.unet.config.in_channels
 
     def describe(self) -> dict:

@@ -6,7 +6,7 @@ The model is diffusers' ``UNet2DModel`` trained with the DDPM objective of Ho et
     L   = ‖ε − ε_θ(x_t, t)‖²   (mean over pixels)
 
 with the linear β schedule 1e-4 … 0.02 over 1000 steps (``DDPMScheduler``), the schedule RePaint's sampler in
-``aaas_profile/samplers.py`` expects. Images are scaled from [0, 1] to [−1, 1].
+``aaas_profile/samplers/`` expects. Images are scaled from [0, 1] to [−1, 1].
 
 * **Augmentation** (``augment``): each example is a random square crop of a random training image, its side
   drawn uniformly between ``min_crop`` and 1 × the image's shorter side, resized to ``resolution`` px
