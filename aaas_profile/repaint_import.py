@@ -1,5 +1,9 @@
 """Convert RePaint's guided-diffusion checkpoints into diffusers ``UNet2DModel`` folders.
 
+Why one module of some 510 lines: it is one conversion. The architecture correspondence below, the key mapping
+that implements it, the checks that every tensor was used exactly once, and the folder it writes are read
+together when one of them changes; most of the length is the mapping itself.
+
 RePaint (Lugmayr et al., CVPR 2022) samples with UNets trained by OpenAI's guided-diffusion code (Dhariwal &
 Nichol 2021): ``celeba256_250000.pt`` (CelebA-HQ) and ``places256_300000.pt`` (Places2), plain PyTorch state
 dicts. Both use the settings of RePaint's ``confs/test_c256_*.yml`` and ``confs/test_p256_*.yml``:

@@ -1,5 +1,10 @@
 """One self-contained HTML page of a run folder: configuration, image grid, metric curves and fits, simulator.
 
+Why one module of some 540 lines: it is one page. Every section renders into the same HTML skeleton with the same
+few helpers (tables, figures, data URIs) and reads what the run folder holds; the numbers behind the sections
+are computed in ``analysis`` and the fit, so what is left here is markup, and splitting it by section would
+scatter one page's layout over files that each import all the helpers.
+
 Every image is embedded as a data URI, so ``report.html`` can be mailed, archived or printed on its own; the
 page loads nothing from the network (no fonts, scripts or style sheets from elsewhere). Each section appears
 only when the run folder holds its data:

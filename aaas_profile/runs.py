@@ -1,5 +1,9 @@
 """The run folder (docs/design.md): ``config.toml``, ``manifest.json`` and the long scores table in Parquet parts.
 
+Why one module of some 430 lines: it alone owns the run folder's on-disk format (docs/design.md), the part
+files, the locks and claims that let processes share one folder, and the manifest; keeping the format and its
+concurrency rules in one place is what lets every other stage stay ignorant of them.
+
 Part files are written atomically (a hidden temp file, flushed to disk, then renamed), so a sweep killed at
 any moment leaves either a whole part or none: starting it again skips exactly the cells already written.
 

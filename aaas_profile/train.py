@@ -1,5 +1,9 @@
 """Train a small unconditional DDPM on a folder of images and save it as a diffusers pipeline folder.
 
+Why one module of some 490 lines: it is one training run, top to bottom (data and augmentation, the model, the
+loop with EMA and resumable checkpoints, the model folder and its card), in the order it happens; each part
+is short and used only here.
+
 The model is diffusers' ``UNet2DModel`` trained with the DDPM objective of Ho et al. (2020), eq. 14:
 
     x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε,   ε ~ N(0, I),   t ~ U{0, …, 999}

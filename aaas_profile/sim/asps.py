@@ -1,5 +1,9 @@
 """ASP sets: the paper preset drawn from a seed, a user's CSV table, or a ``fit.json`` profile.
 
+Why one module of some 480 lines: the three sources share one ``AspSet`` and the same range checks of every
+ASP field, and the profile source (most of the length) is the mapping from a fit's curves and runtime model to
+ASPs, which is read as a whole.
+
 An ASP (AIGC service provider) is a quality curve on the [0, 1] scale (the four-parameter model of docs/design.md:
 ``ax, ay, bx, by``; x in diffusion steps) and a ``capacity``, the total diffusion steps it runs at once.
 The three sources all return an :class:`AspSet`; the environment never needs to know where one came from.

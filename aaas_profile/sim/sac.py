@@ -1,5 +1,9 @@
 """Discrete Soft Actor-Critic (Christodoulou 2019, "Soft Actor-Critic for Discrete Action Settings").
 
+Why one module of some 520 lines: it is the algorithm on one page, as CleanRL writes its single-file
+algorithms (networks, replay, update, checkpoint, training loop), so that it reads top to bottom; its
+registry adapter is ``sim/learning.py`` and its tuning history docs/policies.md.
+
 One file, top to bottom, in the manner of CleanRL's ``sac_atari.py``. With a discrete action set the policy
 π(·|s) is a softmax over ASPs and every expectation over actions is computed exactly, not sampled:
 
