@@ -153,3 +153,13 @@ def test_relative_and_three_module_cycles_are_found_and_init_importing_its_submo
         "sub/c.py": "def f():\n    import pkg.a\n",
     })
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub.b", "pkg.sub.c"]]  # pkg.sub (__init__) is in none
+
+
+def test_the_tests_mirror_the_packages():
+    """Each package of aaas_profile has its tests in a folder of the same name (tests/sweep/ for
+    aaas_profile/sweep/); a module's tests stay at the top of tests/ (docs/testing.md)."""
+    tests = Path(__file__).parent
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    assert packages == ["cli", "core", "fit", "samplers", "sim", "sweep"], packages
+    for name in packages:
+        assert any((tests / name).glob("test_*.py")), f"tests/{name}/ holds no tests of aaas_profile/{name}/"

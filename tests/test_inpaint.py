@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import RESOLUTION, OracleUNet, make_unet
+from conftest import BATCH_ATOL, RESOLUTION, OracleUNet, make_unet
 from diffusers import RePaintScheduler
 
 from aaas_profile.inpaint import RePaintConfig, inpaint, unet_calls
@@ -16,10 +16,6 @@ def unet():
     return make_unet().eval().requires_grad_(False)
 
 
-# A cell's image alone and inside a batch is not the same computation (the float32 UNet sums in another order):
-# measured largest |difference| 1.0e-5 over 3 draws x 6 cells x (10 steps with 5/2 jumps, 5 steps without), at 1
-# and 2 threads; ten times that.
-BATCH_ATOL = 1e-4
 
 
 def batch(n: int, family: str = "thick"):

@@ -1,6 +1,6 @@
 """Render every command's ``--help`` into docs/cli.md, the CLI reference (``python tools/cli_docs.py``).
 
-The page is generated, never edited by hand: ``tests/test_cli_docs.py`` fails when the committed file differs
+The page is generated, never edited by hand: ``tests/cli/test_cli_docs.py`` fails when the committed file differs
 from what the commands print, so a changed option shows up as a diff to commit. ``--check`` only compares.
 """
 

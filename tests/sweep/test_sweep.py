@@ -221,7 +221,7 @@ def test_a_cuda_sweep_gives_the_same_rows_in_any_batch(model_dir, image_dir, tmp
 
 # --- samplers (issue 19 B) ---------------------------------------------------------------------------------
 
-FIXTURE = Path(__file__).parent / "data" / "sweep-v1"
+FIXTURE = Path(__file__).parents[1] / "data" / "sweep-v1"
 DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
 
 
@@ -406,7 +406,7 @@ def test_the_default_run_folder_covers_every_setting_that_defines_cells(tmp_path
 def test_a_cells_output_does_not_depend_on_its_batch_for_any_sampler(model_dir, image_dir, tmp_path):
     """Batches hold one sampler; in each sampler's batch (two step counts mixed) every cell gets the output it
     gets alone, up to float rounding (test_inpaint.BATCH_ATOL): its noise comes from its own generator."""
-    from test_inpaint import BATCH_ATOL
+    from conftest import BATCH_ATOL
 
     prepared = sweep.prepare(config(model_dir, image_dir, tmp_path / "run", sampler="repaint,ddim,dpm-solver",
                                     masks="half", steps="2,5", metrics="tv", batch_size=4))

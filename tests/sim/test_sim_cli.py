@@ -321,7 +321,7 @@ def test_asp_sources_per_seed():
 def test_the_command_only_parses_calls_and_prints():
     from pathlib import Path
 
-    source = (Path(__file__).parents[1] / "aaas_profile" / "cli" / "simulate.py").read_text()
+    source = (Path(__file__).parents[2] / "aaas_profile" / "cli" / "simulate.py").read_text()
     assert "fail(" not in source and "except UserError" not in source and "KeyboardInterrupt" not in source
 
 

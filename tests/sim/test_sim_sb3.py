@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_sim_sac import small_env
 
 from aaas_profile.sim import sb3
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.episodes import train_seed
 from aaas_profile.sim.policies import PolicyContext, make_baseline
 from aaas_profile.sim.runner import Progress, SimOptions, run_episode
-from tests.test_sim_sac import small_env
 
 EVAL = range(100, 104)
 
@@ -59,8 +59,7 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path):
     import zipfile
 
     import cloudpickle
-
-    from tests.test_sim_sac import _RunsCode
+    from test_sim_sac import _RunsCode
 
     (tmp_path / "run").mkdir()
     env, prepared = trained("dqn", tmp_path / "run", 1)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_sim_sac import small_env
 
 from aaas_profile.sim import registry
 from aaas_profile.sim.d2sac import D2SAC, D2sacConfig, DiffusionActor, vp_betas
 from aaas_profile.sim.policies import make_baseline
 from aaas_profile.sim.runner import run_episode
 from aaas_profile.sim.sac import SacPolicy, train
-from tests.test_sim_sac import small_env
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # torch on one thread (conftest)
 

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import invoke
 
 from aaas_profile.sim import leaderboard
 from aaas_profile.sim.asps import SimError
 from aaas_profile.sim.runner import first_reaching
-from tests.conftest import invoke
 
 
 def test_the_97_percent_crossing_of_a_synthetic_learning_curve():
