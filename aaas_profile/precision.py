@@ -177,6 +177,19 @@ def choose(requested: str, device_type: str, native_bf16: bool, previous: str | 
     return Choice("fp32", f"auto: {where}")
 
 
+def choose_for_training(requested: str, device: torch.device, error: type[UserError] = PrecisionError) -> str:
+    """The dtype ``train`` runs in (``choose`` is inference's): the CPU trains in fp32 (bf16 or fp16 asked for on
+    it is ``error``, one line); on CUDA ``auto`` is bf16 where the GPU has bf16 tensor cores, else fp16 (with
+    loss scaling; emulated bf16 is slow), and a named dtype is taken as given."""
+    if device.type != "cuda":
+        if requested in ("bf16", "fp16"):
+            raise error(f"precision {requested} needs CUDA; the CPU trains in fp32")
+        return "fp32"
+    if requested == "auto":
+        return "bf16" if cuda_native_bf16(device) else "fp16"
+    return requested
+
+
 def channels_last(device_type: str, dtype: str) -> bool:
     """Whether the UNet runs in channels-last layout on this device and dtype (see the module docstring)."""
     return device_type == "cpu" and dtype == "bf16"

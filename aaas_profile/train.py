@@ -211,16 +211,6 @@ def ema_decay_at(update: int, ema_decay: float) -> float:
     return min(ema_decay, (1 + update) / (10 + update))
 
 
-def _pick_precision(precision: str, device: torch.device) -> str:
-    if device.type != "cuda":
-        if precision in ("bf16", "fp16"):
-            raise TrainError(f"precision {precision} needs CUDA; the CPU trains in fp32")
-        return "fp32"
-    if precision == "auto":
-        return "bf16" if precision_mod.cuda_native_bf16(device) else "fp16"  # emulated bf16 is slow: fp16 then
-    return precision
-
-
 def _lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
 
@@ -297,7 +287,7 @@ def train(
                          "models/NAME")
     check_writable(out, "--out")  # before loading anything, not after training
     device = precision_mod.pick_device(config.device, TrainError)
-    precision = _pick_precision(config.precision, device)
+    precision = precision_mod.choose_for_training(config.precision, device, TrainError)
     images = load_training_images(data_dir, config.resolution)
 
     torch.manual_seed(config.seed)

@@ -29,7 +29,7 @@ import pandas as pd
 from aaas_profile import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-THRESHOLD = 0.1  # a tenth of the image-to-image spread (issue 20)
+THRESHOLD = 0.1  # a tenth of the image-to-image spread (docs/precision.md)
 
 
 def compare(fp32: pd.DataFrame, bf16: pd.DataFrame) -> pd.DataFrame:

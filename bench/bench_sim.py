@@ -10,7 +10,7 @@ Measured on one CPU thread (``torch.set_num_threads(1)``), in one run:
   validation streams that ``simulate`` uses): the environment steps and wall seconds (training and
   validation) until the validated greedy reward first reaches 97 % of the greedy oracle's on the same streams.
 
-The "before" figures are those issue 16 quotes for the agent it replaced: 144 updates/s, and 120k environment
+The "before" figures were measured on the agent the current SAC replaced: 144 updates/s, and 120k environment
 steps / 34 min of training for 95.7 % of the greedy oracle (it never reached 97 %). Numbers depend on the
 machine and its load; compare rates measured in the same run. Writes ``results/bench/sim.json``.
 

@@ -1,4 +1,4 @@
-"""Every way a user can get it wrong ends in one clear line (issue 15): output that cannot be written (a real
+"""Every way a user can get it wrong ends in one clear line: output that cannot be written (a real
 read-only folder), silent wrong results, messages, options accepted and ignored, defaults and output width."""
 
 import io

@@ -1,6 +1,6 @@
 """No import cycle between aaas_profile's modules, counting lazy imports inside functions.
 
-A cycle hides a seam that is not one (issue 19: ``fit`` imported ``plots`` lazily and ``plots`` imported ``fit``).
+A cycle hides a seam that is not one (say ``fit`` importing ``plots`` lazily while ``plots`` imports ``fit``).
 The check reads every ``import`` / ``from … import`` statement of the package with ``ast``, wherever it sits
 (module level, inside functions, under ``if``), resolves it to a module of the package, and looks for a cycle.
 A sub-package's ``__init__`` importing its own submodules is allowed (that is how ``cli`` builds its app).

@@ -1,4 +1,4 @@
-"""Several processes on one run folder (issue 15, B): each cell is computed once, no raw part holds a duplicate,
+"""Several processes on one run folder : each cell is computed once, no raw part holds a duplicate,
 and only the temp files and claims of processes that are gone are removed."""
 
 import fcntl

@@ -168,7 +168,7 @@ def test_a_flagged_profile_is_refused_in_one_line_unless_allowed(tmp_path):
     result = runner.invoke(app, ["simulate", "--policy", "crash-avoid", "--profile", str(fit),
                                  "--allow-flagged-profile", *FAST])
     assert result.exit_code == 0, result.output
-# -- paths only the real command line reaches (issue 18, item 7) --------------------------------------------
+# -- paths only the real command line reaches --------------------------------------------------------------
 
 def real_app():
     from aaas_profile.cli import app as project_app
@@ -261,7 +261,7 @@ def test_agod_preset_runs_on_its_table_and_writes_it(tmp_path):
     assert written.capacity.tolist() == expected.capacity.tolist() and written.by.tolist() == expected.by.tolist()
 
 
-# -- the stage decides, the command only parses, calls and prints (issue 19) ---------------------------------
+# -- the stage decides, the command only parses, calls and prints ------------------------------------------
 
 RAY_FAST = ["simulate", "--policy", "random", "--seeds", "0-3", *FAST]
 

@@ -219,7 +219,7 @@ def test_a_cuda_sweep_gives_the_same_rows_in_any_batch(model_dir, image_dir, tmp
     assert merged["value_1"].to_numpy() == pytest.approx(merged["value_8"].to_numpy(), rel=rel, abs=rel / 10)
 
 
-# --- samplers (issue 19 B) ---------------------------------------------------------------------------------
+# --- samplers ------------------------------------------------------------------------------------------
 
 FIXTURE = Path(__file__).parents[1] / "data" / "sweep-v1"
 DPM_PARAMS = '{"algorithm_type":"dpmsolver++","solver_order":2}'
