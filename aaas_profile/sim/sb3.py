@@ -96,6 +96,7 @@ def _algorithm(name: str):
 def prepare(context: PolicyContext, name: str) -> PreparedPolicy:
     """Train (or resume, or load) SB3's ``name`` for ``simulate``; the registry's factory for dqn and ppo."""
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
 
     env, folder, options, progress = context.env, context.folder, context.options, context.progress
     label = name.upper()
@@ -151,6 +152,9 @@ def prepare(context: PolicyContext, name: str) -> PreparedPolicy:
         progress.start(f"train {name}", options.train_episodes)
         progress.advance(meta["episodes"])
         remaining = max(total - model.num_timesteps, 0)
+        # SB3's default logger makes a folder in the temp dir (SB3-<time>) on every learn() even when it logs
+        # nothing; a logger with no outputs writes nothing anywhere
+        model.set_logger(Logger(folder=None, output_formats=[]))
         if remaining:
             model.learn(remaining, callback=Validate(), reset_num_timesteps=False)
         progress.stop()

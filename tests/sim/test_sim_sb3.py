@@ -107,3 +107,15 @@ def test_dqn_learns_to_beat_crash_avoid(tmp_path):
     avoid = np.mean([run_episode(env, make_baseline("crash-avoid"), s)["reward"] for s in EVAL])
     # a narrow margin (measured 20.1 against 19.6): at 80 episodes DQN was still below crash-avoid (17.1)
     assert dqn > avoid, (dqn, avoid)
+
+
+def test_training_writes_nothing_outside_its_folder(tmp_path, monkeypatch):
+    """SB3's default logger makes an empty SB3-<time> folder in the temp dir on every learn(); ours writes none."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    trained("ppo", tmp_path, 2)
+    assert list(temp.glob("SB3-*")) == []  # (torch may keep its own kernel cache there; not ours to judge)
