@@ -184,3 +184,38 @@ def test_an_integer_list_is_parsed_in_one_place_with_the_callers_error():
         limits.parse_ints("5-2", "seeds", SimError)
     with pytest.raises(SweepError, match=r"^--steps: expected integers like 10,20,50 or 0-3, got 'ten'$"):
         limits.parse_ints("ten", "steps", SweepError)
+
+
+# --- environment variables: declared in one place, read through it -------------------------------------------
+
+def test_every_environment_variable_the_tool_reads_is_declared():
+    """The names the package reads from the environment (a string literal given to ``env_int``, ``env_flag``
+    or ``environ.get``, or a key looked up in the launcher's environment) are exactly ``options.ENVIRONMENT``
+    (plus the tests' own hold gate)."""
+    import re
+    from pathlib import Path
+
+    import aaas_profile
+    from aaas_profile.sweep.execute import HOLD_ENV
+
+    read = set()
+    for path in Path(aaas_profile.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        read |= set(re.findall(r"env_(?:int|flag)\([^,]+,\s*\"([A-Z_]+)\"", text))
+        read |= set(re.findall(r"environ\.get\(\"([A-Z_]+)\"", text))
+        read |= set(re.findall(r"\"([A-Z_]+)\" in env\b", text))
+    assert read <= set(options.ENVIRONMENT) | {HOLD_ENV}, read - set(options.ENVIRONMENT)
+    assert set(options.ENVIRONMENT) <= read, set(options.ENVIRONMENT) - read
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), [
+    ("RANK", "-1", "must be an integer in [0, 65535]"), ("WORLD_SIZE", "0", "must be an integer in [1, 65536]"),
+    ("RANK", "1_000", "is not an integer"), ("RANK", "٣", "is not an integer"), ("RANK", "", "is not an integer"),
+    ("SLURM_ARRAY_TASK_COUNT", str(10**30), "must be an integer in [1, 65536]"),
+])
+def test_an_environment_variable_out_of_range_is_one_line_naming_it(name, value, fragment):
+    with pytest.raises(limits.RangeError) as err:
+        options.env_int({name: value}, name)
+    message = str(err.value)
+    assert message.startswith(f"{name}=") and fragment in message and "\n" not in message
+    assert options.env_int({name: " 3 "}, name) == 3 and options.env_int({}, name, default=7) == 7
