@@ -79,29 +79,32 @@ class DiffusionActor(nn.Module):
         alphas = 1.0 - betas
         abar = torch.cumprod(alphas, 0)
         abar_prev = torch.cat([torch.ones(1), abar[:-1]])
-        for name, value in {
-            "sqrt_recip": (1.0 / abar).sqrt(),
-            "sqrt_recipm1": (1.0 / abar - 1.0).sqrt(),
-            "coef_x0": betas * abar_prev.sqrt() / (1.0 - abar),
-            "coef_xt": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
-            "sigma": (betas * (1.0 - abar_prev) / (1.0 - abar)).clamp(min=1e-20).sqrt(),
-        }.items():
-            self.register_buffer(name, value, persistent=False)
+        # The schedule's per-step coefficients as Python floats: a float times a tensor is one kernel, a 0-d
+        # tensor picked out of a buffer is two (the pick, then the product).
+        self.coefs = [tuple(float(c[k]) for c in (
+            (1.0 / abar).sqrt(),  # √(1/ᾱ_k)
+            (1.0 / abar - 1.0).sqrt(),  # √(1/ᾱ_k − 1)
+            betas * abar_prev.sqrt() / (1.0 - abar),  # c1_k
+            (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),  # c2_k
+            (betas * (1.0 - abar_prev) / (1.0 - abar)).clamp(min=1e-20).sqrt(),  # σ_k
+        )) for k in range(steps)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         state_h = self.state_in(x)
-        emb = self.time_mlp(self.t_sin)  # (K, t_dim)
+        # noise_in on [x_k, emb(k)] is x_k·W_aᵀ + emb(k)·W_tᵀ: the step's part for all K steps in one product
+        w_a, w_t = self.noise_in.weight.split([self.n_actions, self.noise_in.in_features - self.n_actions], dim=1)
+        step_h = self.time_mlp(self.t_sin) @ w_t.T  # (K, hidden)
         a = torch.randn(batch, self.n_actions, device=x.device)
         for k in reversed(range(self.steps)):
-            h = state_h + self.noise_in(torch.cat([a, emb[k].expand(batch, -1)], dim=1))
-            eps = self.body(h)
-            x0 = self.sqrt_recip[k] * a - self.sqrt_recipm1[k] * eps
+            sqrt_recip, sqrt_recipm1, coef_x0, coef_xt, sigma = self.coefs[k]
+            eps = self.body(torch.addmm(state_h + step_h[k], a, w_a.T))
+            x0 = sqrt_recip * a - sqrt_recipm1 * eps
             if self.clip is not None:
                 x0 = x0.clamp(-self.clip, self.clip)
-            a = self.coef_x0[k] * x0 + self.coef_xt[k] * a
+            a = coef_x0 * x0 + coef_xt * a
             if k > 0:
-                a = a + self.sigma[k] * torch.randn_like(a)
+                a = a + sigma * torch.randn_like(a)
         return a
 
 
