@@ -80,11 +80,20 @@ def types_of(cls) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def is_list(kind) -> bool:
-    """A list option (``list[int]``, ``list[str]``, possibly ``| None``): given as a comma list."""
+def _without_none(kind):
     union = typing.get_origin(kind) in (typing.Union, types.UnionType)
     args = [a for a in typing.get_args(kind) if a is not type(None)] if union else [kind]
-    return len(args) == 1 and typing.get_origin(args[0]) in (list, tuple)
+    return args[0] if len(args) == 1 else kind
+
+
+def is_list(kind) -> bool:
+    """A list option (``list[int]``, ``list[str]``, possibly ``| None``): given as a comma list."""
+    return typing.get_origin(_without_none(kind)) in (list, tuple)
+
+
+def list_item(kind):
+    """The item type of a list option's type (``int`` for ``list[int] | None``)."""
+    return typing.get_args(_without_none(kind))[0]
 
 
 def default_of(f: Field):
@@ -240,7 +249,8 @@ class SimulateOptions:
         "so the optimum is reported as an upper bound (LP relaxation or the dual bound reached); a longer limit "
         "tightens it a little (measured: 0.5-0.6 % from 1 s to 10 s)."))
     resume: bool = option(False, help="Continue a learning policy's training from <out>/sim/<policy>/checkpoint.pt.")
-    checkpoint: Path | None = option(None, help="Evaluate this SAC or D2SAC checkpoint; no training.")
+    checkpoint: Path | None = option(None, help="Evaluate this checkpoint of the learning policy (SAC, D2SAC: "
+                                  "checkpoint.pt; DQN, PPO: model.zip); no training.")
     auto_alpha: bool = option(False, decls=("--auto-alpha",),
                               help="Learn SAC's entropy temperature instead of the fixed 0.05.")
     seeds: list[int] | None = option(None, range=SEED, help="Run several seeds (e.g. 0-9 or 0,3,7) into "

@@ -57,8 +57,7 @@ def _parameter(f: Field, kind, merged: bool, help_values: dict) -> inspect.Param
     shown = shown_default(f)
     default = options.default_of(f)
     if merged:  # not given unless given: the --config file's value or the field's default applies
-        annotation, default = (bool if base is bool else base | None), (False if base is bool else None)
-        show = False
+        annotation, default, show = base | None, None, False
     elif spec.required:
         annotation, default, show = base, inspect.Parameter.empty, False
     else:
@@ -66,26 +65,25 @@ def _parameter(f: Field, kind, merged: bool, help_values: dict) -> inspect.Param
         if isinstance(default, list | tuple):
             default = ",".join(map(str, default))
         show = shown is None  # typer shows the value itself; words of ours replace it
-    if shown is not None and not (merged and base is bool):
+    if shown is not None:
         text = f"{text} \\[default: {shown}]"
     info = typer.Option(*spec.decls, help=text, show_default=show)
     return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, info])
 
 
-def _parse(command: str, f: Field, kind, value):
+def _parse(f: Field, kind, value):
     """A comma list's text as a list (ints through ``limits.parse_ints``), anything else as typer gave it."""
     if value is None or not options.is_list(kind) or not isinstance(value, str):
         return value
-    key = options.key_of(f)
-    if "int" in str(kind):
-        return limits.parse_ints(value, key)
+    if options.list_item(kind) is int:
+        return limits.parse_ints(value, options.key_of(f))
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def command(name: str, handler: Callable, merged: type | None = None, help_values: dict | None = None) -> Callable:
     """A typer command for ``options.COMMANDS[name]`` that calls ``handler`` with one instance per class (the
-    ``merged`` class's given values as a dict instead)."""
+    ``merged`` class's given values as a dict instead; its fields take values, none is an on/off flag)."""
     classes = options.COMMANDS[name]
     parameters = []
     for cls in classes:
@@ -98,9 +96,9 @@ def command(name: str, handler: Callable, merged: type | None = None, help_value
             kinds = options.types_of(cls)
             if cls is merged:
                 given.append({options.key_of(f): values[options.key_of(f)] for f in fields(cls)
-                              if values[options.key_of(f)] is not None and values[options.key_of(f)] is not False})
+                              if values[options.key_of(f)] is not None})
                 continue
-            parsed = {f.name: _parse(name, f, kinds[f.name], values[options.key_of(f)]) for f in fields(cls)}
+            parsed = {f.name: _parse(f, kinds[f.name], values[options.key_of(f)]) for f in fields(cls)}
             options.check_all(name, {options.key_of(f): parsed[f.name] for f in fields(cls)})
             given.append(cls(**parsed))
         return handler(*given)
