@@ -107,7 +107,7 @@ def run_on_ray(config: sweep.SweepConfig, address: str, shards: int | None = Non
     pending = [task.remote(config, index, count, threads) for index in range(count)]
     total = len(sweep.all_cells(prepared)) * len(config.steps)  # every sampler's cells at every step count
     reports, last = [], 0.0
-    done = prepared.done or runs.DoneCells(prepared.run_dir)  # the bar reads each new part once, not every part
+    done = prepared.done  # the bar reads each new part once, not every part
     while pending:
         finished, pending = ray.wait(pending, num_returns=1, timeout=2.0)
         for ref in finished:

@@ -85,20 +85,18 @@ def command(name: str, handler: Callable, merged: type | None = None, help_value
     """A typer command for ``options.COMMANDS[name]`` that calls ``handler`` with one instance per class (the
     ``merged`` class's given values as a dict instead; its fields take values, none is an on/off flag)."""
     classes = options.COMMANDS[name]
-    parameters = []
-    for cls in classes:
-        kinds = options.types_of(cls)
-        parameters += [_parameter(f, kinds[f.name], cls is merged, help_values or {}) for f in fields(cls)]
+    kinds = {cls: options.types_of(cls) for cls in classes}
+    parameters = [_parameter(f, kinds[cls][f.name], cls is merged, help_values or {})
+                  for cls in classes for f in fields(cls)]
 
     def run(**values):
         given = []
         for cls in classes:
-            kinds = options.types_of(cls)
             if cls is merged:
                 given.append({options.key_of(f): values[options.key_of(f)] for f in fields(cls)
                               if values[options.key_of(f)] is not None})
                 continue
-            parsed = {f.name: _parse(f, kinds[f.name], values[options.key_of(f)]) for f in fields(cls)}
+            parsed = {f.name: _parse(f, kinds[cls][f.name], values[options.key_of(f)]) for f in fields(cls)}
             options.check_all(name, {options.key_of(f): parsed[f.name] for f in fields(cls)})
             given.append(cls(**parsed))
         return handler(*given)

@@ -96,7 +96,11 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)  # one line each, for the user, before the sweep starts
     # The cells already scored in run_dir, read once by prepare and brought up to date by the run (each part
     # file is read once: runs.DoneCells.refresh reads only the new ones).
-    done: runs.DoneCells | None = None
+    done: runs.DoneCells | None = None  # None: a fresh one for run_dir (__post_init__)
+
+    def __post_init__(self):
+        if self.done is None:
+            self.done = runs.DoneCells(self.run_dir)
 
 
 def check_parallel_options(shard: str | None, ray: str | None, shards: int | None) -> None:

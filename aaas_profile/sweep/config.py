@@ -63,30 +63,23 @@ class SweepConfig(options.SweepOptions):
 
     def validate(self) -> None:
         # every range and no repeated list item (options.SweepOptions declares them), then what ranges cannot say
+        # (so below: no item out of range or repeated in any list; the ranges say nothing of an empty list)
         options.check_all("sweep", {KEY_NAMES.get(k, k): v for k, v in asdict(self).items()}, SweepError)
-        if not self.steps or any(s < 1 for s in self.steps):
+        if not self.steps:
             raise SweepError(f"steps must be positive integers, got {self.steps}")
         if not self.seeds:
             raise SweepError("give at least one seed")
-        if self.save_images < 0:
-            raise SweepError(f"save_images must be ≥ 0 (0 saves none), got {self.save_images}")
         if not self.masks:
             raise SweepError("give at least one mask")
-        if self.batch_size < 1:
-            raise SweepError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if self.dtype not in precision.CHOICES:
             raise SweepError(f"unknown dtype '{self.dtype}': choose from {', '.join(precision.CHOICES)}")
-        if self.limit is not None and self.limit < 1:
-            raise SweepError(f"limit must be ≥ 1, got {self.limit}")
         if not self.samplers:
             raise SweepError("give at least one sampler")
         unknown = [name for name in self.samplers if name not in samplers_mod.SAMPLERS]
         if unknown:
             raise SweepError(f"unknown sampler(s) {', '.join(map(repr, unknown))}: choose from "
                              f"{', '.join(samplers_mod.SAMPLERS)}")
-        self.samplers = list(dict.fromkeys(self.samplers))
-        self.steps = sorted(set(self.steps))
-        self.seeds = list(dict.fromkeys(self.seeds))
+        self.steps = sorted(self.steps)
         self.metrics = list(metrics_mod.select(self.metrics))
         try:  # checked whichever samplers run: a run folder keeps one eta (FIXED)
             samplers_mod.DiffusersRePaintSampler(self.jump_length, self.jump_n_sample, self.eta)

@@ -14,7 +14,7 @@ from aaas_profile import images as images_mod
 from aaas_profile import masks as masks_mod
 from aaas_profile import metrics as metrics_mod
 from aaas_profile import models as models_mod
-from aaas_profile import precision, runs
+from aaas_profile import precision
 from aaas_profile import samplers as samplers_mod
 from aaas_profile.core import acceptance
 from aaas_profile.models import load
@@ -76,10 +76,8 @@ def prepare(config: SweepConfig, shard: Shard = WHOLE) -> Prepared:
     # here, in one line (samplers.SamplerError), not hours into the sweep.
     calls = {(key, steps): sampler.unet_calls(steps, model.scheduler_config)
              for key, sampler in samplers.items() for steps in config.steps}
-    done = runs.DoneCells(out)
-    prepared = Prepared(config, out, model, images, masks, device, samplers, calls, shard, choice.reason, warnings,
-                        done)
-    if next(plan(prepared, done.refresh() if out.is_dir() else set()), None) is not None:
+    prepared = Prepared(config, out, model, images, masks, device, samplers, calls, shard, choice.reason, warnings)
+    if next(plan(prepared, prepared.done.refresh() if out.is_dir() else set()), None) is not None:
         _check_writable_run(prepared)  # there is work to write: fail now, before the user sees it start
     return prepared
 
@@ -137,7 +135,7 @@ class Plan:
 
 def dry_run(prepared: Prepared) -> Plan:
     """Plan ``prepared`` without writing anything: count what is left and time one UNet forward."""
-    done = (prepared.done or runs.DoneCells(prepared.run_dir)).refresh() if prepared.run_dir.is_dir() else set()
+    done = prepared.done.refresh() if prepared.run_dir.is_dir() else set()
     todo = [item for batch in plan(prepared, done) for item in batch]
     calls = sum(prepared.unet_calls[item.cell.sampler, item.steps] for item in todo)
     total = len(shard_cells(prepared)) * len(prepared.config.steps)
