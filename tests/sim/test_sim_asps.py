@@ -11,8 +11,8 @@ from aaas_profile.sim import AspSelectionEnv, SimError, paper_runtime_s, profile
 from aaas_profile.sim.asps import paper_asps, preset_asps, read_fit_profile, write_asps_csv
 
 # The authors' seed-0 tables (legacy RandomState(0): 1,000 user locations, then per ASP ax, ay, bx, by,
-# capacity, location), as their code prints them; rows (ax, ay, bx, by, capacity). Issue 16 quotes the first
-# rows; the rest were drawn once with the authors' own calls (np.random.seed(0); choice(arange(...))).
+# capacity, location); rows (ax, ay, bx, by, capacity). The first rows are the ones the authors' code prints;
+# the rest were drawn once with the authors' own calls (np.random.seed(0); choice(arange(...))).
 PAPER_SEED0 = [
     (10, 0.00, 210, 0.80, 400), (80, 0.45, 200, 0.60, 1300), (40, 0.00, 170, 0.75, 1100),
     (10, 0.15, 170, 0.50, 700), (20, 0.15, 200, 0.55, 1100), (50, 0.15, 240, 0.65, 1500),

@@ -48,14 +48,20 @@ def small_config(**changes) -> SacConfig:
     return SacConfig(**{"learning_starts": 150, "buffer_size": 5_000, "hidden": (64, 64), **changes})
 
 
-def test_checkpoint_resumes_exactly(tmp_path):
+def stopped_after_two(tmp_path):
+    """(env, an agent trained straight for 3 episodes, one of the same seed stopped after 2 with a checkpoint,
+    that checkpoint loaded)."""
     env = small_env(horizon_s=150_000)
     config = small_config(learning_starts=40, hidden=(16, 16))
     straight = DiscreteSAC(10, 4, config, seed=3, steps_ratio=env.steps_ratio)
     train(env, straight, episodes=3, seed=7)
     first = DiscreteSAC(10, 4, config, seed=3, steps_ratio=env.steps_ratio)
     train(env, first, episodes=2, seed=7, checkpoint=tmp_path / "ckpt.pt")
-    resumed = DiscreteSAC.load(tmp_path / "ckpt.pt")
+    return env, straight, first, DiscreteSAC.load(tmp_path / "ckpt.pt")
+
+
+def test_checkpoint_resumes_exactly(tmp_path):
+    env, straight, first, resumed = stopped_after_two(tmp_path)
     assert (resumed.episodes, resumed.env_steps, resumed.updates) == (2, first.env_steps, first.updates)
     obs, _ = env.reset(seed=0)
     assert resumed.act(obs, deterministic=True) == first.act(obs, deterministic=True)
@@ -280,13 +286,7 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path):
 def test_a_resumed_run_keeps_the_learning_curve_of_the_episodes_before_the_stop(tmp_path):
     """Training stopped after 2 episodes (a Ctrl-C: training.parquet never written) and resumed to 3: the
     checkpoint holds episodes 1-2's rows, so the learning curve has all three, the same as a run never stopped."""
-    env = small_env(horizon_s=150_000)
-    config = small_config(learning_starts=40, hidden=(16, 16))
-    straight = DiscreteSAC(10, 4, config, seed=3, steps_ratio=env.steps_ratio)
-    train(env, straight, episodes=3, seed=7)
-    first = DiscreteSAC(10, 4, config, seed=3, steps_ratio=env.steps_ratio)
-    train(env, first, episodes=2, seed=7, checkpoint=tmp_path / "ckpt.pt")
-    resumed = DiscreteSAC.load(tmp_path / "ckpt.pt")
+    env, straight, first, resumed = stopped_after_two(tmp_path)
     assert [r["episode"] for r in resumed.history] == [1, 2]
     train(env, resumed, episodes=3, seed=7)
     assert [r["episode"] for r in resumed.history] == [1, 2, 3]

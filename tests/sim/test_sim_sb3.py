@@ -22,6 +22,11 @@ def trained(name: str, folder, episodes: int, **changes):
     return env, sb3.prepare(PolicyContext(env, folder, options, Progress()), name)
 
 
+def mean_reward(env, policy) -> float:
+    """``policy``'s mean episode reward on the evaluation streams ``EVAL``."""
+    return float(np.mean([run_episode(env, policy, s)["reward"] for s in EVAL]))
+
+
 def test_the_budget_is_the_training_streams_task_count():
     env = small_env()
     counts = []
@@ -95,16 +100,14 @@ def test_a_foreign_or_mismatched_checkpoint_is_one_line(tmp_path):
 @pytest.mark.slow  # about 40 s of one CPU: SB3's PPO needs ~10,000 steps on this table
 def test_ppo_learns_to_beat_crash_avoid(tmp_path):
     env, prepared = trained("ppo", tmp_path, 80)
-    ppo = np.mean([run_episode(env, prepared.policy, s)["reward"] for s in EVAL])
-    avoid = np.mean([run_episode(env, make_baseline("crash-avoid"), s)["reward"] for s in EVAL])
+    ppo, avoid = mean_reward(env, prepared.policy), mean_reward(env, make_baseline("crash-avoid"))
     assert ppo > avoid, (ppo, avoid)
 
 
 @pytest.mark.slow  # about 95 s of one CPU: SB3's DQN needs ~18,000 steps on this table
 def test_dqn_learns_to_beat_crash_avoid(tmp_path):
     env, prepared = trained("dqn", tmp_path, 150)
-    dqn = np.mean([run_episode(env, prepared.policy, s)["reward"] for s in EVAL])
-    avoid = np.mean([run_episode(env, make_baseline("crash-avoid"), s)["reward"] for s in EVAL])
+    dqn, avoid = mean_reward(env, prepared.policy), mean_reward(env, make_baseline("crash-avoid"))
     # a narrow margin (measured 20.1 against 19.6): at 80 episodes DQN was still below crash-avoid (17.1)
     assert dqn > avoid, (dqn, avoid)
 
